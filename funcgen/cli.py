@@ -1,0 +1,135 @@
+"""The ``funcgen`` command.
+
+    funcgen fit --config configs/fdp/grf1d.yaml [--trainer.max_steps=...]   (LightningCLI)
+    funcgen validate | test --config ... --ckpt_path ...                     (LightningCLI)
+    funcgen sample --ckpt PATH --resolution R --num K --out DIR
+    funcgen export --ckpt PATH --out FILE.safetensors
+    funcgen demo [--out DIR] [--minutes M]
+    funcgen bench TASK --method M [--config FILE] [--seed S] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main", "make_cli"]
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+def make_cli(args: Sequence[str] | None, run: bool = True):
+    """The LightningCLI over :class:`GenerativeModule` and any funcgen datamodule."""
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    from lightning.pytorch.cli import LightningCLI
+
+    from .data.base import FunctionDataModule
+    from .module import GenerativeModule
+
+    return LightningCLI(GenerativeModule, FunctionDataModule, subclass_mode_data=True, run=run,
+                        args=list(args) if args is not None else None,
+                        save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
+
+
+def _cmd_sample(ns: argparse.Namespace) -> int:
+    from .generator import load
+    from .plotting import render, save_png
+
+    gen = load(ns.ckpt)
+    res = None if ns.resolution is None else ns.resolution
+    ps = gen.sample(ns.num, res, seed=ns.seed, steps=ns.steps, progress=True, denormalize=False)
+    out = Path(ns.out)
+    out.mkdir(parents=True, exist_ok=True)
+    import numpy as np
+
+    np.savez(out / "samples.npz", coords=ps.coords.cpu().numpy(), values=gen.denormalize(ps.values).cpu().numpy())
+    shape = tuple(gen.data["train_shape"]) if res is None else (res,) * gen.dim
+    rgb = render(ps.coords, ps.values, shape, gen.data.get("kind", "image"),
+                 title=f"{ps.batch_size} samples at {'x'.join(map(str, shape))}")
+    png = save_png(rgb, out / "samples.png")
+    print(f"wrote {out / 'samples.npz'} (coords {tuple(ps.coords.shape)}, values {tuple(ps.values.shape)}) and {png}")
+    return 0
+
+
+def _cmd_export(ns: argparse.Namespace) -> int:
+    from .generator import load
+
+    path = load(ns.ckpt).save(ns.out)
+    print(f"exported {ns.ckpt} -> {path}")
+    return 0
+
+
+def _cmd_demo(ns: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(out_dir=ns.out, minutes=ns.minutes, logger=ns.logger, max_steps=ns.max_steps)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_bench(ns: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    result = run_bench(ns.task, ns.method, config=ns.config, seed=ns.seed, out=ns.out, ckpt=ns.ckpt,
+                       minutes=ns.minutes, max_steps=ns.max_steps)
+    print(json.dumps({k: result[k] for k in ("task", "method", "metrics", "reference")}, indent=2))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="funcgen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in LIGHTNING_COMMANDS:
+        sub.add_parser(name, help=f"LightningCLI {name} (see `funcgen {name} --help`)", add_help=False)
+
+    s = sub.add_parser("sample", help="draw functions from a trained model at any resolution")
+    s.add_argument("--ckpt", required=True, help="a .ckpt from training or a .safetensors export")
+    s.add_argument("--resolution", type=int, default=None, help="cells per axis (default: training resolution)")
+    s.add_argument("--num", type=int, default=16, help="number of functions")
+    s.add_argument("--out", default="samples", help="output folder (samples.npz + samples.png)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--steps", type=int, default=None, help="sampler steps (default: the method's)")
+
+    e = sub.add_parser("export", help="write weights + config to a safetensors file")
+    e.add_argument("--ckpt", required=True)
+    e.add_argument("--out", required=True)
+
+    d = sub.add_parser("demo", help="train a small model on procedural 2D data and sample at 1x and 4x")
+    d.add_argument("--out", default="demo_out")
+    d.add_argument("--minutes", type=float, default=4.0, help="training budget in minutes")
+    d.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
+    d.add_argument("--logger", choices=["wandb", "csv"], default="wandb")
+
+    b = sub.add_parser("bench", help="run a benchmark task (../shared/BENCHMARKS.md)")
+    b.add_argument("task")
+    b.add_argument("--method", required=True)
+    b.add_argument("--config", default=None, help="config YAML (default configs/METHOD/TASK.yaml)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--out", default=None, help="JSON result file")
+    b.add_argument("--ckpt", default=None, help="evaluate this checkpoint instead of training")
+    b.add_argument("--minutes", type=float, default=None, help="training budget (default: the task's)")
+    b.add_argument("--max-steps", type=int, default=None)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        make_cli(argv)
+        return 0
+    ns = _parser().parse_args(argv)
+    handlers = {"sample": _cmd_sample, "export": _cmd_export, "demo": _cmd_demo, "bench": _cmd_bench}
+    try:
+        return handlers[ns.command](ns)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"funcgen {ns.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Datamodules serving functions as ``(coords [B, N, d], values [B, N, c])`` batches."""
+
+from .base import FunctionDataModule, PointDataset
+from .grf import GRFDataModule
+from .mnist import MNISTDataModule, load_mnist_idx, resolve_data_root
+from .procedural import (
+    ProceduralDataset,
+    ProceduralImageDataModule,
+    evaluate_blobs,
+    evaluate_shapes,
+    sample_blob_params,
+    sample_shape_params,
+)
+
+__all__ = [
+    "FunctionDataModule",
+    "PointDataset",
+    "GRFDataModule",
+    "ProceduralImageDataModule",
+    "ProceduralDataset",
+    "evaluate_blobs",
+    "evaluate_shapes",
+    "sample_blob_params",
+    "sample_shape_params",
+    "MNISTDataModule",
+    "load_mnist_idx",
+    "resolve_data_root",
+]

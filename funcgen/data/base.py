@@ -1,0 +1,166 @@
+"""The contract shared by every funcgen datamodule.
+
+A datamodule serves functions observed at points: each dataset item is a tuple
+``(coords [N, d] float32, values [N, c] float32)`` and the default collate gives
+``(coords [B, N, d], values [B, N, c])``. Values are already in *model space* (see
+:meth:`FunctionDataModule.normalize`); the LightningModule builds the PointSet.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["FunctionDataModule", "PointDataset", "derive_seed"]
+
+# independent random streams derived from one user seed
+STREAM_TRAIN, STREAM_VAL, STREAM_SHUFFLE = 0, 1, 2
+
+
+def derive_seed(seed: int, stream: int) -> int:
+    """A 63-bit seed for random stream ``stream`` of user seed ``seed`` (streams never overlap)."""
+    state = np.random.SeedSequence([int(seed), int(stream)]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def make_generator(seed: int, stream: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with :func:`derive_seed`."""
+    return torch.Generator().manual_seed(derive_seed(seed, stream))
+
+
+class PointDataset(Dataset):
+    """Functions stored as values on (shared or per-function) coordinates.
+
+    Args:
+        coords: ``[N, d]`` shared by every function, or ``[M, N, d]`` one set per function.
+        values: ``[M, N, c]``.
+    """
+
+    def __init__(self, coords: Tensor, values: Tensor) -> None:
+        if values.ndim != 3:
+            raise ValueError(f"values must be [M, N, c]; got {tuple(values.shape)}")
+        if coords.ndim == 2:
+            ok = coords.shape[0] == values.shape[1]
+        elif coords.ndim == 3:
+            ok = coords.shape[:2] == values.shape[:2]
+        else:
+            ok = False
+        if not ok:
+            raise ValueError(f"coords {tuple(coords.shape)} do not match values {tuple(values.shape)}")
+        self.coords = coords.float().contiguous()
+        self.values = values.float().contiguous()
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        c = self.coords if self.coords.ndim == 2 else self.coords[i]
+        return c, self.values[i]
+
+
+class FunctionDataModule(L.LightningDataModule):
+    """Base class of funcgen datamodules.
+
+    Subclasses set the class or instance attributes below, fill ``self.train_set`` and
+    ``self.val_set`` in :meth:`setup` and may override :meth:`reference` and :meth:`_extra_config`.
+    Model-space values are ``(data - shift) / scale``.
+
+    Args:
+        batch_size: functions per batch.
+        seed: seed of every random choice of the module (data generation and shuffling).
+        num_workers: DataLoader worker processes.
+
+    Attributes:
+        dim: dimension ``d`` of the domain.
+        channels: number ``c`` of value channels.
+        train_shape: grid shape at the training resolution, e.g. ``(64,)`` or ``(28, 28)``.
+        kind: ``"signal"`` (plotted as curves) or ``"image"`` (plotted as images).
+        shift, scale: normalisation constants (model = (data - shift) / scale).
+    """
+
+    name: str = "function"
+    dim: int
+    channels: int
+    train_shape: tuple[int, ...]
+    kind: Literal["signal", "image"]
+    shift: float = 0.0
+    scale: float = 1.0
+
+    def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0) -> None:
+        super().__init__()
+        if int(batch_size) <= 0:
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size}")
+        if int(seed) < 0:
+            raise ValueError(f"seed must be a non-negative integer; got {seed}")
+        if int(num_workers) < 0:
+            raise ValueError(f"num_workers must be >= 0; got {num_workers}")
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.num_workers = int(num_workers)
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    # --- values -------------------------------------------------------------------------
+    def normalize(self, x: Tensor) -> Tensor:
+        """Data values -> model space: ``(x - shift) / scale``."""
+        return (x - self.shift) / self.scale
+
+    def denormalize(self, values: Tensor) -> Tensor:
+        """Model space -> data values: ``values * scale + shift``."""
+        return values * self.scale + self.shift
+
+    def reference(self, coords: Tensor, generator: torch.Generator | None = None) -> Tensor | None:
+        """Exact fresh samples ``[B, N, c]`` (model space) at ``coords`` ``[B, N, d]``, or None.
+
+        None means the family has no law defined at arbitrary resolution (e.g. MNIST).
+        """
+        return None
+
+    # --- metadata -----------------------------------------------------------------------
+    def _extra_config(self) -> dict[str, Any]:
+        return {}
+
+    def data_config(self) -> dict[str, Any]:
+        """JSON-compatible metadata describing the data (for export next to a model)."""
+        cfg: dict[str, Any] = {
+            "name": self.name,
+            "class_path": f"{type(self).__module__}.{type(self).__qualname__}",
+            "dim": int(self.dim),
+            "channels": int(self.channels),
+            "train_shape": [int(s) for s in self.train_shape],
+            "kind": self.kind,
+            "normalization": {"shift": float(self.shift), "scale": float(self.scale),
+                              "formula": "model = (data - shift) / scale"},
+            "seed": self.seed,
+        }
+        cfg.update(self._extra_config())
+        return cfg
+
+    # --- loaders ------------------------------------------------------------------------
+    def _ensure_setup(self) -> None:
+        if self.train_set is None or self.val_set is None:
+            self.setup("fit")
+
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        gen = torch.Generator().manual_seed(derive_seed(self.seed, STREAM_SHUFFLE)) if shuffle else None
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, generator=gen,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        """Training functions, shuffled with a generator seeded from ``seed`` (deterministic order)."""
+        self._ensure_setup()
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        """Held-out functions in a fixed order."""
+        self._ensure_setup()
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Same as :meth:`val_dataloader` (the held-out split)."""
+        return self.val_dataloader()

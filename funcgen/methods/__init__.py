@@ -1,0 +1,6 @@
+"""Generative methods: one small file each (objective + sampler)."""
+
+from .base import Method, masked_mean
+from .fdp import FunctionalDiffusion
+
+__all__ = ["Method", "masked_mean", "FunctionalDiffusion"]

@@ -1,0 +1,47 @@
+"""The method contract: a strategy object with a loss and a sampler, nothing else.
+
+Methods know nothing about Lightning, optimizers or logging; the one
+:class:`funcgen.module.GenerativeModule` trains any of them. Adding a method = one file here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor, nn
+
+from ..config import Configurable
+from ..pointset import PointSet
+
+__all__ = ["Method", "masked_mean"]
+
+
+def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of ``x`` ``[B, N, c]`` over points and channels per function -> ``[B]``.
+
+    The mean over points is the Monte Carlo estimate of ``|Omega|^-1 int_Omega x(u) du``, so a loss
+    built from it estimates a function-space norm and does not depend on the number of points.
+    """
+    if mask is None:
+        return x.mean(dim=(1, 2))
+    m = mask.to(x.dtype).unsqueeze(-1)
+    return (x * m).sum(dim=(1, 2)) / (m.sum(dim=(1, 2)) * x.shape[-1]).clamp_min(1.0)
+
+
+class Method(Configurable, ABC):
+    """A generative method: ``loss`` for training, ``sample`` for generation at any coordinates."""
+
+    #: default number of sampler steps (network evaluations may differ per method)
+    steps: int
+
+    @abstractmethod
+    def loss(self, net: nn.Module, batch: PointSet,
+             generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """Scalar training loss of ``net`` on ``batch`` and a dict of extra scalars to log."""
+
+    @abstractmethod
+    def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
+               generator: torch.Generator | None = None, steps: int | None = None,
+               progress: bool = False) -> Tensor:
+        """Draw ``B`` functions at ``coords`` ``[B, N, d]`` -> values ``[B, N, channels]``."""

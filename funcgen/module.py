@@ -1,0 +1,166 @@
+"""ONE LightningModule for every method: method + backbone + EMA + optimizer + validation sampling.
+
+Methods are strategy objects (:class:`funcgen.methods.Method`); this module never branches on
+which method it trains. Validation draws samples with the EMA weights at the training resolution
+and at ``val_upsample`` times it, logs pictures to the dashboard and, where the data family has an
+exact law at any resolution (``datamodule.reference``), moment errors against exact samples.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from .generator import CONFIG_KEY, FORMAT_VERSION, FunctionGenerator
+from .methods.base import Method
+from .pointset import PointSet
+from . import __version__
+
+__all__ = ["GenerativeModule"]
+
+
+class GenerativeModule(L.LightningModule):
+    """Trains any :class:`Method` with any backbone.
+
+    Args:
+        method: the generative method (loss + sampler).
+        net: the backbone ``net(coords, values, t) -> values``.
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear learning-rate warm-up steps.
+        lr_schedule: ``constant`` after warm-up, or ``cosine`` decay to 10% over the run.
+        ema_decay: decay of the exponential moving average of the weights used for sampling.
+        val_num_samples: functions drawn at each validation.
+        val_upsample: the second validation resolution is this factor times the training one.
+        val_steps: sampler steps at validation (None: the method's default).
+        val_seed: seed of the validation samples (the same noise every epoch, so pictures compare).
+    """
+
+    def __init__(self, method: Method, net: nn.Module, lr: float = 3e-4, weight_decay: float = 0.0,
+                 warmup_steps: int = 200, lr_schedule: Literal["constant", "cosine"] = "cosine",
+                 ema_decay: float = 0.999, val_num_samples: int = 16, val_upsample: int = 4,
+                 val_steps: int | None = 50, val_seed: int = 0) -> None:
+        super().__init__()
+        if not hasattr(net, "config"):
+            raise TypeError("net must be a funcgen backbone (a Configurable nn.Module); got "
+                            f"{type(net).__name__}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1); got {ema_decay}")
+        self.method, self.net = method, net
+        self.ema_net = copy.deepcopy(net).requires_grad_(False).eval()
+        self.save_hyperparameters(ignore=["method", "net"])
+        self.hparams["method"] = method.config
+        self.hparams["net"] = net.config
+        self.data_config: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ training
+    def _batch(self, batch: Any) -> PointSet:
+        if isinstance(batch, PointSet):
+            return batch
+        coords, values = batch[0], batch[1]
+        return PointSet(coords, values, batch[2] if len(batch) > 2 else None)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        ps = self._batch(batch)
+        loss, extra = self.method.loss(self.net, ps)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({loss.item()}) at step {self.global_step}: lower the learning "
+                "rate (model.lr), enable gradient clipping (trainer.gradient_clip_val) or check the data")
+        self.log("train/loss", loss, prog_bar=True, batch_size=ps.batch_size)
+        for k, v in extra.items():
+            self.log(f"train/{k}", v, batch_size=ps.batch_size)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=ps.batch_size)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = self.global_step
+        decay = min(self.hparams.ema_decay, (1.0 + step) / (10.0 + step))
+        with torch.no_grad():
+            for e, p in zip(self.ema_net.parameters(), self.net.parameters()):
+                e.lerp_(p.detach(), 1.0 - decay)
+            for e, b in zip(self.ema_net.buffers(), self.net.buffers()):
+                e.copy_(b)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        warm = max(1, self.hparams.warmup_steps)
+        total = max(self.trainer.estimated_stepping_batches if self._trainer else 1, warm + 1)
+        cosine = self.hparams.lr_schedule == "cosine"
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            if not cosine or not math.isfinite(total):
+                return 1.0
+            p = min(1.0, (step - warm) / max(1, total - warm))
+            return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * p))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ validation
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        ps = self._batch(batch)
+        gen = torch.Generator(device=ps.coords.device).manual_seed(1000 + batch_idx)
+        loss, _ = self.method.loss(self.ema_net, ps, generator=gen)
+        self.log("val/loss", loss, prog_bar=True, batch_size=ps.batch_size, sync_dist=True)
+        return loss
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        if dm is not None and hasattr(dm, "data_config"):
+            self.data_config = dm.data_config()
+
+    def generator(self) -> FunctionGenerator:
+        """The EMA model as a :class:`FunctionGenerator` (the library's one sampling entry point)."""
+        if self.data_config is None:
+            raise RuntimeError("GenerativeModule has no data metadata: train with a funcgen datamodule")
+        return FunctionGenerator(self.method, self.ema_net, self.data_config)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or self.data_config is None or not self.trainer.is_global_zero:
+            return
+        from .plotting import render
+        from .tracking import log_image, log_metrics
+
+        gen = self.generator()
+        dm = self.trainer.datamodule
+        train_shape = tuple(self.data_config["train_shape"])
+        metrics: dict[str, float] = {}
+        for factor in (1, self.hparams.val_upsample):
+            shape = tuple(s * factor for s in train_shape)
+            ps = gen.sample(self.hparams.val_num_samples, shape, seed=self.hparams.val_seed,
+                            steps=self.hparams.val_steps, denormalize=False)
+            rgb = render(ps.coords, ps.values, shape, self.data_config.get("kind", "image"),
+                         title=f"samples at {'x'.join(map(str, shape))}")
+            log_image(self.logger, f"samples/res{factor}x", rgb, self.global_step)
+            ref = dm.reference(ps.coords, torch.Generator().manual_seed(1)) if hasattr(dm, "reference") else None
+            if ref is not None:
+                ref = ref.to(ps.values)
+                metrics[f"val/mean_abs_err@{factor}x"] = float((ps.values.mean(0) - ref.mean(0)).abs().mean())
+                metrics[f"val/std_ratio@{factor}x"] = float(ps.values.std(0).mean() / ref.std(0).mean())
+        log_metrics(self.logger, metrics, self.global_step)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = json.dumps({"format": FORMAT_VERSION, "version": __version__,
+                                             "method": self.method.config, "net": self.net.config,
+                                             "data": self.data_config})
+        # plain containers only, so the file loads with torch.load(weights_only=True)
+        checkpoint["hyper_parameters"] = json.loads(json.dumps(dict(self.hparams), default=str))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if CONFIG_KEY in checkpoint:
+            saved = json.loads(checkpoint[CONFIG_KEY])
+            for key, mine in (("method", self.method.config), ("net", self.net.config)):
+                if saved[key]["class_path"] != mine["class_path"]:
+                    raise ValueError(f"checkpoint was trained with {key} {saved[key]['class_path']} but this "
+                                     f"run builds {mine['class_path']}; use the checkpoint's config")
+            self.data_config = saved.get("data")

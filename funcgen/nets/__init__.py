@@ -1,0 +1,7 @@
+"""Backbones: networks ``(coords [B,N,d], values [B,N,c_in], t [B]) -> [B,N,c_out]`` on point sets."""
+
+from funcgen.nets.base import Backbone, FourierFeatures, TimeEmbedding
+from funcgen.nets.inr import AdaptiveINR, SirenNet
+from funcgen.nets.perceiver import PerceiverNet
+
+__all__ = ["Backbone", "PerceiverNet", "SirenNet", "AdaptiveINR", "FourierFeatures", "TimeEmbedding"]

@@ -1,0 +1,202 @@
+"""Coordinate-value point sets: the one data type every funcgen model consumes and produces.
+
+A function ``f: Omega -> R^c`` observed at ``N`` points is stored as ``coords`` ``[B, N, d]``
+and ``values`` ``[B, N, c]``. Sampling at a new resolution means building a new ``coords``
+tensor (:func:`grid_coords`), nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "PointSet",
+    "grid_coords",
+    "grid_to_pointset",
+    "pointset_to_grid",
+    "random_subset",
+    "collate_pointsets",
+    "query_coords",
+]
+
+
+@dataclass(frozen=True)
+class PointSet:
+    """A batch of functions observed at points.
+
+    Attributes:
+        coords: ``[B, N, d]`` float coordinates of the points.
+        values: ``[B, N, c]`` float values of the functions at those points.
+        mask: optional ``[B, N]`` bool, True where a point is present (for ragged batches).
+    """
+
+    coords: Tensor
+    values: Tensor
+    mask: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        c, v, m = self.coords, self.values, self.mask
+        if not isinstance(c, Tensor) or not isinstance(v, Tensor):
+            raise TypeError(
+                f"PointSet needs torch tensors, got coords={type(c).__name__}, values={type(v).__name__}"
+            )
+        if c.ndim != 3:
+            raise ValueError(f"PointSet.coords must have shape [B, N, d]; got {tuple(c.shape)}")
+        if v.ndim != 3:
+            raise ValueError(
+                f"PointSet.values must have shape [B, N, c]; got {tuple(v.shape)} "
+                "(add a channel axis with values.unsqueeze(-1) for scalar functions)"
+            )
+        if c.shape[:2] != v.shape[:2]:
+            raise ValueError(
+                "PointSet.coords and values disagree on batch size or number of points: "
+                f"coords {tuple(c.shape)} vs values {tuple(v.shape)}"
+            )
+        if c.shape[1] == 0:
+            raise ValueError("PointSet must hold at least one point (N = 0)")
+        if c.shape[2] == 0 or v.shape[2] == 0:
+            raise ValueError(f"PointSet needs d >= 1 and c >= 1; got coords {tuple(c.shape)}, values {tuple(v.shape)}")
+        if not c.is_floating_point() or not v.is_floating_point():
+            raise TypeError(f"PointSet needs floating tensors; got coords {c.dtype}, values {v.dtype}")
+        if c.device != v.device:
+            raise ValueError(f"PointSet.coords on {c.device} but values on {v.device}")
+        if m is not None:
+            if m.shape != c.shape[:2] or m.dtype != torch.bool:
+                raise ValueError(f"PointSet.mask must be bool of shape {tuple(c.shape[:2])}; got {m.dtype} {tuple(m.shape)}")
+        _check_finite("coords", c)
+        _check_finite("values", v)
+
+    @property
+    def batch_size(self) -> int:
+        return self.coords.shape[0]
+
+    @property
+    def num_points(self) -> int:
+        return self.coords.shape[1]
+
+    @property
+    def dim(self) -> int:
+        """Dimension ``d`` of the domain."""
+        return self.coords.shape[2]
+
+    @property
+    def channels(self) -> int:
+        """Number ``c`` of output channels."""
+        return self.values.shape[2]
+
+    def to(self, device: torch.device | str) -> "PointSet":
+        m = None if self.mask is None else self.mask.to(device)
+        return PointSet(self.coords.to(device), self.values.to(device), m)
+
+    def with_values(self, values: Tensor) -> "PointSet":
+        """Same coordinates (and mask), new values ``[B, N, c']``."""
+        return PointSet(self.coords, values, self.mask)
+
+    def gather(self, index: Tensor) -> "PointSet":
+        """Points ``index`` ``[B, M]`` (long) of every function."""
+        c = torch.gather(self.coords, 1, index.unsqueeze(-1).expand(-1, -1, self.dim))
+        v = torch.gather(self.values, 1, index.unsqueeze(-1).expand(-1, -1, self.channels))
+        m = None if self.mask is None else torch.gather(self.mask, 1, index)
+        return PointSet(c, v, m)
+
+
+def _check_finite(name: str, t: Tensor) -> None:
+    if not torch.isfinite(t).all():
+        bad = (~torch.isfinite(t)).nonzero()
+        first = tuple(bad[0].tolist())
+        raise ValueError(
+            f"PointSet.{name} holds {bad.shape[0]} non-finite entries (NaN or inf), first at index {first}; "
+            "clean or mask the data before building the PointSet"
+        )
+
+
+def grid_coords(shape: Sequence[int], *, device: torch.device | str | None = None,
+                dtype: torch.dtype = torch.float32) -> Tensor:
+    """Cell-centre coordinates of a regular grid on the unit cube ``[0, 1]^d``.
+
+    The centre of cell ``i`` along an axis of ``n`` cells is ``(i + 0.5) / n``, so the grids of
+    every resolution cover the same physical domain and a 2x grid refines a 1x grid.
+
+    Args:
+        shape: cells per axis ``(n_1, ..., n_d)``, row-major like ``torch`` images (``(H, W)``).
+
+    Returns:
+        ``[prod(shape), d]`` coordinates; axis ``k`` of the coordinate is axis ``k`` of ``shape``.
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 0 or any(s <= 0 for s in shape):
+        raise ValueError(f"grid shape must be a non-empty tuple of positive sizes; got {shape}")
+    axes = [(torch.arange(n, device=device, dtype=dtype) + 0.5) / n for n in shape]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([m.reshape(-1) for m in mesh], dim=-1)
+
+
+def query_coords(resolution: int | Sequence[int], dim: int, batch_size: int = 1, *,
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Query coordinates ``[B, N, d]`` for a grid of ``resolution`` cells per axis on ``[0,1]^dim``."""
+    if isinstance(resolution, int):
+        if resolution <= 0:
+            raise ValueError(f"resolution must be a positive integer; got {resolution}")
+        shape = (resolution,) * dim
+    else:
+        shape = tuple(resolution)
+        if len(shape) != dim:
+            raise ValueError(f"resolution {shape} has {len(shape)} axes but the domain has dim={dim}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive; got {batch_size}")
+    return grid_coords(shape, device=device, dtype=dtype).unsqueeze(0).expand(batch_size, -1, -1).contiguous()
+
+
+def grid_to_pointset(x: Tensor) -> PointSet:
+    """Turn a batch of gridded signals ``[B, c, *spatial]`` (e.g. images ``[B, c, H, W]``) into a PointSet."""
+    if x.ndim < 3:
+        raise ValueError(f"grid_to_pointset expects [B, c, *spatial] with at least one spatial axis; got {tuple(x.shape)}")
+    b, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
+    coords = grid_coords(spatial, device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32)
+    values = x.reshape(b, c, -1).transpose(1, 2)
+    return PointSet(coords.unsqueeze(0).expand(b, -1, -1), values.float() if not values.is_floating_point() else values)
+
+
+def pointset_to_grid(values: Tensor | PointSet, shape: Sequence[int]) -> Tensor:
+    """Inverse of :func:`grid_to_pointset`: values ``[B, N, c]`` on a row-major grid -> ``[B, c, *shape]``."""
+    v = values.values if isinstance(values, PointSet) else values
+    shape = tuple(int(s) for s in shape)
+    n = 1
+    for s in shape:
+        n *= s
+    if v.ndim != 3 or v.shape[1] != n:
+        raise ValueError(f"values of shape {tuple(v.shape)} do not fill a grid {shape} (need [B, {n}, c])")
+    return v.transpose(1, 2).reshape(v.shape[0], v.shape[2], *shape)
+
+
+def random_subset(ps: PointSet, rate: float, generator: torch.Generator | None = None) -> PointSet:
+    """A random subset of ``round(rate * N)`` points per function, drawn without replacement.
+
+    Each function in the batch gets its own subset. ``rate`` must lie in ``(0, 1]``.
+    """
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"subset rate must lie in (0, 1]; got {rate}")
+    n = ps.num_points
+    m = max(1, int(round(rate * n)))
+    if m == n:
+        return ps
+    scores = torch.rand(ps.batch_size, n, generator=generator, device="cpu").to(ps.coords.device)
+    index = scores.argsort(dim=1)[:, :m]
+    return ps.gather(index)
+
+
+def collate_pointsets(items: Sequence[PointSet]) -> PointSet:
+    """Stack PointSets with equal ``N`` along the batch axis."""
+    if len(items) == 0:
+        raise ValueError("cannot collate an empty list of PointSets")
+    ns = {p.num_points for p in items}
+    if len(ns) != 1:
+        raise ValueError(f"cannot collate PointSets with different numbers of points {sorted(ns)}; subsample first")
+    masks = [p.mask for p in items]
+    mask = None if all(m is None for m in masks) else torch.cat(
+        [m if m is not None else torch.ones(p.coords.shape[:2], dtype=torch.bool) for p, m in zip(items, masks)])
+    return PointSet(torch.cat([p.coords for p in items]), torch.cat([p.values for p in items]), mask)

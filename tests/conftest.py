@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def gen() -> torch.Generator:
+    """A freshly seeded generator: a new random seed every run (printed on failure)."""
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    print(f"generator seed {seed}")
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def data_root() -> Path:
+    root = os.environ.get("FUNCGEN_DATA")
+    if not root or not Path(root).is_dir():
+        pytest.skip("reference data not found: set FUNCGEN_DATA to the folder holding mnist/ (../shared/data)")
+    return Path(root)
