@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .generator import CONFIG_KEY, FORMAT_VERSION, FunctionGenerator
 from .methods.base import Method
-from .pointset import PointSet
+from .pointset import PointSet, random_subset
 from . import __version__
 
 __all__ = ["GenerativeModule"]
@@ -40,16 +40,23 @@ class GenerativeModule(L.LightningModule):
         val_upsample: the second validation resolution is this factor times the training one.
         val_steps: sampler steps at validation (None: the method's default).
         val_seed: seed of the validation samples (the same noise every epoch, so pictures compare).
+        train_subsample: fraction of each function's points used per training step (a fresh random
+            subset without replacement each step; 1 = all). The losses are Monte Carlo estimates of
+            function-space norms, so this trades variance for speed; it suits methods whose
+            perturbation can be drawn at the subset directly (functional diffusion). Methods that must
+            perturb on the dense grid first (infty-Diff's mollifier) subsample inside their loss.
     """
 
     def __init__(self, method: Method, net: nn.Module, lr: float = 3e-4, weight_decay: float = 0.0,
                  warmup_steps: int = 200, lr_schedule: Literal["constant", "cosine"] = "cosine",
                  ema_decay: float = 0.999, val_num_samples: int = 16, val_upsample: int = 4,
-                 val_steps: int | None = 50, val_seed: int = 0) -> None:
+                 val_steps: int | None = 50, val_seed: int = 0, train_subsample: float = 1.0) -> None:
         super().__init__()
         if not hasattr(net, "config"):
             raise TypeError("net must be a funcgen backbone (a Configurable nn.Module); got "
                             f"{type(net).__name__}")
+        if not 0.0 < train_subsample <= 1.0:
+            raise ValueError(f"train_subsample must lie in (0, 1]; got {train_subsample}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1); got {ema_decay}")
         self.method, self.net = method, net
@@ -68,6 +75,8 @@ class GenerativeModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         ps = self._batch(batch)
+        if self.hparams.train_subsample < 1.0:
+            ps = random_subset(ps, self.hparams.train_subsample)
         loss, extra = self.method.loss(self.net, ps)
         if not torch.isfinite(loss):
             raise FloatingPointError(

@@ -103,3 +103,31 @@ def test_invalid_options():
         FunctionalDiffusion(SpectralNoise(1), schedule="quadratic")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="steps"):
         FunctionalDiffusion(SpectralNoise(1), steps=0)
+
+
+def test_x0_loss_space_is_sigma2_weighted_v_loss(gen):
+    """With prediction='v', the x0-space loss equals sigma(t)^2 times the v-loss, function by function."""
+    noise = SpectralNoise(1, "fdp", modes=8)
+    coords = torch.rand(6, 20, 1, generator=gen)
+    ps = PointSet(coords, torch.randn(6, 20, 1, generator=gen))
+
+    class Random(nn.Module):
+        def forward(self, coords, values, t):
+            return torch.sin(3 * values + t[:, None, None])
+
+    seed = int(torch.randint(0, 10**6, (), generator=gen))
+    lx = FunctionalDiffusion(noise, prediction="v", loss_space="x0")
+    lt = FunctionalDiffusion(noise, prediction="v", loss_space="target")
+    # recompute both by hand from the same draws
+    g1 = torch.Generator().manual_seed(seed)
+    loss_x0, _ = lx.loss(Random(), ps, g1)
+    g2 = torch.Generator().manual_seed(seed)
+    u = torch.rand((), generator=g2).item()
+    t = ((u + torch.arange(6, dtype=torch.float64) / 6) % 1.0).float()
+    t = t[torch.randperm(6, generator=g2)]
+    t = lt.t_min + (1 - lt.t_min) * t
+    x_t, xi = lt.perturb(ps.values, coords, t, g2)
+    a, s = lt.marginal(t)
+    v = a * xi - s * ps.values
+    per_fn = ((Random()(coords, x_t, t) - v) ** 2).mean(dim=(1, 2))
+    assert torch.allclose(loss_x0, (s.flatten() ** 2 * per_fn).mean(), rtol=1e-5)

@@ -49,10 +49,16 @@ class FunctionalDiffusion(Method):
         eta: DDIM stochasticity, 0 = probability-flow ODE, 1 = ancestral sampling.
         clip_x0: clamp predicted ``x0`` to ``[-clip_x0, clip_x0]`` while sampling (None: never).
         t_min: smallest training time (avoids the degenerate ``sigma = 0``).
+        loss_space: ``x0``: mean squared error between the predicted and the true ``x0`` function,
+            whatever the parametrisation (the FDP objective; with ``prediction="v"`` this is the
+            v-loss weighted by ``sigma^2``); ``target``: mean squared error on the raw network target.
+            With coloured noise the low-frequency part of ``xi`` is unidentifiable at small ``t``, so
+            the ``eps``/``v`` targets carry a large irreducible error there; ``x0`` avoids it.
     """
 
     def __init__(self, noise: FunctionNoise, schedule: ScheduleName = "cosine", prediction: Prediction = "v",
-                 steps: int = 100, eta: float = 0.0, clip_x0: float | None = None, t_min: float = 1e-3) -> None:
+                 steps: int = 100, eta: float = 0.0, clip_x0: float | None = None, t_min: float = 1e-3,
+                 loss_space: Literal["x0", "target"] = "x0") -> None:
         if prediction not in ("x0", "eps", "v"):
             raise ValueError(f"unknown prediction {prediction!r}; choose x0, eps or v")
         if steps <= 0 or not 0.0 <= eta <= 1.0:
@@ -60,7 +66,10 @@ class FunctionalDiffusion(Method):
         self.noise = noise
         self.schedule = make_schedule(schedule)
         self.prediction = prediction
+        if loss_space not in ("x0", "target"):
+            raise ValueError(f"unknown loss_space {loss_space!r}; choose x0 or target")
         self.steps, self.eta, self.clip_x0, self.t_min = int(steps), float(eta), clip_x0, float(t_min)
+        self.loss_space = loss_space
 
     # ----------------------------------------------------------------- forward process
     def marginal(self, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -78,16 +87,19 @@ class FunctionalDiffusion(Method):
         a, s = self.marginal(t)
         return {"x0": x0, "eps": xi, "v": a * xi - s * x0}[self.prediction]
 
-    def denoise(self, net: nn.Module, coords: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """Network call turned into ``(x0_hat, eps_hat)``, each ``[B, N, c]``."""
-        out = net(coords, x_t, t)
+    def _to_x0(self, out: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        """Network output in the chosen parametrisation -> predicted ``x0``."""
         a, s = self.marginal(t)
         if self.prediction == "x0":
-            x0 = out
-        elif self.prediction == "eps":
-            x0 = (x_t - s * out) / a
-        else:
-            x0 = a * x_t - s * out
+            return out
+        if self.prediction == "eps":
+            return (x_t - s * out) / a
+        return a * x_t - s * out
+
+    def denoise(self, net: nn.Module, coords: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """Network call turned into ``(x0_hat, eps_hat)``, each ``[B, N, c]``."""
+        x0 = self._to_x0(net(coords, x_t, t), x_t, t)
+        a, s = self.marginal(t)
         if self.clip_x0 is not None:
             x0 = x0.clamp(-self.clip_x0, self.clip_x0)
         eps = (x_t - a * x0) / s
@@ -103,8 +115,11 @@ class FunctionalDiffusion(Method):
         t = t[torch.randperm(b, generator=generator)].to(batch.values.device)
         t = self.t_min + (1.0 - self.t_min) * t
         x_t, xi = self.perturb(batch.values, batch.coords, t, generator)
-        out = net(batch.coords, x_t, t)
-        per_fn = masked_mean((out - self.target(batch.values, xi, t)) ** 2, batch.mask)
+        if self.loss_space == "x0":
+            residual = self._to_x0(net(batch.coords, x_t, t), x_t, t) - batch.values
+        else:
+            residual = net(batch.coords, x_t, t) - self.target(batch.values, xi, t)
+        per_fn = masked_mean(residual**2, batch.mask)
         return per_fn.mean(), {}
 
     # ----------------------------------------------------------------- sampling

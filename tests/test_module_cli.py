@@ -1,0 +1,138 @@
+"""End to end: configs instantiate, a fast_dev_run fit, sampling at N and 4N, export -> load, CLI."""
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+import funcgen
+from funcgen.cli import main, make_cli
+from funcgen.data import GRFDataModule, ProceduralImageDataModule
+from funcgen.methods import FunctionalDiffusion
+from funcgen.module import GenerativeModule
+from funcgen.nets import AdaptiveINR, PerceiverNet
+from funcgen.noise import SpectralNoise
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+def tiny_module(dim: int = 1, net: str = "perceiver") -> GenerativeModule:
+    method = FunctionalDiffusion(SpectralNoise(dim, "fdp", modes=8), steps=4)
+    if net == "perceiver":
+        backbone = PerceiverNet(dim, 1, 1, width=16, num_latents=4, depth=1, heads=2, num_bands=3)
+    else:
+        backbone = AdaptiveINR(dim, 1, 1, width=16, depth=2, latent_dim=8, inner_steps=2, num_bands=3)
+    return GenerativeModule(method, backbone, warmup_steps=1, val_num_samples=2, val_steps=2)
+
+
+def trainer(tmp_path, **kw) -> L.Trainer:
+    opts = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                enable_model_summary=False, default_root_dir=str(tmp_path))
+    opts.update(kw)
+    return L.Trainer(**opts)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(REPO / "configs")) for c in CONFIGS])
+def test_every_config_instantiates(config, tmp_path, monkeypatch):
+    monkeypatch.setenv("FUNCGEN_DATA", str(tmp_path))  # instantiation must not need the data
+    cli = make_cli(["--config", str(config), f"--trainer.default_root_dir={tmp_path}",
+                    "--trainer.logger=false"], run=False)
+    assert isinstance(cli.model, GenerativeModule)
+    coords = torch.rand(2, 5, cli.model.net.dim)
+    assert cli.model.net(coords, torch.randn(2, 5, cli.model.net.in_channels), torch.rand(2)).shape[:2] == (2, 5)
+
+
+@pytest.mark.parametrize("net", ["perceiver", "inr"])
+def test_fast_dev_run_fit_then_sample_at_n_and_4n(net, tmp_path):
+    dm = GRFDataModule(dim=1, resolution=16, num_train=32, num_val=8, batch_size=8)
+    module = tiny_module(1, net)
+    trainer(tmp_path, fast_dev_run=2).fit(module, datamodule=dm)
+    gen = module.generator()
+    for res in (16, 64):
+        ps = gen.sample(3, res, seed=1)
+        assert ps.coords.shape == (3, res, 1) and ps.values.shape == (3, res, 1)
+        assert torch.isfinite(ps.values).all()
+    # scattered query points of any count
+    assert gen.sample(coords=torch.rand(2, 37, 1)).values.shape == (2, 37, 1)
+
+
+def test_seeded_samples_reproduce_and_export_roundtrip(tmp_path):
+    dm = ProceduralImageDataModule("blobs", resolution=8, num_train=16, num_val=4, batch_size=4)
+    module = tiny_module(2)
+    trainer(tmp_path, max_steps=3, limit_val_batches=0).fit(module, datamodule=dm)
+    gen = module.generator()
+    a = gen.sample(2, 12, seed=7).values
+    assert torch.equal(a, gen.sample(2, 12, seed=7).values)
+    assert not torch.equal(a, gen.sample(2, 12, seed=8).values)
+    path = gen.save(tmp_path / "m.safetensors")
+    loaded = funcgen.load(path)
+    assert loaded.data == gen.data
+    assert torch.equal(a, loaded.sample(2, 12, seed=7).values)
+
+
+def test_checkpoint_loads_weights_only_and_cli_sample_export(tmp_path):
+    dm = GRFDataModule(dim=1, resolution=16, num_train=32, num_val=8, batch_size=8)
+    module = tiny_module(1)
+    t = trainer(tmp_path, max_steps=2, limit_val_batches=0)
+    t.fit(module, datamodule=dm)
+    ckpt = tmp_path / "last.ckpt"
+    t.save_checkpoint(ckpt)
+    raw = torch.load(ckpt, weights_only=True)  # no pickled code needed
+    assert "funcgen_config" in raw
+    gen = funcgen.load(ckpt)
+    ref = module.generator().sample(2, 32, seed=3).values
+    assert torch.allclose(gen.sample(2, 32, seed=3).values, ref)
+
+    out = tmp_path / "s"
+    assert main(["sample", "--ckpt", str(ckpt), "--resolution", "64", "--num", "3", "--out", str(out), "--steps", "2"]) == 0
+    arr = np.load(out / "samples.npz")
+    assert arr["coords"].shape == (3, 64, 1) and arr["values"].shape == (3, 64, 1)
+    assert (out / "samples.png").stat().st_size > 0
+    exported = tmp_path / "e.safetensors"
+    assert main(["export", "--ckpt", str(ckpt), "--out", str(exported)]) == 0
+    assert torch.allclose(funcgen.load(exported).sample(2, 32, seed=3).values, ref)
+
+
+def test_load_errors_name_the_file(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match="nothere"):
+        funcgen.load(tmp_path / "nothere.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ValueError, match="bad.safetensors"):
+        funcgen.load(bad)
+    trunc = tmp_path / "t.ckpt"
+    trunc.write_bytes(b"PK\x03\x04broken")
+    with pytest.raises(ValueError, match="t.ckpt"):
+        funcgen.load(trunc)
+    assert main(["sample", "--ckpt", str(bad)]) == 2
+    assert "bad.safetensors" in capsys.readouterr().err
+
+
+def test_exported_weights_must_match_config(tmp_path):
+    module = tiny_module(1)
+    module.data_config = GRFDataModule(dim=1, resolution=16).data_config()
+    g = module.generator()
+    path = g.save(tmp_path / "m.safetensors")
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    state = load_file(str(path))
+    state.pop(next(iter(state)))
+    save_file(state, str(tmp_path / "broken.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match="broken.safetensors.*missing"):
+        funcgen.load(tmp_path / "broken.safetensors")
+
+
+def test_non_finite_loss_stops_with_a_message(tmp_path):
+    module = tiny_module(1)
+    dm = GRFDataModule(dim=1, resolution=16, num_train=16, num_val=4, batch_size=4)
+    with torch.no_grad():
+        for p in module.net.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="step 0"):
+        trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(module, datamodule=dm)
