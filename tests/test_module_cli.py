@@ -136,3 +136,12 @@ def test_non_finite_loss_stops_with_a_message(tmp_path):
             p.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="step 0"):
         trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(module, datamodule=dm)
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--max-steps", "3", "--minutes", "1", "--logger", "csv"]) == 0
+    for name in ("samples_32.png", "samples_128.png", "model.safetensors", "summary.json", "summary.md"):
+        assert (out / name).stat().st_size > 0, name
+    gen = funcgen.load(out / "model.safetensors")
+    assert gen.sample(1, 20, steps=2).values.shape == (1, 400, 1)
