@@ -19,7 +19,7 @@ from typing import Sequence
 
 __all__ = ["main", "make_cli"]
 
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
 
 def make_cli(args: Sequence[str] | None, run: bool = True):
