@@ -145,3 +145,26 @@ def test_demo_runs_end_to_end(tmp_path):
         assert (out / name).stat().st_size > 0, name
     gen = funcgen.load(out / "model.safetensors")
     assert gen.sample(1, 20, steps=2).values.shape == (1, 400, 1)
+
+
+def test_ema_update_follows_its_formula(gen):
+    module = tiny_module(1)
+    with torch.no_grad():
+        for e, p in zip(module.ema_net.parameters(), module.net.parameters()):
+            e.zero_()
+            p.copy_(torch.randn(p.shape, generator=gen))
+    module.on_train_batch_end(None, None, 0)  # step 0: warm-up decay min(0.999, 1/10) = 0.1
+    for e, p in zip(module.ema_net.parameters(), module.net.parameters()):
+        assert torch.allclose(e, 0.9 * p)
+    assert all(not p.requires_grad for p in module.ema_net.parameters())
+
+
+def test_module_rejects_bad_options():
+    net = PerceiverNet(1, 1, 1, width=8, num_latents=2, depth=0, heads=2, num_bands=2)
+    method = FunctionalDiffusion(SpectralNoise(1, modes=4))
+    with pytest.raises(ValueError, match="train_subsample"):
+        GenerativeModule(method, net, train_subsample=0.0)
+    with pytest.raises(ValueError, match="ema_decay"):
+        GenerativeModule(method, net, ema_decay=1.0)
+    with pytest.raises(TypeError, match="funcgen backbone"):
+        GenerativeModule(method, torch.nn.Linear(1, 1))
