@@ -30,7 +30,11 @@ def main() -> None:
     p.add_argument("--results", default="docs/results")
     p.add_argument("--out", default="docs/benchmarks.md")
     ns = p.parse_args()
-    records = [json.loads(f.read_text()) for f in sorted(Path(ns.results).glob("*.json"))]
+    records = []
+    for f in sorted(Path(ns.results).glob("*.json")):
+        rec = json.loads(f.read_text())
+        rec["_file"] = f.as_posix()
+        records.append(rec)
     lines = [HEADER]
     for task in sorted({r["task"] for r in records}):
         lines += [f"## {task}", "", "| method | config | metric | value | floor / reference | train steps | train s | sample s | machine |",
@@ -43,8 +47,8 @@ def main() -> None:
                 lines.append(f"| {r['method']} | {r['config']} | {key} | {fmt(val)} | {fmt(ref)} | {r['train_steps']} | "
                              f"{r['train_seconds']} | {r['sample_seconds']} | {r.get('machine', '')} |")
             cmds.append(f"funcgen bench {task} --method {r['method']} --config {r['config']} --seed {r['seed']}"
-                        f"{' --minutes ' + str(r['minutes']) if 'minutes' in r else ''} --out docs/results/{task}_{r['method']}.json"
-                        f"  # commit {r['commit']}, torch {r['torch']}")
+                        f"{' --minutes ' + str(r['minutes']) if 'minutes' in r else ''} --out {r['_file']}"
+                        f"  # commit {r['commit']}, torch {r['torch']}" + (f"; {r['note']}" if "note" in r else ""))
         lines += ["", "Commands:", "", "```", *cmds, "```", ""]
     extra = Path(ns.results) / "extra.md"
     if extra.is_file():

@@ -51,9 +51,10 @@ class ExactDenoiser(nn.Module):
         c = coords[0].double()
         k = self.data.covariance(c, c).double()
         cn = self.method.noise.covariance(c, c).double()
-        a, s = (v[0, 0, 0].double() for v in self.method.marginal(t))
-        gain = a * k @ torch.linalg.inv(a**2 * k + s**2 * cn + 1e-9 * torch.eye(len(c), dtype=torch.float64))
-        x0 = (values[..., 0].double() @ gain.T).unsqueeze(-1)
+        a, s = (v.double() for v in self.method.marginal(t))  # [B, 1, 1]: one time per function
+        eye = torch.eye(len(c), dtype=torch.float64)
+        gain = a * k @ torch.linalg.inv(a**2 * k + s**2 * cn + 1e-9 * eye)  # [B, N, N]
+        x0 = gain @ values.double()
         xt = values.double()
         out = {"x0": x0, "eps": (xt - a * x0) / s, "v": (a * xt - x0) / s}[self.method.prediction]
         return out.to(values.dtype)
