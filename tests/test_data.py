@@ -293,3 +293,38 @@ def test_datamodules_build_from_cli_style_config() -> None:
         assert ns.data.data_config()["dim"] == 2
     with pytest.raises(Exception):
         parser.parse_object({"data": {"class_path": "funcgen.data.GRFDataModule", "init_args": {"kernel": "rbf"}}})
+
+
+def test_jittered_images_interpolate_within_cells(gen):
+    from funcgen.data.base import JitteredImageDataset
+    from funcgen.pointset import grid_coords
+
+    h, w = 5, 7
+    # a bilinear function of the coordinates is reproduced exactly by bilinear interpolation
+    centres = grid_coords((h, w))
+    a, b, c = torch.randn(3, generator=gen).tolist()
+    img = (a + b * centres[:, 0] + c * centres[:, 1]).view(1, 1, h, w)
+    ds = JitteredImageDataset(img)
+    coords, values = ds[0]
+    assert coords.shape == (h * w, 2) and values.shape == (h * w, 1)
+    # every point stays inside its own pixel, and not on the centre
+    assert ((coords - centres).abs() <= torch.tensor([0.5 / h, 0.5 / w]) + 1e-7).all()
+    assert not torch.allclose(coords, centres)
+    inside = ((coords > centres.min(0).values) & (coords < centres.max(0).values)).all(-1)
+    expect = a + b * coords[:, 0] + c * coords[:, 1]
+    assert torch.allclose(values[inside, 0], expect[inside], atol=1e-5)
+
+
+def test_mnist_jitter_mode(data_root):
+    from funcgen.data import MNISTDataModule
+
+    dm = MNISTDataModule(root=str(data_root), batch_size=4, num_train=16, coords="jitter")
+    dm.setup("fit")
+    c1, v1 = next(iter(dm.train_dataloader()))
+    c2, _ = next(iter(dm.val_dataloader()))
+    assert c1.shape == (4, 784, 2) and v1.shape == (4, 784, 1)
+    assert not torch.equal(c1[0], c1[1])  # fresh points per item
+    assert v1.min() >= -1 and v1.max() <= 1
+    assert torch.equal(c2[0], c2[1])  # validation on the grid
+    with pytest.raises(ValueError, match="coords"):
+        MNISTDataModule(coords="random")

@@ -63,6 +63,41 @@ class PointDataset(Dataset):
         return c, self.values[i]
 
 
+class JitteredImageDataset(Dataset):
+    """Images read as continuous functions: every item is observed at freshly jittered points.
+
+    Point ``k`` of an item is the centre of pixel ``k`` moved uniformly within its cell, and its value
+    is the bilinear interpolation of the image there (border values outside the centres). Training
+    on such points teaches a coordinate network the function between the pixel centres, so it
+    carries over to finer grids instead of only ever seeing the training grid.
+
+    Args:
+        images: ``[M, c, H, W]`` values in model space.
+    """
+
+    def __init__(self, images: Tensor) -> None:
+        if images.ndim != 4:
+            raise ValueError(f"images must be [M, c, H, W]; got {tuple(images.shape)}")
+        self.images = images.float().contiguous()
+        h, w = images.shape[-2:]
+        from ..pointset import grid_coords
+
+        self.centres = grid_coords((h, w))
+        self.cell = torch.tensor([1.0 / h, 1.0 / w])
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        coords = self.centres + (torch.rand_like(self.centres) - 0.5) * self.cell
+        # grid_sample wants (x = column, y = row) in [-1, 1], pixel edges at -1 and 1
+        grid = (coords.flip(-1) * 2.0 - 1.0).view(1, 1, -1, 2)
+        img = self.images[i].unsqueeze(0)
+        values = torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode="border",
+                                                 align_corners=False)
+        return coords, values.view(img.shape[1], -1).T.contiguous()
+
+
 class FunctionDataModule(L.LightningDataModule):
     """Base class of funcgen datamodules.
 

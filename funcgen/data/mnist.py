@@ -11,14 +11,14 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from funcgen.pointset import grid_coords
 
-from .base import FunctionDataModule, PointDataset
+from .base import FunctionDataModule, JitteredImageDataset, PointDataset
 
 __all__ = ["MNISTDataModule", "load_mnist_idx", "resolve_data_root", "IMAGES_FILE", "LABELS_FILE"]
 
@@ -126,6 +126,10 @@ class MNISTDataModule(FunctionDataModule):
         num_train: use the first ``num_train`` of the 8000 protocol training images (1..8000).
         seed: seed of the training shuffle.
         num_workers: DataLoader worker processes.
+        coords: ``grid``: training functions observed at the pixel centres; ``jitter``: at a fresh
+            random point inside every pixel, valued by bilinear interpolation (a continuous reading
+            of the image, so coordinate networks learn it between the centres). Validation always
+            uses the grid.
     """
 
     name = "mnist"
@@ -133,8 +137,11 @@ class MNISTDataModule(FunctionDataModule):
     scale = 0.5
 
     def __init__(self, root: str | None = None, batch_size: int = 64, num_train: int = 8000,
-                 seed: int = 0, num_workers: int = 0) -> None:
+                 seed: int = 0, num_workers: int = 0, coords: Literal["grid", "jitter"] = "grid") -> None:
         super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers)
+        if coords not in ("grid", "jitter"):
+            raise ValueError(f"coords must be 'grid' or 'jitter'; got {coords!r}")
+        self.coords = coords
         if not 1 <= num_train <= NUM_TRAIN_PROTOCOL:
             raise ValueError(f"num_train must lie in 1..{NUM_TRAIN_PROTOCOL}; got {num_train}")
         self.save_hyperparameters()
@@ -156,7 +163,10 @@ class MNISTDataModule(FunctionDataModule):
         x = self.normalize(x)
         grid = grid_coords(self.train_shape)
         y = torch.from_numpy(labels).long()
-        self.train_set = PointDataset(grid, x[: self.num_train])
+        if self.coords == "jitter":
+            self.train_set = JitteredImageDataset(x[: self.num_train].transpose(1, 2).reshape(-1, 1, 28, 28))
+        else:
+            self.train_set = PointDataset(grid, x[: self.num_train])
         self.val_set = PointDataset(grid, x[NUM_TRAIN_PROTOCOL:])
         self.train_labels, self.val_labels = y[: self.num_train], y[NUM_TRAIN_PROTOCOL:]
 
