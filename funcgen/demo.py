@@ -48,7 +48,7 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", minutes: float = 4.0, logg
     L.seed_everything(seed, verbose=False)
     res = 32
     data = ProceduralImageDataModule(family="blobs", resolution=res, num_train=20000, num_val=256,
-                                     batch_size=32, seed=seed)
+                                     batch_size=32, seed=seed, coords="jitter")
     method = FunctionalDiffusion(SpectralNoise(2, "fdp", modes=16), prediction="v", loss_space="x0",
                                  steps=25, clip_x0=1.0)
     net = PerceiverNet(dim=2, in_channels=1, out_channels=1, width=64, num_latents=32, depth=2,

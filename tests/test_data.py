@@ -328,3 +328,18 @@ def test_mnist_jitter_mode(data_root):
     assert torch.equal(c2[0], c2[1])  # validation on the grid
     with pytest.raises(ValueError, match="coords"):
         MNISTDataModule(coords="random")
+
+
+def test_procedural_jitter_gives_exact_values_off_grid():
+    from funcgen.data import ProceduralImageDataModule
+    from funcgen.data.procedural import evaluate
+
+    dm = ProceduralImageDataModule("shapes", resolution=8, num_train=6, num_val=2, batch_size=3, coords="jitter")
+    dm.setup("fit")
+    items = dm.train_set.__getitems__([0, 1, 2])
+    c0, v0 = items[0]
+    again, _ = dm.train_set[0]
+    assert not torch.equal(c0, again)  # fresh points every fetch
+    assert torch.allclose(v0, evaluate("shapes", dm.train_set.params[:1], c0.unsqueeze(0))[0])
+    cells = torch.tensor([1 / 8, 1 / 8])
+    assert ((c0 - dm.train_set.coords).abs() <= cells / 2 + 1e-7).all()

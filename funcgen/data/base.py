@@ -63,6 +63,16 @@ class PointDataset(Dataset):
         return c, self.values[i]
 
 
+def jitter_in_cells(centres: Tensor, shape: tuple[int, ...], batch: int | None = None) -> Tensor:
+    """Move every cell centre ``[N, d]`` of a grid of ``shape`` uniformly within its own cell.
+
+    Returns ``[N, d]`` (or ``[batch, N, d]``), a fresh draw from torch's global generator.
+    """
+    cell = torch.tensor([1.0 / n for n in shape], dtype=centres.dtype)
+    size = centres.shape if batch is None else (batch, *centres.shape)
+    return centres + (torch.rand(size, dtype=centres.dtype) - 0.5) * cell
+
+
 class JitteredImageDataset(Dataset):
     """Images read as continuous functions: every item is observed at freshly jittered points.
 
@@ -82,14 +92,14 @@ class JitteredImageDataset(Dataset):
         h, w = images.shape[-2:]
         from ..pointset import grid_coords
 
-        self.centres = grid_coords((h, w))
-        self.cell = torch.tensor([1.0 / h, 1.0 / w])
+        self.shape = (h, w)
+        self.centres = grid_coords(self.shape)
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        coords = self.centres + (torch.rand_like(self.centres) - 0.5) * self.cell
+        coords = jitter_in_cells(self.centres, self.shape)
         # grid_sample wants (x = column, y = row) in [-1, 1], pixel edges at -1 and 1
         grid = (coords.flip(-1) * 2.0 - 1.0).view(1, 1, -1, 2)
         img = self.images[i].unsqueeze(0)

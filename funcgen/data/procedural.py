@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from funcgen.pointset import grid_coords
 
-from .base import STREAM_TRAIN, STREAM_VAL, FunctionDataModule, make_generator
+from .base import STREAM_TRAIN, STREAM_VAL, FunctionDataModule, jitter_in_cells, make_generator
 
 __all__ = [
     "ProceduralImageDataModule",
@@ -129,22 +129,32 @@ def evaluate(family: Family, params: Tensor, coords: Tensor) -> Tensor:
 
 
 class ProceduralDataset(Dataset):
-    """Functions stored as parameters ``[M, P]``, evaluated lazily on shared ``coords`` ``[N, 2]``."""
+    """Functions stored as parameters ``[M, P]``, evaluated lazily on the grid ``coords`` ``[N, 2]``.
 
-    def __init__(self, family: Family, params: Tensor, coords: Tensor) -> None:
+    With ``jitter_shape`` (the grid's shape) every fetch moves each point uniformly within its cell,
+    so a coordinate network sees the exact function everywhere, not only at the centres.
+    """
+
+    def __init__(self, family: Family, params: Tensor, coords: Tensor,
+                 jitter_shape: tuple[int, int] | None = None) -> None:
         self.family, self.params, self.coords = family, params, coords.float()
+        self.jitter_shape = jitter_shape
 
     def __len__(self) -> int:
         return self.params.shape[0]
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.coords, evaluate(self.family, self.params[i:i + 1], self.coords.unsqueeze(0))[0]
+        return self.__getitems__([i])[0]
 
     def __getitems__(self, indices: list[int]) -> list[tuple[Tensor, Tensor]]:
         """Batched fetch used by the DataLoader: one vectorised evaluation per batch."""
         p = self.params[torch.as_tensor(indices, dtype=torch.long)]
-        values = evaluate(self.family, p, self.coords.unsqueeze(0).expand(len(indices), -1, -1))
-        return [(self.coords, v) for v in values]
+        if self.jitter_shape is None:
+            coords = self.coords.unsqueeze(0).expand(len(indices), -1, -1)
+        else:
+            coords = jitter_in_cells(self.coords, self.jitter_shape, len(indices))
+        values = evaluate(self.family, p, coords)
+        return list(zip(coords, values))
 
 
 class ProceduralImageDataModule(FunctionDataModule):
@@ -162,13 +172,19 @@ class ProceduralImageDataModule(FunctionDataModule):
         batch_size: functions per batch.
         seed: seed of the function parameters and of shuffling.
         num_workers: DataLoader worker processes.
+        coords: training points at the cell centres (``grid``) or moved uniformly within their
+            cells at every fetch (``jitter``, exact values there); validation uses the grid.
     """
 
     name = "procedural"
 
     def __init__(self, family: Family = "blobs", resolution: int = 32, num_train: int = 10000,
-                 num_val: int = 512, batch_size: int = 64, seed: int = 0, num_workers: int = 0) -> None:
+                 num_val: int = 512, batch_size: int = 64, seed: int = 0, num_workers: int = 0,
+                 coords: Literal["grid", "jitter"] = "grid") -> None:
         super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers)
+        if coords not in ("grid", "jitter"):
+            raise ValueError(f"coords must be 'grid' or 'jitter'; got {coords!r}")
+        self.coords = coords
         if family not in ("blobs", "shapes"):
             raise ValueError(f"unknown procedural family {family!r}; choose 'blobs' or 'shapes'")
         if resolution <= 0 or num_train <= 0 or num_val <= 0:
@@ -186,7 +202,8 @@ class ProceduralImageDataModule(FunctionDataModule):
         grid = grid_coords(self.train_shape)
         if self.train_set is None:
             p = sample_params(self.family, self.num_train, make_generator(self.seed, STREAM_TRAIN))
-            self.train_set = ProceduralDataset(self.family, p, grid)
+            jitter = self.train_shape if self.coords == "jitter" else None
+            self.train_set = ProceduralDataset(self.family, p, grid, jitter)
         if self.val_set is None:
             p = sample_params(self.family, self.num_val, make_generator(self.seed, STREAM_VAL))
             self.val_set = ProceduralDataset(self.family, p, grid)
