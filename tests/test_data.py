@@ -326,6 +326,14 @@ def test_mnist_jitter_mode(data_root):
     assert not torch.equal(c1[0], c1[1])  # fresh points per item
     assert v1.min() >= -1 and v1.max() <= 1
     assert torch.equal(c2[0], c2[1])  # validation on the grid
+    # the jittered reading is of the same image, not a transposed one
+    jit = torch.stack([dm.train_set[0][1][:, 0] for _ in range(20)]).mean(0)
+    from funcgen.data import load_mnist_idx
+
+    raw = torch.from_numpy(load_mnist_idx(data_root)[0][0]).float()  # image 0 as stored, [28, 28]
+    same = torch.corrcoef(torch.stack([jit, raw.reshape(-1)]))[0, 1]
+    transposed = torch.corrcoef(torch.stack([jit, raw.T.reshape(-1)]))[0, 1]
+    assert same > 0.9 and same > transposed + 0.1
     with pytest.raises(ValueError, match="coords"):
         MNISTDataModule(coords="random")
 

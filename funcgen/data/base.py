@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ..pointset import grid_coords
+
 __all__ = ["FunctionDataModule", "PointDataset", "derive_seed"]
 
 # independent random streams derived from one user seed
@@ -63,6 +65,16 @@ class PointDataset(Dataset):
         return c, self.values[i]
 
 
+CoordsOption = Literal["grid", "jitter"]
+
+
+def check_coords_option(coords: str) -> str:
+    """Validate a datamodule's ``coords`` option (``grid`` or ``jitter``) and return it."""
+    if coords not in ("grid", "jitter"):
+        raise ValueError(f"coords must be 'grid' or 'jitter'; got {coords!r}")
+    return coords
+
+
 def jitter_in_cells(centres: Tensor, shape: tuple[int, ...], batch: int | None = None) -> Tensor:
     """Move every cell centre ``[N, d]`` of a grid of ``shape`` uniformly within its own cell.
 
@@ -90,8 +102,6 @@ class JitteredImageDataset(Dataset):
             raise ValueError(f"images must be [M, c, H, W]; got {tuple(images.shape)}")
         self.images = images.float().contiguous()
         h, w = images.shape[-2:]
-        from ..pointset import grid_coords
-
         self.shape = (h, w)
         self.centres = grid_coords(self.shape)
 

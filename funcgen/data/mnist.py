@@ -11,14 +11,14 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-from funcgen.pointset import grid_coords
+from funcgen.pointset import grid_coords, pointset_to_grid
 
-from .base import FunctionDataModule, JitteredImageDataset, PointDataset
+from .base import CoordsOption, FunctionDataModule, JitteredImageDataset, PointDataset, check_coords_option
 
 __all__ = ["MNISTDataModule", "load_mnist_idx", "resolve_data_root", "IMAGES_FILE", "LABELS_FILE"]
 
@@ -137,11 +137,9 @@ class MNISTDataModule(FunctionDataModule):
     scale = 0.5
 
     def __init__(self, root: str | None = None, batch_size: int = 64, num_train: int = 8000,
-                 seed: int = 0, num_workers: int = 0, coords: Literal["grid", "jitter"] = "grid") -> None:
+                 seed: int = 0, num_workers: int = 0, coords: CoordsOption = "grid") -> None:
         super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers)
-        if coords not in ("grid", "jitter"):
-            raise ValueError(f"coords must be 'grid' or 'jitter'; got {coords!r}")
-        self.coords = coords
+        self.coords = check_coords_option(coords)
         if not 1 <= num_train <= NUM_TRAIN_PROTOCOL:
             raise ValueError(f"num_train must lie in 1..{NUM_TRAIN_PROTOCOL}; got {num_train}")
         self.save_hyperparameters()
@@ -164,7 +162,7 @@ class MNISTDataModule(FunctionDataModule):
         grid = grid_coords(self.train_shape)
         y = torch.from_numpy(labels).long()
         if self.coords == "jitter":
-            self.train_set = JitteredImageDataset(x[: self.num_train].transpose(1, 2).reshape(-1, 1, 28, 28))
+            self.train_set = JitteredImageDataset(pointset_to_grid(x[: self.num_train], self.train_shape))
         else:
             self.train_set = PointDataset(grid, x[: self.num_train])
         self.val_set = PointDataset(grid, x[NUM_TRAIN_PROTOCOL:])

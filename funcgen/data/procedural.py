@@ -25,7 +25,8 @@ from torch.utils.data import Dataset
 
 from funcgen.pointset import grid_coords
 
-from .base import STREAM_TRAIN, STREAM_VAL, FunctionDataModule, jitter_in_cells, make_generator
+from .base import (STREAM_TRAIN, STREAM_VAL, CoordsOption, FunctionDataModule, check_coords_option,
+                   jitter_in_cells, make_generator)
 
 __all__ = [
     "ProceduralImageDataModule",
@@ -180,11 +181,9 @@ class ProceduralImageDataModule(FunctionDataModule):
 
     def __init__(self, family: Family = "blobs", resolution: int = 32, num_train: int = 10000,
                  num_val: int = 512, batch_size: int = 64, seed: int = 0, num_workers: int = 0,
-                 coords: Literal["grid", "jitter"] = "grid") -> None:
+                 coords: CoordsOption = "grid") -> None:
         super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers)
-        if coords not in ("grid", "jitter"):
-            raise ValueError(f"coords must be 'grid' or 'jitter'; got {coords!r}")
-        self.coords = coords
+        self.coords = check_coords_option(coords)
         if family not in ("blobs", "shapes"):
             raise ValueError(f"unknown procedural family {family!r}; choose 'blobs' or 'shapes'")
         if resolution <= 0 or num_train <= 0 or num_val <= 0:
