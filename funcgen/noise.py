@@ -28,6 +28,8 @@ __all__ = [
     "SpectralNoise",
     "mollified_white_noise",
     "kernel_matrix",
+    "StudentTProcess",
+    "sample_chi2_over_dof",
 ]
 
 KernelName = Literal["se", "matern12", "matern32", "matern52"]
@@ -297,3 +299,79 @@ class SpectralNoise(FunctionNoise):
             phase = coords[:, lo:lo + self.chunk_size] @ om.T  # [B, n_chunk, M]
             out[:, lo:lo + self.chunk_size] = torch.cos(phase) @ a + torch.sin(phase) @ s
         return out
+
+
+def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
+          dtype: torch.dtype) -> Tensor:
+    gen_device = generator.device if generator is not None else device
+    return torch.rand(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+
+
+def sample_chi2_over_dof(batch: int, dof: float, generator: torch.Generator | None = None,
+                         device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Tensor:
+    """Draw ``w ~ chi^2_D / D`` (``D = dof``), ``[batch]``; ``dof = inf`` gives exactly ``w = 1``.
+
+    ``chi^2_D / D = Gamma(D/2, scale 2/D)``, drawn with Marsaglia & Tsang's (2000) squeeze method in
+    float64 from ``generator`` (``torch._standard_gamma`` takes no generator, so it would break seeding);
+    shapes below 1 use ``Gamma(a) = Gamma(a + 1) U^(1/a)``. Cost: ``O(batch)``, independent of ``D``.
+    """
+    if not dof > 0:
+        raise ValueError(f"degrees of freedom D must be positive (or inf); got {dof}")
+    device = torch.device(device)
+    if math.isinf(dof):
+        return torch.ones(batch, device=device, dtype=dtype)
+    a = 0.5 * dof
+    a1 = a + 1.0 if a < 1.0 else a
+    d = a1 - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    out = torch.empty(batch, dtype=torch.float64, device=device)
+    todo = torch.arange(batch, device=device)
+    while todo.numel():  # acceptance rate >= 0.95 for every shape, so this loops a few times
+        m = todo.numel()
+        x = _randn((m,), generator, device, torch.float64)
+        u = _rand((m,), generator, device, torch.float64)
+        v = (1.0 + c * x) ** 3
+        ok = (v > 0) & (torch.log(u) < 0.5 * x * x + d - d * v + d * torch.log(v.clamp_min(1e-300)))
+        out[todo[ok]] = d * v[ok]
+        todo = todo[~ok]
+    if a < 1.0:
+        out = out * _rand((batch,), generator, device, torch.float64) ** (1.0 / a)
+    return (out / a).to(dtype)  # Gamma(a, 1) / a = chi^2_D / D
+
+
+class StudentTProcess(FunctionNoise):
+    """A Student-t process: ``base / sqrt(w)`` with ONE ``w ~ chi^2_D / D`` per function.
+
+    The values at any set of points are multivariate Student-t with ``D`` degrees of freedom and
+    scale matrix ``C`` (the base field's covariance); a subset of the points has the law of a draw
+    made at the subset directly, so the law never depends on ``N``. Per-point variance
+    ``D / (D - 2)`` times the base variance (``D > 2``), excess kurtosis ``6 / (D - 4)`` (``D > 4``).
+    ``D = inf`` is the base Gaussian field itself. This is the PFGM++ perturbation kernel
+    ``p_r(x | y) ~ (|x - y|^2 + r^2)^(-(N + D) / 2)`` in chi-square form (Xu et al. 2023, eq. 4 with
+    ``r = sigma sqrt(D)``), which unlike the paper's Beta/N construction never needs ``N``.
+
+    Args:
+        base: the Gaussian field ``eps`` (white noise or a Gaussian random field).
+        dof: degrees of freedom ``D`` (``float("inf")`` for Gaussian).
+    """
+
+    def __init__(self, base: FunctionNoise, dof: float = 128.0) -> None:
+        if not dof > 0:
+            raise ValueError(f"degrees of freedom must be positive (or inf); got {dof}")
+        self.base, self.dof = base, float(dof)
+
+    def variance_factor(self) -> float:
+        """``D / (D - 2)``: per-point variance relative to the base field (inf when ``D <= 2``)."""
+        if math.isinf(self.dof):
+            return 1.0
+        return self.dof / (self.dof - 2.0) if self.dof > 2.0 else math.inf
+
+    def sample(self, coords: Tensor, channels: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        eps = self.base.sample(coords, channels, generator)
+        if math.isinf(self.dof):
+            return eps
+        w = sample_chi2_over_dof(coords.shape[0], self.dof, generator, coords.device, eps.dtype)
+        return eps * w.rsqrt()[:, None, None]
+
+    def covariance(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.base.covariance(x, y) * self.variance_factor()

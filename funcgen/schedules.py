@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .config import Configurable
 
-__all__ = ["VPSchedule", "CosineSchedule", "LinearSchedule", "make_schedule", "ScheduleName"]
+__all__ = ["VPSchedule", "CosineSchedule", "LinearSchedule", "make_schedule", "ScheduleName", "karras_sigmas"]
 
 ScheduleName = Literal["cosine", "linear"]
 
@@ -83,3 +83,19 @@ def make_schedule(name: ScheduleName) -> VPSchedule:
     if name == "linear":
         return LinearSchedule()
     raise ValueError(f"unknown schedule {name!r}; choose one of: cosine, linear")
+
+
+def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
+    """EDM's noise-level grid (Karras et al. 2022, eq. 5), float64 ``[steps + 1]``, ending with 0.
+
+    ``sigma_i = (sigma_max^(1/rho) + i / (steps - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho``
+    for ``i = 0 .. steps - 1``, then ``sigma_steps = 0``: ``steps`` intervals from ``sigma_max`` to 0.
+    """
+    if steps < 1 or not 0 < sigma_min < sigma_max or rho <= 0:
+        raise ValueError(f"need steps >= 1, 0 < sigma_min < sigma_max, rho > 0; got steps={steps}, "
+                         f"sigma_min={sigma_min}, sigma_max={sigma_max}, rho={rho}")
+    if steps == 1:
+        return torch.tensor([sigma_max, 0.0], dtype=torch.float64)
+    i = torch.arange(steps, dtype=torch.float64) / (steps - 1)
+    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+    return torch.cat([(hi + i * (lo - hi)) ** rho, torch.zeros(1, dtype=torch.float64)])

@@ -1,0 +1,232 @@
+"""PFGM++: the Student-t process perturbation, EDM equivalence at D = inf, the sigma-ODE sampler."""
+
+import math
+
+import lightning as L
+import pytest
+import torch
+from scipy import stats
+
+import funcgen
+from funcgen.data import GRFDataModule
+from funcgen.methods import PFGMPP
+from funcgen.module import GenerativeModule
+from funcgen.nets import PerceiverNet
+from funcgen.noise import GaussianRandomField, StudentTProcess, WhiteNoise, kernel_matrix, sample_chi2_over_dof
+from funcgen.pointset import PointSet
+from funcgen.schedules import karras_sigmas
+from funcgen.solvers import sigma_ode
+
+# KS critical value at significance 1e-4 is about 2.2 / sqrt(n): a correct sampler fails 1 run in 10^4
+KS_C = 2.2
+
+
+def _block_se(x: torch.Tensor, stat, blocks: int = 20) -> tuple[float, float]:
+    """A statistic of ``x`` and its standard error from ``blocks`` independent blocks."""
+    vals = torch.stack([stat(b) for b in x.chunk(blocks)])
+    return float(stat(x)), float(vals.std() / math.sqrt(blocks))
+
+
+@pytest.mark.parametrize("dof", [0.7, 3.0, 8.0, 200.0])
+def test_chi2_over_dof_matches_its_law(dof, gen):
+    n = 20000
+    w = sample_chi2_over_dof(n, dof, gen, dtype=torch.float64)
+    assert w.shape == (n,) and (w > 0).all()
+    ks = stats.kstest(w.numpy() * dof, stats.chi2(dof).cdf).statistic
+    assert ks < KS_C / math.sqrt(n), f"KS {ks} for D={dof}"
+    assert abs(float(w.mean()) - 1.0) < 5 * math.sqrt(2.0 / dof / n)
+
+
+def test_chi2_over_dof_rejects_bad_dof_and_inf_is_one(gen):
+    assert torch.equal(sample_chi2_over_dof(4, math.inf, gen), torch.ones(4))
+    with pytest.raises(ValueError, match="positive"):
+        sample_chi2_over_dof(4, 0.0, gen)
+
+
+@pytest.mark.parametrize("dof", [12.0, 30.0])
+def test_student_t_variance_and_excess_kurtosis(dof, gen):
+    """Per-coordinate variance sigma^2 D/(D-2) and excess kurtosis 6/(D-4) (within 5 block standard errors)."""
+    sigma, b = 1.7, 100000
+    method = PFGMPP(WhiteNoise(), D=dof)
+    coords = torch.rand(b, 3, 1, generator=gen)
+    n = method.perturb(torch.zeros(b, 3, 1), coords, torch.full((b,), sigma), gen)[..., 0].double()
+    x = n[:, 0]  # one coordinate per function (coordinates of one function share w)
+    var, var_se = _block_se(x, lambda v: (v * v).mean())
+    kurt, kurt_se = _block_se(x, lambda v: (v**4).mean() / (v * v).mean() ** 2 - 3.0)
+    assert abs(var - sigma**2 * dof / (dof - 2)) < 5 * var_se
+    assert abs(kurt - 6.0 / (dof - 4)) < 5 * kurt_se
+    # coordinates of one function share w: the cross-moment E[x1^2 x2^2] exceeds E[x1^2] E[x2^2] for white eps
+    cross = float((n[:, 0] ** 2 * n[:, 1] ** 2).mean() / ((n[:, 0] ** 2).mean() * (n[:, 1] ** 2).mean()))
+    assert cross > 1.0 + 0.5 * 2.0 / (dof - 4)  # exact ratio (D-2)/(D-4) = 1 + 2/(D-4)
+
+
+def _mahalanobis_f(x: torch.Tensor, cov: torch.Tensor, scale2: float) -> torch.Tensor:
+    """``x^T (scale2 cov)^-1 x / N`` per row: F(N, D)-distributed for a Student-t process draw."""
+    chol = torch.linalg.cholesky(cov * scale2)
+    z = torch.linalg.solve_triangular(chol, x.T, upper=False)
+    return (z * z).sum(0) / x.shape[1]
+
+
+def test_student_t_process_subset_has_the_law_of_a_direct_draw(gen):
+    """Any subset of a perturbation's points has the law of a perturbation drawn there directly:
+    x^T K^-1 x / N ~ F(N, D) (one w per function; a w per point would give a different law)."""
+    dof, b, n = 10.0, 6000, 12
+    base = GaussianRandomField("se", lengthscale=0.2)
+    proc = StudentTProcess(base, dof)
+    big = torch.rand(1, 2 * n, 1, generator=gen).double().expand(b, -1, -1)
+    idx = torch.randperm(2 * n, generator=gen)[:n]
+    sub = proc.sample(big, 1, gen)[:, idx, 0]
+    direct = proc.sample(big[:, idx], 1, gen)[..., 0]
+    cov = base.covariance(big[0, idx], big[0, idx]) + 1e-6 * torch.eye(n, dtype=torch.float64)
+    law = stats.f(n, dof).cdf
+    for x in (sub, direct):
+        q = _mahalanobis_f(x, cov, 1.0)
+        assert stats.kstest(q.numpy(), law).statistic < KS_C / math.sqrt(b)
+    # the per-point-w process (wrong) is rejected by the same test: the test has power
+    w = sample_chi2_over_dof(b * n, dof, gen, dtype=torch.float64).reshape(b, n)
+    wrong = proc.base.sample(big[:, idx], 1, gen)[..., 0] / w.sqrt()
+    assert stats.kstest(_mahalanobis_f(wrong, cov, 1.0).numpy(), law).statistic > KS_C / math.sqrt(b)
+
+
+def test_prior_matches_the_kernel_at_sigma_max(gen):
+    dof, b, n = 8.0, 5000, 10
+    base = GaussianRandomField("se", lengthscale=0.15)
+    method = PFGMPP(base, D=dof, sigma_max=80.0)
+    coords = torch.rand(1, n, 1, generator=gen).double().expand(b, -1, -1)
+    x = method.prior(coords, 1, gen)[..., 0]
+    cov = base.covariance(coords[0], coords[0]) + 1e-6 * torch.eye(n, dtype=torch.float64)
+    q = _mahalanobis_f(x, cov, 80.0**2)
+    assert stats.kstest(q.numpy(), stats.f(n, dof).cdf).statistic < KS_C / math.sqrt(b)
+
+
+class LinearNet(torch.nn.Module):
+    """A tiny deterministic 'backbone' ``F(c, x, t) = a x + tanh(t) + c``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor(0.3))
+
+    def forward(self, coords, values, t):
+        return self.a * values + torch.tanh(t)[:, None, None] + coords.sum(-1, keepdim=True)
+
+
+def test_d_inf_is_exactly_edm_loss_and_sampler(gen):
+    """D = inf reproduces EDM's preconditioned loss and Heun sampler under a fixed seed."""
+    seed = int(torch.randint(0, 2**31 - 1, (), generator=gen))
+    b, n, sd = 5, 7, 0.5
+    coords, y = torch.rand(b, n, 1, generator=gen), torch.randn(b, n, 1, generator=gen)
+    net = LinearNet()
+    method = PFGMPP(WhiteNoise(), D=math.inf, sigma_data=sd, steps=6)
+    got, _ = method.loss(net, PointSet(coords, y), torch.Generator().manual_seed(seed))
+
+    def edm_d(x, sigma):  # EDM eq. 7, Table 1
+        s = sigma.reshape(-1, 1, 1)
+        return (sd**2 / (s**2 + sd**2)) * x + s * sd / (s**2 + sd**2).sqrt() * net(
+            coords, x / (s**2 + sd**2).sqrt(), sigma.log() / 4)
+
+    g = torch.Generator().manual_seed(seed)
+    sigma = (-1.2 + 1.2 * torch.randn(b, generator=g)).exp()
+    x = y + sigma.reshape(-1, 1, 1) * torch.randn(b, n, 1, generator=g)
+    lam = (sigma**2 + sd**2) / (sigma * sd) ** 2
+    want = (lam * ((edm_d(x, sigma) - y) ** 2).mean(dim=(1, 2))).mean()
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+    # Heun sampler, EDM Algorithm 1 with S_churn = 0
+    got_x = method.sample(net, coords, 1, generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    t = karras_sigmas(6, 0.002, 80.0, 7.0)
+    x = 80.0 * torch.randn(b, n, 1, generator=g)
+    for i in range(6):
+        t0, t1 = float(t[i]), float(t[i + 1])
+        d = (x - edm_d(x, torch.full((b,), t0))) / t0
+        xn = x + (t1 - t0) * d
+        if t1 > 0:
+            xn = x + (t1 - t0) * 0.5 * (d + (xn - edm_d(xn, torch.full((b,), t1))) / t1)
+        x = xn
+    torch.testing.assert_close(got_x, x, rtol=1e-6, atol=1e-6)  # same draws; float rounding only
+
+
+def test_karras_sigmas_endpoints():
+    s = karras_sigmas(18, 0.002, 80.0, 7.0)
+    assert s.shape == (19,) and float(s[0]) == pytest.approx(80.0) and float(s[-2]) == pytest.approx(0.002)
+    assert float(s[-1]) == 0.0 and (s[:-1] > s[1:]).all()
+
+
+def _gaussian_data(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.sort(torch.rand(n, 1, generator=gen, dtype=torch.float64), dim=0).values
+    return x, kernel_matrix(x, x, "se", 0.3) + 1e-3 * torch.eye(n, dtype=torch.float64)
+
+
+def test_heun_ode_with_exact_gaussian_denoiser_recovers_the_data_law_d_inf(gen):
+    """Gaussian data y ~ N(0, K), white eps: E[y | x] = K (K + s^2 I)^-1 x is linear, so the ODE's
+    end map A is linear and the sampled covariance A (K + s_max^2 I) A^T must equal K."""
+    n, smax = 6, 80.0
+    _, k = _gaussian_data(n, gen)
+    eye = torch.eye(n, dtype=torch.float64)
+
+    def denoise(x, s):  # x: [M, n]
+        return x @ torch.linalg.solve(k + s * s * eye, k)  # symmetric matrices
+
+    def rel_err(steps: int, solver: str) -> float:
+        a = sigma_ode(denoise, eye.clone(), karras_sigmas(steps, 0.002, smax, 7.0), solver=solver)  # rows: images of e_i
+        cov = a.T @ (k + smax**2 * eye) @ a
+        return float(torch.linalg.matrix_norm(cov - k) / torch.linalg.matrix_norm(k))
+
+    heun = [rel_err(s, "heun") for s in (40, 80, 160)]
+    assert heun[-1] < 2e-3
+    assert 3.0 < heun[0] / heun[1] < 5.0 and 3.0 < heun[1] / heun[2] < 5.0  # second order: error / 4 per halving
+    euler = [rel_err(s, "euler") for s in (200, 400)]
+    assert euler[1] < 3e-2 and 1.6 < euler[0] / euler[1] < 2.5  # first order
+
+
+def test_heun_ode_with_exact_student_t_denoiser_recovers_the_data_law_d8(gen):
+    """Finite D: E[y | x] mixes Gaussian posteriors over w (exact by quadrature on w). Integrating
+    dx/dsigma = (x - E[y|x]) / sigma from the Student-t prior must give samples with covariance K."""
+    n, dof, smax, b, m = 4, 8.0, 80.0, 6000, 300
+    _, k = _gaussian_data(n, gen)
+    eye = torch.eye(n, dtype=torch.float64)
+    w = torch.tensor(stats.chi2(dof).ppf((torch.arange(m) + 0.5).numpy() / m) / dof)  # equal-mass nodes
+
+    lam, u = torch.linalg.eigh(k)
+
+    def denoise(x, s):  # x: [b, n]; in K's eigenbasis every Gaussian posterior is diagonal
+        z = x @ u
+        var = lam[None, :] + (s * s / w)[:, None]  # [m, n]: eigenvalues of K + s^2 / w I
+        logp = -0.5 * (z * z) @ (1.0 / var).T - 0.5 * torch.log(var).sum(1)[None, :]  # [b, m]
+        post = torch.softmax(logp, dim=1)  # posterior of w given x
+        return (z * (post @ (lam[None, :] / var))) @ u.T
+
+    method = PFGMPP(WhiteNoise(), D=dof, sigma_max=smax)
+    x = method.prior(torch.zeros(b, n, 1, dtype=torch.float64), 1, gen)[..., 0]
+    y = sigma_ode(denoise, x, karras_sigmas(40, 0.002, smax, 7.0))
+    emp = y.T @ y / b
+    se = torch.sqrt((torch.diag(k)[:, None] * torch.diag(k)[None] + k * k) / b)  # per-entry standard error
+    assert ((emp - k).abs() < 5 * se).all(), f"max z {float(((emp - k).abs() / se).max()):.2f}"
+    # and the samples are Gaussian again (no heavy tails left): excess kurtosis near 0
+    kurt = float(((y / torch.sqrt(torch.diag(k))) ** 4).mean() - 3.0)
+    assert abs(kurt) < 5 * math.sqrt(24.0 / b)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="D must be positive"):
+        PFGMPP(D=0.0)
+    with pytest.raises(ValueError, match="sigma_min"):
+        PFGMPP(sigma_min=1.0, sigma_max=0.5)
+    with pytest.raises(ValueError, match="decreasing"):
+        sigma_ode(lambda x, s: x, torch.zeros(2), torch.tensor([1.0, 2.0]))
+
+
+def test_pfgmpp_trains_and_samples_at_n_and_4n_and_roundtrips(tmp_path, gen):
+    dm = GRFDataModule(dim=1, resolution=16, num_train=32, num_val=8, batch_size=8)
+    net = PerceiverNet(1, 1, 1, width=16, num_latents=4, depth=1, heads=2, num_bands=3)
+    module = GenerativeModule(PFGMPP(GaussianRandomField("se", 0.1), D=8.0, sigma_data=1.0, steps=3), net,
+                              warmup_steps=1, val_num_samples=2, val_steps=2)
+    L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, default_root_dir=str(tmp_path)).fit(module, datamodule=dm)
+    g = module.generator()
+    for res in (16, 64):
+        ps = g.sample(3, res, seed=2)
+        assert ps.values.shape == (3, res, 1) and torch.isfinite(ps.values).all()
+    loaded = funcgen.load(g.save(tmp_path / "p.safetensors"))
+    assert loaded.method.D == 8.0
+    torch.testing.assert_close(loaded.sample(2, 20, seed=5).values, g.sample(2, 20, seed=5).values)
