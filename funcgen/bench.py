@@ -31,6 +31,8 @@ class Task:
 
     minutes: float
     evaluate: Callable[[Any, Any, int], tuple[dict[str, float], dict[str, float], float]]
+    #: name of the default config ``configs/METHOD/CONFIG.yaml`` (default: the task's name)
+    config: str | None = None
 
 
 def _eval_grf(gen, datamodule, seed: int, resolutions: tuple[int, ...], num: int = 2000,
@@ -55,9 +57,38 @@ def _eval_grf(gen, datamodule, seed: int, resolutions: tuple[int, ...], num: int
     return metrics, reference, sample_seconds
 
 
+def _eval_robustness(gen, datamodule, seed: int, num: int = 1000, n: int = 64, quality_num: int = 2000,
+                     alphas: tuple[float, ...] = (0.1, 0.2), bits: tuple[int, ...] = (5, 6, 7, 8, 9),
+                     steps: tuple[int, ...] = (4, 6, 9, 13, 18)) -> tuple[dict[str, float], dict[str, float], float]:
+    """The PFGM++ robustness study on grf1d: quality (64 and 256 points), then the covariance error at
+    ``n`` points under per-step noise injection (``alpha``), post-training weight quantization (``bits``)
+    and fewer sampler steps (keys name the NFE)."""
+    from .robustness import quantized, with_method_options
+
+    metrics, reference, seconds = _eval_grf(gen, datamodule, seed, (64, 256), num=quality_num)
+    tag = f"@N={n}"
+
+    def one(g, key: str, **kw) -> None:
+        nonlocal seconds
+        m, r, s = _eval_grf(g, datamodule, seed, (n,), num=num, **kw)
+        seconds += s
+        metrics[f"cov_err{tag},{key}"] = m[f"cov_err{tag}"]
+        reference.setdefault(f"floor{tag},num={num}", r[f"floor{tag}"])
+
+    for a in alphas:
+        one(with_method_options(gen, inject_alpha=a), f"alpha={a}")
+    for b in bits:
+        one(quantized(gen, b), f"bits={b}")
+    nfe = getattr(gen.method, "nfe", lambda k: k)
+    for k in steps:
+        one(gen, f"nfe={nfe(k)}", steps=k)
+    return metrics, reference, seconds
+
+
 TASKS: dict[str, Task] = {
     "grf1d": Task(minutes=25.0, evaluate=lambda gen, dm, seed: _eval_grf(gen, dm, seed, (64, 256))),
     "grf2d": Task(minutes=30.0, evaluate=lambda gen, dm, seed: _eval_grf(gen, dm, seed, (32, 64), num=1000)),
+    "robustness": Task(minutes=25.0, evaluate=_eval_robustness, config="grf1d"),
 }
 
 
@@ -70,12 +101,16 @@ def _commit() -> str:
 
 
 def run_bench(task: str, method: str, config: str | None = None, seed: int = 0, out: str | None = None,
-              ckpt: str | None = None, minutes: float | None = None, max_steps: int | None = None) -> dict[str, Any]:
-    """Train (or load ``ckpt``) and evaluate; returns the JSON record (also written to ``out``)."""
+              ckpt: str | None = None, minutes: float | None = None, max_steps: int | None = None,
+              save: str | None = None) -> dict[str, Any]:
+    """Train (or load ``ckpt``) and evaluate; returns the JSON record (also written to ``out``).
+
+    ``save``: also export the trained generator there (safetensors), to re-evaluate it with ``ckpt``.
+    """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(TASKS))}")
     spec = TASKS[task]
-    cfg = Path(config) if config else REPO / "configs" / method / f"{task}.yaml"
+    cfg = Path(config) if config else REPO / "configs" / method / f"{spec.config or task}.yaml"
     if not cfg.is_file():
         raise FileNotFoundError(f"no config for method {method!r} on task {task!r} at {cfg}; pass --config FILE")
     from .cli import make_cli
@@ -97,6 +132,8 @@ def run_bench(task: str, method: str, config: str | None = None, seed: int = 0, 
         train_seconds = time.time() - t0
         gen = cli.model.generator()
         steps = int(cli.trainer.global_step)
+        if save:
+            gen.save(save)
     else:
         gen, steps = load(ckpt), -1
     metrics, reference, sample_seconds = spec.evaluate(gen, cli.datamodule, seed)

@@ -76,7 +76,7 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
     from .bench import run_bench
 
     result = run_bench(ns.task, ns.method, config=ns.config, seed=ns.seed, out=ns.out, ckpt=ns.ckpt,
-                       minutes=ns.minutes, max_steps=ns.max_steps)
+                       minutes=ns.minutes, max_steps=ns.max_steps, save=ns.save)
     print(json.dumps({k: result[k] for k in ("task", "method", "metrics", "reference")}, indent=2))
     return 0
 
@@ -114,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--ckpt", default=None, help="evaluate this checkpoint instead of training")
     b.add_argument("--minutes", type=float, default=None, help="training budget (default: the task's)")
     b.add_argument("--max-steps", type=int, default=None)
+    b.add_argument("--save", default=None, help="also export the trained generator to this .safetensors file")
     return p
 
 

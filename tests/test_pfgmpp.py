@@ -230,3 +230,46 @@ def test_pfgmpp_trains_and_samples_at_n_and_4n_and_roundtrips(tmp_path, gen):
     loaded = funcgen.load(g.save(tmp_path / "p.safetensors"))
     assert loaded.method.D == 8.0
     torch.testing.assert_close(loaded.sample(2, 20, seed=5).values, g.sample(2, 20, seed=5).values)
+
+
+def test_quantize_weights_levels_and_error(gen):
+    from funcgen.robustness import quantize_weights
+
+    net = PerceiverNet(1, 1, 1, width=16, num_latents=4, depth=1, heads=2, num_bands=3)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    before = [p.detach().clone() for p in net.parameters()]
+    for bits in (5, 9):
+        q = quantize_weights(net, bits)
+        for p0, p, pq in zip(before, net.parameters(), q.parameters()):
+            assert torch.equal(p0, p)  # the original is untouched
+            scale = float(p0.abs().max()) / (2 ** (bits - 1) - 1)
+            assert float((pq - p0).abs().max()) <= scale / 2 + 1e-6
+            assert torch.unique(pq).numel() <= 2**bits - 1
+            ratio = pq / scale
+            torch.testing.assert_close(ratio, ratio.round(), rtol=0, atol=1e-3)
+    with pytest.raises(ValueError, match="bits"):
+        quantize_weights(net, 1)
+
+
+def test_noise_injection_option_and_robustness_eval(tmp_path):
+    from funcgen.bench import _eval_robustness
+    from funcgen.robustness import with_method_options
+
+    dm = GRFDataModule(dim=1, resolution=16, num_train=32, num_val=8, batch_size=8)
+    net = PerceiverNet(1, 1, 1, width=16, num_latents=4, depth=1, heads=2, num_bands=3)
+    module = GenerativeModule(PFGMPP(D=8.0, sigma_data=1.0, steps=3), net, warmup_steps=1)
+    L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, limit_val_batches=0).fit(module, datamodule=dm)
+    g = module.generator()
+    base = g.sample(2, 16, seed=3).values
+    torch.testing.assert_close(with_method_options(g, inject_alpha=0.0).sample(2, 16, seed=3).values, base)
+    assert not torch.allclose(with_method_options(g, inject_alpha=0.2).sample(2, 16, seed=3).values, base)
+    assert g.method.inject_alpha == 0.0  # the original method is untouched
+    with pytest.raises(ValueError, match="no sampler option"):
+        with_method_options(g, churn=1.0)
+    metrics, reference, _ = _eval_robustness(g, dm, 0, num=16, quality_num=16, steps=(2, 3), bits=(6,), alphas=(0.1,))
+    assert set(metrics) >= {"cov_err@N=64", "cov_err@N=256", "cov_err@N=64,alpha=0.1", "cov_err@N=64,bits=6",
+                            "cov_err@N=64,nfe=3", "cov_err@N=64,nfe=5"}
+    assert all(math.isfinite(v) for v in metrics.values()) and "floor@N=64" in reference
