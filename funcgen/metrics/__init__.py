@@ -1,5 +1,9 @@
 """Sample-quality metrics (see ../shared/BENCHMARKS.md)."""
 
+from .distances import (coverage, coverage_mmd, energy_distance, median_bandwidth, min_matching_distance, mmd2,
+                        pairwise_sq_distances)
 from .moments import covariance_error, mean_error, variance_error, moment_report
 
-__all__ = ["covariance_error", "mean_error", "variance_error", "moment_report"]
+__all__ = ["covariance_error", "mean_error", "variance_error", "moment_report",
+           "pairwise_sq_distances", "median_bandwidth", "mmd2", "energy_distance",
+           "coverage", "min_matching_distance", "coverage_mmd"]
