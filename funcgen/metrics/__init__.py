@@ -2,8 +2,10 @@
 
 from .distances import (coverage, coverage_mmd, energy_distance, median_bandwidth, min_matching_distance, mmd2,
                         pairwise_sq_distances)
+from .spectrum import power_spectrum, radial_power_spectrum, spectrum_error
 from .moments import covariance_error, mean_error, variance_error, moment_report
 
 __all__ = ["covariance_error", "mean_error", "variance_error", "moment_report",
            "pairwise_sq_distances", "median_bandwidth", "mmd2", "energy_distance",
-           "coverage", "min_matching_distance", "coverage_mmd"]
+           "coverage", "min_matching_distance", "coverage_mmd",
+           "power_spectrum", "radial_power_spectrum", "spectrum_error"]
