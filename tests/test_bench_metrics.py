@@ -76,10 +76,10 @@ def test_mnist_evaluation_runs_with_stand_in_generators(mnist_and_net, gen):
     real = x[torch.randperm(8000, generator=gen)[:300]]
     metrics, reference, seconds = _eval_mnist(_ImageStandIn(real), _DM(), 0, num=300, lenet=net, floor_repeats=2)
     assert set(metrics) == {"fd_lenet@res=28", "fd_lenet@res=56"}
-    assert set(reference) == {"floor@res=28"}  # a freshly trained net carries no test accuracy
+    assert set(reference) == {"floor_fd_lenet@res=28", "floor_fd_lenet@res=56"}  # a fresh net has no test accuracy
     assert seconds >= 0 and all(math.isfinite(v) and v >= 0 for v in (*metrics.values(), *reference.values()))
     # constant 2x2 blocks are averaged back to the same images: resolution-consistent by construction
     assert metrics["fd_lenet@res=56"] == pytest.approx(metrics["fd_lenet@res=28"], rel=1e-9)
     noise, _, _ = _eval_mnist(_ImageStandIn(torch.rand(300, 28, 28, generator=gen)), _DM(), 0, num=300,
                               resolutions=(28,), lenet=net, floor_repeats=2)
-    assert noise["fd_lenet@res=28"] > 10 * reference["floor@res=28"]
+    assert noise["fd_lenet@res=28"] > 10 * reference["floor_fd_lenet@res=28"]
