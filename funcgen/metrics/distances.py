@@ -71,6 +71,19 @@ def _offdiag_mean(k: Tensor) -> Tensor:
     return (k.sum() - k.diagonal().sum()) / (n * (n - 1))
 
 
+def _median_rows(a: Tensor) -> float:
+    """Median of the distances between distinct rows of ``a`` (float64 ``[n, D]``)."""
+    n = a.shape[0]
+    if n < 2:
+        raise ValueError("the median heuristic needs at least 2 functions")
+    upper = torch.ones(n, n, dtype=torch.bool, device=a.device).triu_(1)
+    h = float(_sq(a, a)[upper].median().sqrt())
+    if h <= 0.0:
+        raise ValueError("median pairwise distance is 0 (more than half the functions coincide); "
+                         "pass an explicit bandwidth")
+    return h
+
+
 def median_bandwidth(x: Tensor, y: Tensor | None = None) -> float:
     """Median heuristic: the median of the pairwise distances ``d(f, g)`` over distinct pairs of the
     pooled set ``x`` (+ ``y``). Raises if that median is 0 (most functions identical)."""
@@ -90,18 +103,6 @@ def _bandwidths(bandwidth: Bandwidth, scales: Sequence[float], a: Tensor, b: Ten
     if not hs or any(not h > 0 for h in hs):
         raise ValueError(f"bandwidths must be positive (got {hs}); check bandwidth={bandwidth!r} and scales={list(scales)}")
     return hs
-
-
-def _median_rows(a: Tensor) -> float:
-    if a.shape[0] < 2:
-        raise ValueError("the median heuristic needs at least 2 functions")
-    d2 = _sq(a, a)
-    i, j = torch.triu_indices(a.shape[0], a.shape[0], 1)
-    h = float(d2[i, j].median().sqrt())
-    if h <= 0.0:
-        raise ValueError("median pairwise distance is 0 (more than half the functions coincide); "
-                         "pass an explicit bandwidth")
-    return h
 
 
 def mmd2(x: Tensor, y: Tensor, bandwidth: Bandwidth = "median", scales: Sequence[float] = (1.0,),
@@ -135,8 +136,9 @@ def mmd2(x: Tensor, y: Tensor, bandwidth: Bandwidth = "median", scales: Sequence
 
 
 def energy_distance(x: Tensor, y: Tensor, unbiased: bool = True) -> float:
-    """Energy distance ``2 E d(X, Y) - E d(X, X') - E d(Y, Y')`` (squared-distance scale, ``>= 0`` for
-    the population; Szekely & Rizzo 2013, eq. 2) with the mean-reduced ``L^2`` distance ``d``.
+    """Energy distance ``2 E d(X, Y) - E d(X, X') - E d(Y, Y')`` with the mean-reduced ``L^2`` distance
+    ``d`` (Szekely & Rizzo 2013, eq. 2: the square of a metric between laws, ``>= 0`` and 0 only for
+    equal laws; in the units of ``d``).
 
     ``unbiased=True`` averages the within-set terms over distinct pairs (U-statistics: the estimator
     is unbiased and has mean 0 for equal laws); ``False`` averages over all pairs (V-statistic,
