@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch import Tensor
 
-from .metrics import moment_report
+from .metrics import energy_distance, median_bandwidth, mmd2, moment_report, spectrum_error
+from .pointset import pointset_to_grid
 
 __all__ = ["run_bench", "TASKS", "Task"]
 
@@ -49,11 +51,78 @@ def _eval_grf(gen, datamodule, seed: int, resolutions: tuple[int, ...], num: int
         cov = datamodule.covariance(c, c)
         metrics.update(moment_report(ps.values[..., 0], cov, f"@N={n ** gen.dim}"))
         # the floor: the same statistics for exact samples, median over independent sets (one set is noisy)
-        reps = [moment_report(datamodule.reference(ps.coords, torch.Generator().manual_seed(seed + 2 + r))[..., 0],
-                              cov, f"@N={n ** gen.dim}") for r in range(floor_repeats)]
+        exact = [datamodule.reference(ps.coords, torch.Generator().manual_seed(seed + 2 + r))[..., 0]
+                 for r in range(floor_repeats)]
+        reps = [moment_report(e, cov, f"@N={n ** gen.dim}") for e in exact]
         floor = {k: float(torch.tensor([rep[k] for rep in reps]).median()) for k in reps[0]}
         reference.update({k.replace("cov_err", "floor").replace("mean_err", "floor_mean")
                           .replace("var_err", "floor_var"): v for k, v in floor.items()})
+        dist, dist_floor = _distance_report(ps.values[..., 0], exact, (n,) * gen.dim, f"@N={n ** gen.dim}")
+        metrics.update(dist)
+        reference.update(dist_floor)
+    return metrics, reference, sample_seconds
+
+
+def _distance_report(samples: Tensor, exact: list[Tensor], shape: tuple[int, ...], suffix: str,
+                     floor_pairs: int = 3) -> tuple[dict[str, float], dict[str, float]]:
+    """Set distances of ``samples`` ``[S, N]`` (on the grid ``shape``) to the exact set ``exact[0]``.
+
+    Unbiased MMD^2 (RBF kernel, bandwidth = median heuristic of ``exact[0]``, shared by metric and
+    floor), energy distance and radial power-spectrum error; the floors are the medians of the same
+    statistics for ``exact[1 .. floor_pairs]`` against ``exact[0]``.
+    """
+    h = median_bandwidth(exact[0])
+    ref_grid = pointset_to_grid(exact[0].unsqueeze(-1), shape)[:, 0]
+
+    def report(x: Tensor) -> dict[str, float]:
+        return {"mmd2": mmd2(x, exact[0], bandwidth=h), "energy": energy_distance(x, exact[0]),
+                "spec_err": spectrum_error(pointset_to_grid(x.unsqueeze(-1), shape)[:, 0], ref_grid)}
+
+    metrics = {f"{k}{suffix}": v for k, v in report(samples).items()}
+    floors = [report(e) for e in exact[1:1 + floor_pairs]]
+    reference = {f"floor_{k}{suffix}": float(torch.tensor([f[k] for f in floors], dtype=torch.float64).median())
+                 for k in floors[0]}
+    reference[f"mmd_bandwidth{suffix}"] = h
+    return metrics, reference
+
+
+def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 56), num: int = 2000,
+                steps: int | None = None, lenet: Any = None, floor_repeats: int = 5,
+                batch_size: int = 250) -> tuple[dict[str, float], dict[str, float], float]:
+    """FD_LeNet of ``num`` samples at each resolution (downsampled to 28x28 by area averaging) against
+    the 2000 test images 8000..9999.
+
+    Reference (the floor): FD_LeNet of ``num`` real training images (a seeded random subset of
+    0..7999, the generator's training distribution; median over ``floor_repeats`` subsets) against
+    the same test images. Note that MNIST's test file holds two writer populations (images 0..4999
+    and 5000..9999), so the test images are closer to training images 5000..7999 than to 0..4999.
+    ``lenet`` defaults to the cached classifier (:func:`funcgen.metrics.get_lenet`).
+    """
+    from .data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
+    from .metrics import feature_frechet_distance, get_lenet, lenet_features
+
+    root = getattr(datamodule, "root", None)
+    net = get_lenet(root) if lenet is None else lenet
+    images = torch.from_numpy(load_mnist_idx(resolve_data_root(root))[0]).float() / 255.0
+    test = lenet_features(images[NUM_TRAIN_PROTOCOL:], net)
+    metrics: dict[str, float] = {}
+    sample_seconds = 0.0
+    for r in resolutions:
+        t0 = time.time()
+        ps = gen.sample(num, r, seed=seed + 1, steps=steps, batch_size=batch_size, denormalize=True, progress=True)
+        sample_seconds += time.time() - t0
+        # intensities live in [0, 1]: clip overshoot as an image writer would (FD pipelines quantise to uint8)
+        samples = pointset_to_grid(ps.values, (r, r))[:, 0].clamp(0.0, 1.0)
+        metrics[f"fd_lenet@res={r}"] = feature_frechet_distance(lenet_features(samples, net), test)
+    floors = []
+    for rep in range(floor_repeats):
+        idx = torch.randperm(NUM_TRAIN_PROTOCOL, generator=torch.Generator().manual_seed(seed + 2 + rep))[:num]
+        floors.append(feature_frechet_distance(lenet_features(images[idx], net), test))
+    floor = float(torch.tensor(floors, dtype=torch.float64).median())
+    # real images are 28x28: the floor is the same at every resolution, repeated so every metric has one
+    reference = {f"floor_fd_lenet@res={r}": floor for r in resolutions}
+    if "test_accuracy" in net.info:
+        reference["lenet_test_accuracy"] = float(net.info["test_accuracy"])
     return metrics, reference, sample_seconds
 
 
@@ -88,6 +157,7 @@ def _eval_robustness(gen, datamodule, seed: int, num: int = 1000, n: int = 64, q
 TASKS: dict[str, Task] = {
     "grf1d": Task(minutes=25.0, evaluate=lambda gen, dm, seed: _eval_grf(gen, dm, seed, (64, 256))),
     "grf2d": Task(minutes=30.0, evaluate=lambda gen, dm, seed: _eval_grf(gen, dm, seed, (32, 64), num=1000)),
+    "mnist": Task(minutes=30.0, evaluate=lambda gen, dm, seed: _eval_mnist(gen, dm, seed)),
     "robustness": Task(minutes=25.0, evaluate=_eval_robustness, config="grf1d"),
 }
 

@@ -43,7 +43,7 @@ def main() -> None:
         for r in (r for r in records if r["task"] == task):
             for key, val in r["metrics"].items():
                 ref_key = key.replace("cov_err", "floor").replace("mean_err", "floor_mean").replace("var_err", "floor_var")
-                ref = r["reference"].get(ref_key, "")
+                ref = r["reference"].get(ref_key, r["reference"].get(f"floor_{key}", ""))
                 lines.append(f"| {r['method']} | {r['config']} | {key} | {fmt(val)} | {fmt(ref)} | {r['train_steps']} | "
                              f"{r['train_seconds']} | {r['sample_seconds']} | {r.get('machine', '')} |")
             cmds.append(f"funcgen bench {task} --method {r['method']} --config {r['config']} --seed {r['seed']}"
