@@ -209,7 +209,7 @@ def run_bench(task: str, method: str, config: str | None = None, seed: int = 0, 
     metrics, reference, sample_seconds = spec.evaluate(gen, cli.datamodule, seed)
     record = {
         "task": task, "method": method, "seed": seed, "minutes": budget, "config": str(cfg.relative_to(REPO) if cfg.is_relative_to(REPO) else cfg),
-        "model": gen.config(), "metrics": metrics, "reference": reference, "train_steps": steps,
+        "model": gen.config(), "metrics": metrics, "reference": reference, "train_steps": steps, "max_steps": max_steps,
         "train_seconds": round(train_seconds, 1), "sample_seconds": round(sample_seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "torch": torch.__version__, "commit": commit, "machine": f"{platform.machine()} {torch.get_num_threads()} threads",

@@ -25,6 +25,20 @@ def fmt(v: float) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def pivot(records: list[dict]) -> list[str]:
+    """One column per run (e.g. per PFGM++ D), one row per metric: how each run degrades."""
+    def label(r: dict) -> str:
+        d = r.get("model", {}).get("method", {}).get("init_args", {}).get("D")
+        return f"{r['method']} D={d}" if d is not None else f"{r['method']} ({r['config']})"
+
+    runs = sorted(records, key=lambda r: float(r.get("model", {}).get("method", {}).get("init_args", {}).get("D", 0)))
+    keys = list(dict.fromkeys(k for r in runs for k in r["metrics"] if k.startswith("cov_err")))
+    out = ["Side by side (covariance error; lower is better):", "",
+           "| metric | " + " | ".join(label(r) for r in runs) + " |", "| --- |" + " --- |" * len(runs)]
+    out += [f"| {k} | " + " | ".join(fmt(r["metrics"].get(k, "")) for r in runs) + " |" for k in keys]
+    return out + [""]
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--results", default="docs/results")
@@ -47,9 +61,12 @@ def main() -> None:
                 lines.append(f"| {r['method']} | {r['config']} | {key} | {fmt(val)} | {fmt(ref)} | {r['train_steps']} | "
                              f"{r['train_seconds']} | {r['sample_seconds']} | {r.get('machine', '')} |")
             cmds.append(f"funcgen bench {task} --method {r['method']} --config {r['config']} --seed {r['seed']}"
-                        f"{' --minutes ' + str(r['minutes']) if 'minutes' in r else ''} --out {r['_file']}"
+                        f"{' --minutes ' + str(r['minutes']) if 'minutes' in r else ''}"
+                        f"{' --max-steps ' + str(r['max_steps']) if r.get('max_steps') else ''} --out {r['_file']}"
                         f"  # commit {r['commit']}, torch {r['torch']}" + (f"; {r['note']}" if "note" in r else ""))
         lines += ["", "Commands:", "", "```", *cmds, "```", ""]
+        if task == "robustness":
+            lines += pivot([r for r in records if r["task"] == task])
     extra = Path(ns.results) / "extra.md"
     if extra.is_file():
         lines.append(extra.read_text())
