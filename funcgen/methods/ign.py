@@ -29,8 +29,9 @@ It needs ``in_channels == out_channels``.
 Source noise ``z``: any :class:`funcgen.noise.FunctionNoise` evaluated at the batch's coordinates
 (a Gaussian random field for functions), or :class:`funcgen.noise_matched.SpectrumMatchedNoise` for
 images (the paper's per-frequency mean/std of the data FFT): its statistics are collected from the
-first training batches (which must then lie on the training grid), and it can be evaluated at any
-resolution as a band-limited random function.
+first training batches (which must then lie on the training grid; a validation batch is used only
+while no statistics exist yet, e.g. in Lightning's sanity check), it is then frozen and recorded in
+the method's config, and it can be evaluated at any resolution as a band-limited random function.
 
 Sampling: ``z`` at the query coordinates, then ``f`` applied ``steps`` times (1 = one-step
 generation, more = the paper's refinement). :meth:`IdempotentGenerative.project` applies ``f`` to a
