@@ -77,6 +77,7 @@ class GenerativeModule(L.LightningModule):
         ps = self._batch(batch)
         if self.hparams.train_subsample < 1.0:
             ps = random_subset(ps, self.hparams.train_subsample)
+        self.method.on_train_step(self.global_step)
         loss, extra = self.method.loss(self.net, ps)
         if not torch.isfinite(loss):
             raise FloatingPointError(

@@ -30,6 +30,7 @@ __all__ = [
     "kernel_matrix",
     "StudentTProcess",
     "sample_chi2_over_dof",
+    "fourier_series",
 ]
 
 KernelName = Literal["se", "matern12", "matern32", "matern52"]
@@ -294,11 +295,25 @@ class SpectralNoise(FunctionNoise):
         a = _randn((b, m, channels), generator, coords.device, dtype) * amp[:, None]
         s = _randn((b, m, channels), generator, coords.device, dtype) * amp[:, None]
         s = s.masked_fill(self._is_zero.to(coords.device)[:, None], 0.0)
-        out = torch.empty(b, n, channels, device=coords.device, dtype=dtype)
-        for lo in range(0, n, self.chunk_size):
-            phase = coords[:, lo:lo + self.chunk_size] @ om.T  # [B, n_chunk, M]
-            out[:, lo:lo + self.chunk_size] = torch.cos(phase) @ a + torch.sin(phase) @ s
-        return out
+        return fourier_series(coords, om, a, s, self.chunk_size)
+
+
+def fourier_series(coords: Tensor, omega: Tensor, cos_coef: Tensor, sin_coef: Tensor, chunk_size: int = 32768) -> Tensor:
+    """Evaluate ``sum_k a_k cos(w_k . x) + s_k sin(w_k . x)`` at ``coords``, in chunks of points.
+
+    Args:
+        coords: ``[B, N, d]``; omega: ``[M, d]`` angular frequencies.
+        cos_coef, sin_coef: ``[B, M, c]`` coefficients per function.
+
+    Returns:
+        ``[B, N, c]``; memory is bounded by ``chunk_size * M`` per function.
+    """
+    b, n, _ = coords.shape
+    out = torch.empty(b, n, cos_coef.shape[-1], device=coords.device, dtype=coords.dtype)
+    for lo in range(0, n, chunk_size):
+        phase = coords[:, lo:lo + chunk_size] @ omega.T  # [B, n_chunk, M]
+        out[:, lo:lo + chunk_size] = torch.cos(phase) @ cos_coef + torch.sin(phase) @ sin_coef
+    return out
 
 
 def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,

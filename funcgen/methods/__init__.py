@@ -2,6 +2,7 @@
 
 from .base import Method, masked_mean
 from .fdp import FunctionalDiffusion
+from .ign import IdempotentGenerative
 from .pfgmpp import PFGMPP
 
-__all__ = ["Method", "masked_mean", "FunctionalDiffusion", "PFGMPP"]
+__all__ = ["Method", "masked_mean", "FunctionalDiffusion", "IdempotentGenerative", "PFGMPP"]

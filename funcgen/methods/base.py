@@ -40,6 +40,12 @@ class Method(Configurable, ABC):
              generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Scalar training loss of ``net`` on ``batch`` and a dict of extra scalars to log."""
 
+    def on_train_step(self, step: int) -> None:
+        """Called by the trainer with the global step before each training step's loss (default: nothing).
+
+        For methods whose loss changes with training progress (e.g. a warm-up of a loss weight).
+        """
+
     @abstractmethod
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,

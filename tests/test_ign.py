@@ -1,0 +1,321 @@
+"""Idempotent Generative Networks: gradient routing of each loss term, the clamp, distances, sampling,
+spectrum-matched noise, a tiny training run and a config-driven fit."""
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from funcgen.cli import make_cli
+from funcgen.config import build
+from funcgen.data import GRFDataModule
+from funcgen.methods import IdempotentGenerative, Method
+from funcgen.methods.ign import clamp_tight, distance
+from funcgen.module import GenerativeModule
+from funcgen.nets import PerceiverNet
+from funcgen.nets.base import Backbone
+from funcgen.noise import FunctionNoise, GaussianRandomField, SpectralNoise, WhiteNoise
+from funcgen.noise_matched import SpectrumMatchedNoise, half_lattice
+from funcgen.pointset import PointSet, grid_coords
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run on one intra-op thread (on a loaded 2-core machine two threads make small nets ~20x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class LinearNet(Backbone):
+    """Pointwise affine map ``f(v) = v W^T + b`` (ignores coords and t): gradients known in closed form."""
+
+    def __init__(self, channels: int = 2) -> None:
+        super().__init__(1, channels, channels)
+        self.weight = nn.Parameter(torch.zeros(channels, channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
+        self.check_inputs(coords, values, t)
+        return values @ self.weight.T + self.bias
+
+
+def linear_setup(gen, b=3, n=5, c=2):
+    net = LinearNet(c)
+    with torch.no_grad():
+        net.weight.copy_(torch.eye(c) + 0.5 * torch.randn(c, c, generator=gen))
+        net.bias.copy_(0.5 * torch.randn(c, generator=gen))
+    coords = torch.rand(b, n, 1, generator=gen)
+    x = torch.randn(b, n, c, generator=gen)
+    seed = int(torch.randint(0, 2**31 - 1, (), generator=gen))
+    z = WhiteNoise().sample(coords, c, torch.Generator().manual_seed(seed))
+    return net, PointSet(coords, x), z, seed
+
+
+def grads(net, method, batch, seed):
+    net.zero_grad()
+    loss, extras = method.loss(net, batch, torch.Generator().manual_seed(seed))
+    loss.backward()
+    return net.weight.grad.clone(), net.bias.grad.clone(), extras
+
+
+def test_idempotence_gradient_flows_only_through_the_inner_application(gen):
+    net, batch, z, seed = linear_setup(gen)
+    method = IdempotentGenerative(WhiteNoise(), rec_weight=0.0, idem_weight=1.0, tight_weight=0.0)
+    g_w, g_b, _ = grads(net, method, batch, seed)
+    w, b = net.weight.detach(), net.bias.detach()
+    m = z.numel()  # mean over functions, points and channels
+    y = z @ w.T + b  # f(z)
+    r = y @ (w - torch.eye(2)).T + b  # f'(f(z)) - f(z)
+    dy = 2.0 * r @ (w - torch.eye(2)) / m  # through both occurrences of the inner f(z), f' frozen
+    assert torch.allclose(g_w, dy.reshape(-1, 2).T @ z.reshape(-1, 2), atol=1e-6)
+    assert torch.allclose(g_b, dy.reshape(-1, 2).sum(0), atol=1e-6)
+    # the gradient through f' as well would differ: the test can tell the routings apart
+    wrong_w = dy.reshape(-1, 2).T @ z.reshape(-1, 2) + 2.0 * r.reshape(-1, 2).T @ y.reshape(-1, 2) / m
+    assert not torch.allclose(g_w, wrong_w, atol=1e-4)
+
+
+@pytest.mark.parametrize("clamp", [None, 1.5])
+def test_tightness_gradient_flows_only_through_the_outer_application(clamp, gen):
+    net, batch, z, seed = linear_setup(gen)
+    method = IdempotentGenerative(WhiteNoise(), rec_weight=0.0, idem_weight=0.0, tight_weight=1.0, tight_clamp=clamp)
+    g_w, g_b, extras = grads(net, method, batch, seed)
+    w, b = net.weight.detach(), net.bias.detach()
+    bsz, n, c = z.shape
+    y = z @ w.T + b  # f(z), detached by construction
+    r = y @ (w - torch.eye(c)).T + b  # f(y) - y, gradient only through the outer f
+    tight = -(r**2).mean(dim=(1, 2))  # [B]
+    slope = torch.ones(bsz)
+    if clamp is not None:
+        s = ((batch.values @ w.T + b - batch.values) ** 2).mean(dim=(1, 2))  # per-function L_rec scale
+        slope = 1.0 - torch.tanh(tight / (clamp * s)) ** 2  # d/dl of tanh(l / (a s)) a s
+    dr = -2.0 * r * slope[:, None, None] / (n * c * bsz)
+    expect_w = dr.reshape(-1, c).T @ y.reshape(-1, c)
+    assert expect_w.abs().max() > 1e-3  # a real, non-zero gradient (the f'-bug would give exactly 0)
+    assert torch.allclose(g_w, expect_w, atol=1e-6)
+    assert torch.allclose(g_b, dr.reshape(-1, c).sum(0), atol=1e-6)
+    assert torch.allclose(extras["tight_raw"], tight.mean())
+
+
+def test_tightness_through_the_frozen_copy_would_have_no_gradient(gen):
+    """The known public-code bug, reproduced here to show what the previous test rules out."""
+    net, batch, z, _ = linear_setup(gen)
+    from torch.func import functional_call
+
+    frozen = {k: p.detach() for k, p in net.named_parameters()}
+    y = net(batch.coords, z, torch.zeros(3)).detach()
+    bug = -(functional_call(net, frozen, (batch.coords, y, torch.zeros(3))) - y).square().mean()
+    assert not bug.requires_grad
+
+
+def test_clamp_formula_and_bounds(gen):
+    tight = -torch.rand(200, generator=gen) * 10.0
+    scale = torch.rand(200, generator=gen) + 0.01
+    a = 1.5
+    out = clamp_tight(tight, scale, a)
+    expect = torch.tensor([math.tanh(t / (a * s)) * a * s for t, s in zip(tight.tolist(), scale.tolist())])
+    assert torch.allclose(out, expect.float(), atol=1e-6)
+    assert (out <= 0).all() and (out >= -a * scale).all() and (out >= tight).all()  # in [max(l, -a s), 0]
+    # identity to second order: |tanh(u) - u| <= |u|^3 / 3, so |clamp(l) - l| <= |l| (l / a s)^2 / 3
+    lt, sc = tight.double(), scale.double()
+    assert ((clamp_tight(lt, sc, a) - lt).abs() <= lt.abs() * (lt / (a * sc)) ** 2 / 3 + 1e-12).all()
+
+
+def test_l1_l2_on_hand_computed_inputs():
+    a = torch.tensor([[[1.0], [2.0], [4.0]], [[0.0], [0.0], [0.0]]])
+    b = torch.tensor([[[0.0], [4.0], [1.0]], [[1.0], [-1.0], [2.0]]])
+    assert torch.allclose(distance(a, b, None, "l2"), torch.tensor([(1 + 4 + 9) / 3, (1 + 1 + 4) / 3]))
+    assert torch.allclose(distance(a, b, None, "l1"), torch.tensor([(1 + 2 + 3) / 3, (1 + 1 + 2) / 3]))
+    mask = torch.tensor([[True, False, True], [True, True, False]])
+    assert torch.allclose(distance(a, b, mask, "l2"), torch.tensor([5.0, 1.0]))
+    assert torch.allclose(distance(a, b, mask, "l1"), torch.tensor([2.0, 1.0]))
+    with pytest.raises(ValueError, match="l2 or l1"):
+        distance(a, b, None, "l3")  # type: ignore[arg-type]
+
+
+def test_loss_value_combines_the_weighted_terms(gen):
+    net, batch, z, seed = linear_setup(gen)
+    method = IdempotentGenerative(WhiteNoise(), distance="l1", rec_weight=20.0, idem_weight=20.0, tight_weight=2.5)
+    loss, ex = method.loss(net, batch, torch.Generator().manual_seed(seed))
+    w, b = net.weight.detach(), net.bias.detach()
+    f = lambda v: v @ w.T + b  # noqa: E731
+    rec = (f(batch.values) - batch.values).abs().mean(dim=(1, 2))
+    idem = (f(f(z)) - f(z)).abs().mean(dim=(1, 2))
+    tight = clamp_tight(-idem, rec, 1.5)  # with f' = f the tight distance equals the idempotence one
+    assert torch.allclose(loss, 20 * rec.mean() + 20 * idem.mean() + 2.5 * tight.mean(), rtol=1e-5)
+    assert torch.allclose(ex["rec"], rec.mean()) and torch.allclose(ex["idem"], idem.mean())
+    fz = f(z)
+    assert torch.allclose(ex["diversity"], fz.std(0).mean() / batch.values.std(0).mean(), rtol=1e-5)
+
+
+def test_tightness_warmup_follows_the_training_step():
+    method = IdempotentGenerative(WhiteNoise(), tight_warmup_steps=100)
+    assert method.tight_ramp() == 1.0  # never told the step: full weight
+    for step, ramp in ((0, 0.0), (25, 0.25), (100, 1.0), (5000, 1.0)):
+        method.on_train_step(step)
+        assert method.tight_ramp() == ramp
+
+
+def small_net(dim=1, c=1):
+    return PerceiverNet(dim, c, c, width=16, num_latents=4, depth=1, heads=2, num_bands=3)
+
+
+def test_sample_and_project_shapes_at_any_query_set_and_reproducible(gen):
+    net = small_net()
+    with torch.no_grad():  # a non-trivial f (the head is zero-initialised)
+        for p in net.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen))
+    method = IdempotentGenerative(GaussianRandomField("se", 0.2), steps=1)
+    for n in (16, 64):
+        coords = grid_coords((n,)).expand(3, -1, -1)
+        a = method.sample(net, coords, 1, generator=torch.Generator().manual_seed(5), steps=2)
+        assert a.shape == (3, n, 1) and torch.isfinite(a).all()
+        assert torch.equal(a, method.sample(net, coords, 1, generator=torch.Generator().manual_seed(5), steps=2))
+        assert not torch.equal(a, method.sample(net, coords, 1, generator=torch.Generator().manual_seed(6), steps=2))
+        one = method.sample(net, coords, 1, generator=torch.Generator().manual_seed(5))
+        assert torch.allclose(method.project(net, coords, one), a)  # steps=2 is f applied to the steps=1 sample
+    scattered = torch.rand(2, 37, 1, generator=gen)
+    v = torch.randn(2, 37, 1, generator=gen)
+    assert torch.equal(method.project(net, scattered, v, k=0), v)
+    assert torch.equal(method.project(net, scattered, v, k=3), method.project(net, scattered, v, k=3))
+    with pytest.raises(ValueError, match="matching"):
+        method.project(net, scattered, v[:, :5])
+    with pytest.raises(ValueError, match="in_channels == out_channels"):
+        method.project(PerceiverNet(1, 1, 2, width=8, num_latents=2, depth=0, heads=2, num_bands=1), scattered, v)
+
+
+def test_data_points_become_fixed_points_after_training():
+    torch.manual_seed(0)  # a fixed, tiny optimisation problem (seconds)
+    dm = GRFDataModule(dim=1, resolution=16, num_train=3, num_val=1, batch_size=3)
+    dm.setup("fit")
+    coords, x = dm.train_set.coords.expand(3, -1, -1), dm.train_set.values
+    net = PerceiverNet(1, 1, 1, width=32, num_latents=8, depth=1, heads=2, num_bands=4)
+    ema = copy.deepcopy(net).requires_grad_(False)  # IGN's objective is oscillatory: judge averaged weights
+    method = IdempotentGenerative(SpectralNoise(1, "fdp", modes=8))  # the paper's L2 weights 1 / 1 / 0.1
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.5, 0.999))  # the paper's betas
+
+    def rel_err() -> float:
+        with torch.no_grad():
+            return float((ema(coords, x, torch.zeros(3)) - x).norm() / x.norm())
+
+    before = rel_err()
+    for step in range(400):
+        method.on_train_step(step)
+        loss, _ = method.loss(net, PointSet(coords, x))
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), net.parameters()):
+                e.lerp_(p, 0.05)
+    after = rel_err()
+    assert before > 0.9 and after < 0.1, (before, after)  # f = 0 at init (zero head); ~0.03 after training
+
+
+# ----------------------------------------------------------------- spectrum-matched noise
+@pytest.mark.parametrize("shape", [(8,), (7,), (6, 5), (4, 4, 3)])
+def test_matched_noise_basis_is_orthogonal_and_complete_on_the_grid(shape, gen):
+    noise = SpectrumMatchedNoise(list(shape), channels=2)
+    p = math.prod(shape)
+    assert int(noise._observable.sum()) == p  # exactly prod(shape) real features are non-zero on the grid
+    v = torch.randn(3, p, 2, generator=gen, dtype=torch.float64)
+    coef = noise.coefficients(v)
+    assert torch.allclose(torch.einsum("fpm,bfmc->bpc", noise._phi, coef), v, atol=1e-10)
+    k = half_lattice(shape)
+    assert k.shape[0] == len({tuple(r) for r in k.tolist()})  # no duplicate frequency
+
+
+def test_matched_noise_reproduces_the_data_fft_statistics_on_the_grid(gen):
+    shape, s = (8, 8), 3000
+    grid = grid_coords(shape)
+    mean_fn = torch.sin(2 * math.pi * grid[:, :1]) + grid[:, 1:] ** 2  # a non-stationary law
+    amp = 0.3 + grid[:, :1]
+    data = mean_fn + amp * GaussianRandomField("se", 0.15).sample(grid.expand(s, -1, -1), 1, gen)
+    noise = SpectrumMatchedNoise(list(shape), fit_functions=s)
+    for lo in range(0, s + 500, 700):  # uneven batches, and batches past fit_functions are ignored
+        noise.observe(grid.expand(min(700, s + 500 - lo), -1, -1), torch.cat([data, data])[lo:lo + 700])
+    assert noise.frozen and noise.count == s
+    coef = noise.coefficients(data)
+    assert torch.allclose(noise.coef_mean, coef.mean(0), atol=1e-10)
+    assert torch.allclose(noise.coef_std, coef.std(0), atol=1e-10)
+    z = noise.sample(grid.expand(s, -1, -1), 1, gen)
+    fft = lambda v: torch.fft.fft2(v[..., 0].double().reshape(-1, *shape))  # noqa: E731
+    fd, fz = fft(data), fft(z)
+    var_d = (fd - fd.mean(0)).abs().square().sum(0) / (s - 1)  # per-frequency variance E|X - EX|^2
+    var_z = (fz - fz.mean(0)).abs().square().sum(0) / (s - 1)
+    se_mean = (var_d / s).sqrt()
+    assert ((fz.mean(0) - fd.mean(0)).abs() <= 6 * se_mean + 1e-9).all()
+    assert ((var_z / var_d - 1).abs() <= 6 * math.sqrt(2 / s)).all()
+
+
+def test_matched_noise_is_one_function_at_any_resolution_and_rebuilds_from_its_config(gen):
+    noise = SpectrumMatchedNoise([6, 6], fit_functions=64)
+    grid = grid_coords((6, 6)).expand(64, -1, -1)
+    noise.observe(grid, torch.randn(64, 36, 1, generator=gen) + grid[..., :1])
+    a = torch.rand(2, 10, 2, generator=gen)
+    both = torch.cat([a, torch.rand(2, 300, 2, generator=gen)], dim=1)
+    za = noise.sample(a, 1, torch.Generator().manual_seed(3))
+    zb = noise.sample(both, 1, torch.Generator().manual_seed(3))
+    assert torch.allclose(za, zb[:, :10], atol=1e-5)  # values at a point never depend on the other points
+    method = IdempotentGenerative(noise)
+    rebuilt = build(method.config, Method)
+    assert rebuilt.noise.count == 64
+    assert torch.allclose(rebuilt.noise.sample(both, 1, torch.Generator().manual_seed(3)), zb, atol=1e-6)
+    # the covariance method agrees with the empirical covariance of many draws
+    pts = torch.rand(4, 2, generator=gen)
+    draws = noise.sample(pts.expand(4000, -1, -1), 1, gen)[..., 0].double()
+    cov = noise.covariance(pts.double(), pts.double())
+    emp = torch.cov(draws.T)
+    sd = cov.diagonal().sqrt()
+    assert ((emp - cov).abs() <= 6 * torch.outer(sd, sd) * math.sqrt(2 / 4000)).all()
+    assert torch.allclose(draws.mean(0), noise.mean_function(pts[None].double())[0, :, 0], atol=float(6 * sd.max() / math.sqrt(4000)))
+
+
+def test_matched_noise_errors_are_clear():
+    noise = SpectrumMatchedNoise([4, 4])
+    with pytest.raises(RuntimeError, match="no data statistics"):
+        noise.sample(torch.rand(1, 5, 2), 1)
+    with pytest.raises(ValueError, match="cell-centre grid"):
+        noise.observe(torch.rand(2, 16, 2), torch.randn(2, 16, 1))
+    with pytest.raises(ValueError, match="recorded together"):
+        SpectrumMatchedNoise([4, 4], mean=[[[0.0]]])
+
+
+# ----------------------------------------------------------------- configs through GenerativeModule
+def fit_config(config: Path, tmp_path, extra: list[str]) -> GenerativeModule:
+    args = ["--config", str(config), f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
+            "--trainer.fast_dev_run=2", "--trainer.enable_progress_bar=false", "--trainer.callbacks=[]",
+            "--model.net.init_args.width=16", "--model.net.init_args.num_latents=4", "--model.net.init_args.depth=1",
+            "--model.val_num_samples=2", *extra]
+    cli = make_cli(args, run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return cli.model
+
+
+def test_grf1d_config_fits_and_samples_at_n_and_4n(tmp_path):
+    module = fit_config(REPO / "configs/ign/grf1d.yaml", tmp_path,
+                        ["--data.init_args.num_train=16", "--data.init_args.num_val=8", "--data.init_args.batch_size=8"])
+    assert isinstance(module.method, IdempotentGenerative) and module.method.tight_ramp() == 0.002  # step 1 of 500
+    gen = module.generator()
+    for res in (64, 256):
+        ps = gen.sample(3, res, seed=1)
+        assert ps.values.shape == (3, res, 1) and torch.isfinite(ps.values).all()
+
+
+def test_mnist_config_fits_with_spectrum_matched_noise(tmp_path, data_root):
+    module = fit_config(REPO / "configs/ign/mnist.yaml", tmp_path,
+                        ["--data.init_args.batch_size=4", "--data.init_args.num_train=16"])
+    noise = module.method.noise
+    assert isinstance(noise, SpectrumMatchedNoise) and noise.count == 8  # two training batches observed
+    assert module.method.config["init_args"]["noise"]["init_args"]["count"] == 8  # recorded for checkpoints
+    gen = module.generator()
+    for res in (28, 56):
+        ps = gen.sample(2, res, seed=0)
+        assert ps.values.shape == (2, res * res, 1) and torch.isfinite(ps.values).all()
