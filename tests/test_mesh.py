@@ -132,8 +132,8 @@ def test_interpolation_at_vertices_and_of_linear_functions(gen):
     assert torch.allclose(b.coords_at(face, bary, torch.float64), b.coords(torch.float64))
     # barycentric interpolation is exact for the (linear) position function
     face, bary = sample_surface(mesh, 500, gen)
-    pos = interpolate(torch.as_tensor(mesh.vertices), face, bary, mesh.faces)
-    corners = torch.as_tensor(mesh.vertices)[torch.as_tensor(mesh.faces)[face]]
+    pos = interpolate(torch.tensor(mesh.vertices), face, bary, mesh.faces)
+    corners = torch.tensor(mesh.vertices)[torch.tensor(mesh.faces)[face]]
     assert torch.allclose(pos, (bary.unsqueeze(-1) * corners).sum(1))
     assert (bary >= 0).all() and torch.allclose(bary.sum(-1), torch.ones(500, dtype=torch.float64))
     with pytest.raises(ValueError, match="barycentric"):
