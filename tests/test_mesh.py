@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from funcgen.geometry.mesh import (TriangleMesh, cotangent_laplacian, deformed_sphere, eigenbasis, icosphere,
-                                   interpolate, mass_matrix, read_mesh, sample_surface, torus, vertex_locations)
+                                   interpolate, mass_matrix, read_mesh, sample_surface, subdivide, torus,
+                                   vertex_locations)
 from funcgen.geometry.mesh_io import write_obj
 
 
@@ -205,3 +206,14 @@ def test_reader_and_mesh_errors(tmp_path):
         TriangleMesh(np.eye(4)[:, :3], np.array([[0, 1, 2]]))
     with pytest.raises(ValueError, match="NaN"):
         TriangleMesh(np.array([[0, 0, 0], [1, 0, 0], [0, np.nan, 0]]), np.array([[0, 1, 2]]))
+
+
+def test_subdivision_keeps_the_surface_and_locates_new_vertices(gen):
+    mesh = deformed_sphere(1, 0.3, seed=int(torch.randint(0, 100, (), generator=gen)))
+    fine, face, bary = subdivide(mesh, 2)
+    assert fine.num_vertices == 10 * 4**3 + 2 and np.isclose(fine.area, mesh.area)
+    assert torch.allclose(interpolate(torch.tensor(mesh.vertices), face, bary, mesh.faces),
+                          torch.tensor(fine.vertices))
+    # the eigen-coordinates of the fine vertices, interpolated on the coarse mesh, equal the coarse ones there
+    b = eigenbasis(mesh, 6)
+    assert torch.allclose(b.coords_at(face[:mesh.num_vertices], bary[:mesh.num_vertices]), b.coords())

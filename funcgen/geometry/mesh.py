@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["TriangleMesh", "MeshEigenbasis", "eigenbasis", "cotangent_laplacian", "mass_matrix",
-           "interpolate", "sample_surface", "vertex_locations", "icosphere", "torus", "deformed_sphere",
+           "interpolate", "sample_surface", "vertex_locations", "subdivide", "icosphere", "torus", "deformed_sphere",
            "read_mesh"]
 
 _AREA_TOL = 1e-12  # faces with area below this fraction of the mean face area count as degenerate
@@ -308,6 +308,41 @@ def vertex_locations(mesh: TriangleMesh) -> tuple[Tensor, Tensor]:
         face[f[:, j]] = torch.arange(f.shape[0])
         corner[f[:, j]] = j
     return face, torch.nn.functional.one_hot(corner, 3).to(torch.float64)
+
+
+def subdivide(mesh: TriangleMesh, times: int = 1) -> tuple[TriangleMesh, Tensor, Tensor]:
+    """Split every face into 4 at its edge midpoints, ``times`` times, WITHOUT moving any point.
+
+    The refined mesh is the same (piecewise-flat) surface with about ``4^times`` as many vertices,
+    so quantities at its vertices are the barycentric interpolation of the coarse ones.
+
+    Returns:
+        ``(fine mesh, face_index [V'], bary [V', 3])``: every fine vertex as a point of ``mesh``.
+    """
+    if times < 0:
+        raise ValueError(f"times must be >= 0; got {times}")
+    v, f = mesh.vertices, mesh.faces
+    parent = np.arange(len(f))  # coarse face holding each current face
+    corner = np.broadcast_to(np.eye(3), (len(f), 3, 3)).copy()  # [F, corner, bary in parent]
+    for _ in range(times):
+        edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+        uniq, inv = np.unique(edges, axis=0, return_inverse=True)
+        mid = len(v) + inv.reshape(3, -1).T  # [F, 3] new vertices on edges (01, 12, 20)
+        v = np.concatenate([v, 0.5 * (v[uniq[:, 0]] + v[uniq[:, 1]])])
+        ba, bb, bc = corner[:, 0], corner[:, 1], corner[:, 2]
+        bab, bbc, bca = 0.5 * (ba + bb), 0.5 * (bb + bc), 0.5 * (bc + ba)
+        a, b, c = f[:, 0], f[:, 1], f[:, 2]
+        ab, bc_, ca = mid[:, 0], mid[:, 1], mid[:, 2]
+        f = np.concatenate([np.stack(x, -1) for x in ((a, ab, ca), (b, bc_, ab), (c, ca, bc_), (ab, bc_, ca))])
+        corner = np.concatenate([np.stack(x, 1) for x in ((ba, bab, bca), (bb, bbc, bab), (bc, bca, bbc),
+                                                           (bab, bbc, bca))])
+        parent = np.tile(parent, 4)
+    fine = TriangleMesh(v, f, name=f"{mesh.name}/subdivided{times}")
+    face, bary = np.empty(len(v), dtype=np.int64), np.empty((len(v), 3))
+    for j in range(3):  # any face holding a vertex gives its location in the coarse mesh
+        face[f[:, j]] = parent
+        bary[f[:, j]] = corner[:, j]
+    return fine, torch.from_numpy(face), torch.from_numpy(bary)
 
 
 # --------------------------------------------------------------------------- procedural meshes
