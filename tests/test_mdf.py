@@ -161,3 +161,38 @@ def test_bad_options_and_backbones(gen):
         mdf.loss(SirenNet(K, 1, 1, width=8, depth=1), ps, gen)
     with pytest.raises(ValueError, match="context"):
         tiny_net()(ps.coords, ps.values, torch.rand(2), context=ps.coords)
+
+
+def test_one_step_fit_logs_mesh_pictures_and_samples_at_4x(tmp_path):
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from funcgen.data.mesh import SphereGRFDataModule
+    from funcgen.module import GenerativeModule
+
+    dm = SphereGRFDataModule(subdivisions=2, num_eigs=K, num_train=8, num_val=4, batch_size=4)
+    module = GenerativeModule(ManifoldDiffusionField(steps=2, num_context=32, num_queries=64), tiny_net(),
+                              warmup_steps=1, val_num_samples=2, val_steps=2)
+    logger = CSVLogger(str(tmp_path), name="run")
+    L.Trainer(max_steps=1, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0, logger=logger,
+              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+              default_root_dir=str(tmp_path)).fit(module, datamodule=dm)
+    pngs = sorted(p.name for p in tmp_path.rglob("*.png"))
+    assert any("res1x" in p for p in pngs) and any("res4x" in p for p in pngs), pngs
+    ps = module.generator().sample(coords=dm.validation_coords(4, 3), seed=0, steps=2)
+    assert ps.values.shape == (3, 4 * 162 - 6, 1) and torch.isfinite(ps.values).all()
+
+
+def test_perceiver_context_none_is_self_context_and_queries_decode_independently(gen):
+    net = tiny_net()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen))
+    net.eval()
+    coords, values, t = torch.randn(2, 12, K, generator=gen), torch.randn(2, 12, 1, generator=gen), torch.rand(2)
+    out = net(coords, values, t)
+    assert torch.allclose(out, net(coords, values, t, context=(coords, values)), atol=1e-6)
+    ctx = (coords[:, :5], values[:, :5])
+    part = net(coords[:, 7:], values[:, 7:], t, context=ctx)
+    assert torch.allclose(part, net(coords, values, t, context=ctx)[:, 7:], atol=1e-6)
+    assert not torch.allclose(part, out[:, 7:], atol=1e-4)  # the context matters

@@ -117,7 +117,7 @@ def render_mesh_functions(mesh: TriangleMesh, values: Tensor, title: str = "", m
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
         ax.set_zlim(lo[2], hi[2])
-        ax.set_box_aspect(hi - lo)
+        ax.set_box_aspect(hi - lo, zoom=1.4)
         ax.set_axis_off()
     fig.suptitle(title)
     fig.canvas.draw()
