@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from funcgen.data.mesh import MeshGRFDataModule, SphereGRFDataModule
+from funcgen.data.mesh import MeshGRFDataModule, MNISTSphereDataModule, SphereGRFDataModule, texture_hemisphere
 
 
 def small(**kw):
@@ -111,3 +111,25 @@ def test_bad_options():
         MeshGRFDataModule(mesh="file", path="/nonexistent/nothere.off")
     with pytest.raises(ValueError, match="eigen-coordinates"):
         small().reference(torch.zeros(1, 3, 3))
+
+
+def test_texture_projection_reads_the_right_pixels(gen):
+    img = torch.rand(2, 1, 28, 28, generator=gen)
+    r, c = (int(v) for v in torch.randint(0, 28, (2,), generator=gen))
+    # the point on the front hemisphere whose projection is the centre of pixel (r, c)
+    y, z = (c + 0.5) / 14 - 1, 1 - (r + 0.5) / 14
+    pos = torch.tensor([[math.sqrt(max(1 - y * y - z * z, 0.0)) + 1e-6, y, z], [-0.5, y, z]])
+    vals = texture_hemisphere(img, pos)
+    assert vals.shape == (2, 2, 1)
+    assert torch.allclose(vals[:, 0, 0], img[:, 0, r, c]) and (vals[:, 1] == 0).all()
+
+
+def test_mnist_sphere_reads_the_protocol_split(data_root):
+    dm = MNISTSphereDataModule(root=str(data_root), subdivisions=3, num_eigs=16, num_train=5, num_val=3)
+    dm.setup()
+    coords, values = dm.train_set[0]
+    assert coords.shape == (642, 16) and values.shape == (642, 1)
+    assert values.min() >= -1 and values.max() <= 1 and (values > 0).sum() > 10  # ink on the sphere
+    assert len(dm.val_set) == 3
+    with pytest.raises(FileNotFoundError, match="MNIST"):
+        MNISTSphereDataModule(root=str(data_root / "nothing"), subdivisions=1, num_eigs=4).setup()

@@ -31,7 +31,7 @@ from funcgen.geometry.mesh import (TriangleMesh, deformed_sphere, eigenbasis, ic
 
 from .base import STREAM_TRAIN, STREAM_VAL, FunctionDataModule, make_generator
 
-__all__ = ["MeshGRFDataModule", "SphereGRFDataModule", "MeshFieldDataset", "spectral_density", "build_mesh",
+__all__ = ["MeshFunctionDataModule", "MeshGRFDataModule", "MNISTSphereDataModule", "SphereGRFDataModule", "MeshFieldDataset", "spectral_density", "build_mesh",
            "render_mesh_functions"]
 
 MeshName = Literal["icosphere", "torus", "deformed_sphere", "file"]
@@ -126,7 +126,52 @@ def render_mesh_functions(mesh: TriangleMesh, values: Tensor, title: str = "", m
     return rgb
 
 
-class MeshGRFDataModule(FunctionDataModule):
+class MeshFunctionDataModule(FunctionDataModule):
+    """Base of datamodules serving functions on a mesh at its eigen-coordinates ``[N, k]``.
+
+    Subclasses call :meth:`_init_mesh`; this class provides the evaluation hooks that
+    :class:`funcgen.module.GenerativeModule` uses on non-grid domains (``validation_coords``, ``render``).
+    """
+
+    mesh: TriangleMesh
+
+    def _init_mesh(self, mesh: TriangleMesh, num_eigs: int) -> None:
+        self.mesh = mesh
+        self.basis = eigenbasis(mesh, int(num_eigs))
+        self.phi = self.basis.coords()
+        self.dim = self.basis.k
+        self.kind = "mesh"  # type: ignore[assignment]
+        self._levels: dict[int, tuple[TriangleMesh, Tensor]] = {}
+
+    # --- evaluation hooks (used by GenerativeModule's validation) ------------------------
+    def _level(self, factor: int) -> tuple[TriangleMesh, Tensor]:
+        """The mesh subdivided ``ceil(log4(factor))`` times and its vertices' eigen-coordinates."""
+        times = max(0, math.ceil(math.log(max(factor, 1), 4) - 1e-9))
+        if times not in self._levels:
+            if times == 0:
+                self._levels[0] = (self.mesh, self.phi)
+            else:
+                fine, face, bary = subdivide(self.mesh, times)
+                self._levels[times] = (fine, self.basis.coords_at(face, bary))
+        return self._levels[times]
+
+    def validation_coords(self, factor: int, num: int) -> Tensor:
+        """Eigen-coordinates ``[num, V', k]`` of the vertices of the mesh refined ~``factor`` times
+        (midpoint subdivision of the same surface; ``factor=1``: the mesh itself)."""
+        return self._level(factor)[1].unsqueeze(0).expand(num, -1, -1).contiguous()
+
+    def render(self, coords: Tensor, values: Tensor, title: str = "") -> np.ndarray:
+        """Picture of functions at the points of :meth:`validation_coords` (any level)."""
+        n = coords.shape[1]
+        for factor in (1, 4, 16, 64):
+            mesh, _ = self._level(factor)
+            if mesh.num_vertices == n:
+                return render_mesh_functions(mesh, values, title)
+        raise ValueError(f"render: {n} points are not the vertices of this mesh or of its subdivisions "
+                         "(use validation_coords to get drawable points)")
+
+
+class MeshGRFDataModule(MeshFunctionDataModule):
     """Exact Gaussian random fields on a triangle mesh, at eigenfunction coordinates.
 
     Args:
@@ -161,18 +206,14 @@ class MeshGRFDataModule(FunctionDataModule):
                              f"{lengthscale}, {variance}, {nu}, {num_train}, {num_val}")
         spectral_density(torch.zeros(1), spectrum, lengthscale, nu)  # validates the name
         self.mesh_name, self.subdivisions, self.path = mesh, int(subdivisions), path
-        self.mesh = build_mesh(mesh, subdivisions, path)
-        self.basis = eigenbasis(self.mesh, int(num_eigs))
+        self._init_mesh(build_mesh(mesh, subdivisions, path), num_eigs)
         self.spectrum, self.lengthscale, self.nu, self.variance = spectrum, float(lengthscale), float(nu), float(variance)
         self.points = points
         self.num_points = None if points == "vertices" else int(num_points or self.mesh.num_vertices)
         self.num_train, self.num_val = int(num_train), int(num_val)
-        self.dim, self.channels = self.basis.k, 1
+        self.channels = 1
         self.train_shape = (self.mesh.num_vertices if self.num_points is None else self.num_points,)
-        self.kind = "mesh"  # type: ignore[assignment]
-        self.phi = self.basis.coords()
         self.coef_std = self._coefficient_std()
-        self._levels: dict[int, tuple[TriangleMesh, Tensor]] = {}
 
     def _coefficient_std(self) -> Tensor:
         """``c_i`` ``[m]``: standard deviations of the eigen-coefficients."""
@@ -209,33 +250,6 @@ class MeshGRFDataModule(FunctionDataModule):
         """Exact covariance ``[N, M]`` of the field between eigen-coordinates ``x`` ``[N, k]`` and ``y`` ``[M, k]``."""
         m = self.num_modes
         return (x[..., :m].double() * self.coef_std.double() ** 2) @ y[..., :m].double().T
-
-    # --- evaluation hooks (used by GenerativeModule's validation) ------------------------
-    def _level(self, factor: int) -> tuple[TriangleMesh, Tensor]:
-        """The mesh subdivided ``ceil(log4(factor))`` times and its vertices' eigen-coordinates."""
-        times = max(0, math.ceil(math.log(max(factor, 1), 4) - 1e-9))
-        if times not in self._levels:
-            if times == 0:
-                self._levels[0] = (self.mesh, self.phi)
-            else:
-                fine, face, bary = subdivide(self.mesh, times)
-                self._levels[times] = (fine, self.basis.coords_at(face, bary))
-        return self._levels[times]
-
-    def validation_coords(self, factor: int, num: int) -> Tensor:
-        """Eigen-coordinates ``[num, V', k]`` of the vertices of the mesh refined ~``factor`` times
-        (midpoint subdivision of the same surface; ``factor=1``: the mesh itself)."""
-        return self._level(factor)[1].unsqueeze(0).expand(num, -1, -1).contiguous()
-
-    def render(self, coords: Tensor, values: Tensor, title: str = "") -> np.ndarray:
-        """Picture of functions at the points of :meth:`validation_coords` (any level)."""
-        n = coords.shape[1]
-        for factor in (1, 4, 16, 64):
-            mesh, _ = self._level(factor)
-            if mesh.num_vertices == n:
-                return render_mesh_functions(mesh, values, title)
-        raise ValueError(f"render: {n} points are not the vertices of this mesh or of its subdivisions "
-                         "(use validation_coords to get drawable points)")
 
     def _extra_config(self) -> dict[str, Any]:
         return {"mesh": self.mesh_name, "subdivisions": self.subdivisions, "path": self.path,
@@ -316,3 +330,67 @@ class SphereGRFDataModule(MeshGRFDataModule):
         ell = self.degrees()
         c2 = torch.zeros(self.max_degree + 1, dtype=torch.float64).index_add_(0, ell, per_mode)
         return 4.0 * math.pi * c2 / (2 * torch.arange(self.max_degree + 1) + 1)
+
+
+def texture_hemisphere(images: Tensor, positions: Tensor) -> Tensor:
+    """Paint images ``[M, c, H, W]`` onto the hemisphere ``x > 0`` of the unit sphere.
+
+    Orthographic projection along ``x``: the point ``(x, y, z)`` reads the image at row ``(1 - z) / 2``
+    and column ``(1 + y) / 2`` (bilinear, pixel edges at the square's border); the back hemisphere and
+    the outside of the square read 0. Returns ``[M, V, c]`` for ``positions`` ``[V, 3]``.
+    """
+    grid = torch.stack([positions[:, 1], -positions[:, 2]], -1).to(images.dtype)  # (col, row) in [-1, 1]
+    vals = torch.nn.functional.grid_sample(images, grid.view(1, 1, -1, 2).expand(images.shape[0], -1, -1, -1),
+                                           mode="bilinear", padding_mode="zeros", align_corners=False)
+    front = (positions[:, 0] > 0).to(images.dtype)
+    return (vals[:, :, 0, :] * front).transpose(1, 2).contiguous()
+
+
+class MNISTSphereDataModule(MeshFunctionDataModule):
+    """MNIST digits textured onto an icosphere, served at its eigen-coordinates (MDF's "MNIST on a sphere").
+
+    Benchmark split: images ``0 .. num_train-1`` train (at most 8000), ``8000 .. 8000+num_val-1`` validation;
+    the files are read from ``root`` (or ``$FUNCGEN_DATA``), never downloaded. Values are intensities in
+    ``[0, 1]`` served in model space ``[-1, 1]`` (``shift = scale = 0.5``); see :func:`texture_hemisphere`.
+
+    Args:
+        root: folder holding ``mnist/t10k-images-idx3-ubyte.gz`` (default ``$FUNCGEN_DATA``).
+        subdivisions: icosphere level (4: 2562 vertices, about 640 on the digit's hemisphere).
+        num_eigs: eigen-coordinates ``k``.
+        num_train, num_val, batch_size, seed, num_workers: see :class:`FunctionDataModule`.
+    """
+
+    name = "mnist_sphere"
+    shift = 0.5
+    scale = 0.5
+
+    def __init__(self, root: str | None = None, subdivisions: int = 4, num_eigs: int = 64, num_train: int = 8000,
+                 num_val: int = 256, batch_size: int = 32, seed: int = 0, num_workers: int = 0) -> None:
+        super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers)
+        self.save_hyperparameters()
+        if not 0 < num_train <= 8000 or not 0 < num_val <= 2000:
+            raise ValueError(f"need 0 < num_train <= 8000 and 0 < num_val <= 2000 (protocol split); got "
+                             f"{num_train}, {num_val}")
+        self.root, self.subdivisions = root, int(subdivisions)
+        self.num_train, self.num_val = int(num_train), int(num_val)
+        self._init_mesh(icosphere(self.subdivisions), num_eigs)
+        self.channels = 1
+        self.train_shape = (self.mesh.num_vertices,)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read the digits (once) and paint them onto the mesh vertices."""
+        if self.train_set is not None and self.val_set is not None:
+            return
+        from .base import PointDataset
+        from .mnist import load_mnist_idx, resolve_data_root
+
+        images, _ = load_mnist_idx(resolve_data_root(self.root))
+        imgs = torch.from_numpy(images).float().div(255.0).unsqueeze(1)
+        pos = torch.tensor(self.mesh.vertices, dtype=torch.float32)
+        for split, lo, n in (("train_set", 0, self.num_train), ("val_set", 8000, self.num_val)):
+            values = self.normalize(texture_hemisphere(imgs[lo:lo + n], pos))
+            setattr(self, split, PointDataset(self.phi, values))
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {"subdivisions": self.subdivisions, "num_eigs": self.basis.k, "mesh_sha256": self.mesh.key,
+                "num_vertices": self.mesh.num_vertices, "num_train": self.num_train, "num_val": self.num_val}
