@@ -196,3 +196,14 @@ def test_perceiver_context_none_is_self_context_and_queries_decode_independently
     part = net(coords[:, 7:], values[:, 7:], t, context=ctx)
     assert torch.allclose(part, net(coords, values, t, context=ctx)[:, 7:], atol=1e-6)
     assert not torch.allclose(part, out[:, 7:], atol=1e-4)  # the context matters
+
+
+def test_mesh_models_ask_for_coordinates_not_a_grid():
+    from funcgen.data.mesh import SphereGRFDataModule
+    from funcgen.generator import FunctionGenerator
+
+    dm = SphereGRFDataModule(subdivisions=2, num_eigs=K)
+    gen = FunctionGenerator(ManifoldDiffusionField(steps=1), tiny_net(), dm.data_config())
+    with pytest.raises(ValueError, match="pass coords"):
+        gen.sample(2)
+    assert gen.sample(coords=dm.validation_coords(1, 2), steps=1).values.shape == (2, 162, 1)

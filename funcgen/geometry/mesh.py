@@ -19,6 +19,12 @@ coordinates on a coarse and a fine mesh, which is what sampling "at any resoluti
 Off-vertex points are ``(face index, barycentric coordinates)`` pairs; every per-vertex quantity
 is extended to them by linear (barycentric) interpolation inside the triangle.
 
+Resolution: to sample a trained model on a finer discretisation of the SAME surface, interpolate the
+training mesh's eigenbasis at the new points (:func:`subdivide` or :func:`sample_surface`, then
+:meth:`MeshEigenbasis.coords_at`). Recomputing an eigenbasis on another mesh gives the same
+coordinates only for simple eigenvalues: on symmetric surfaces (the sphere) an eigenspace's basis is
+defined up to a rotation, which no canonicalization can fix.
+
 Mesh files: ASCII OBJ / OFF / PLY are read by :func:`read_mesh` (see :mod:`funcgen.geometry.mesh_io`).
 """
 

@@ -87,6 +87,10 @@ class PerceiverNet(Backbone):
     with an exact log-sum-exp softmax merge, so memory stays bounded for millions of points.
     Chunking is exact: results match the unchunked computation up to float rounding.
 
+    ``forward(..., context=(coords_c, values_c))`` pools the latents from a separate context point set
+    and reads out only at the queries (PerceiverIO's input/output split, as Manifold Diffusion Fields
+    needs); without it the queries are their own context.
+
     Args:
         dim: domain dimension ``d``.
         in_channels: input value channels ``c_in``.
