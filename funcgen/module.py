@@ -146,7 +146,8 @@ class GenerativeModule(L.LightningModule):
         for factor in (1, self.hparams.val_upsample):
             shape = tuple(s * factor for s in train_shape)
             # data on non-grid domains (meshes) give their own query points and pictures
-            coords = dm.validation_coords(factor, self.hparams.val_num_samples) if hasattr(dm, "validation_coords") else None
+            coords = (dm.validation_coords(factor, self.hparams.val_num_samples)
+                      if hasattr(dm, "validation_coords") else None)
             ps = gen.sample(self.hparams.val_num_samples, shape, coords=coords, seed=self.hparams.val_seed,
                             steps=self.hparams.val_steps, denormalize=False)
             if hasattr(dm, "render"):

@@ -5,7 +5,7 @@ Every item is ``(coords [N, k], values [N, c])`` where ``coords`` are the first 
 points (``points="surface"``, barycentric interpolation). The model never sees 3D positions.
 
 Gaussian random fields are exact draws in the eigenbasis (Borovitskiy et al. 2020, "Matern Gaussian
-processes on Riemannian manifolds", eq. 9-10, truncated to ``m`` modes):
+processes on Riemannian manifolds", NeurIPS 2020; truncated to ``m`` modes):
 
     f(x) = sum_{i < m} c_i z_i phi_i(x),   z_i ~ N(0, 1),   c_i^2 = variance * S(lambda_i) / sum_j S(lambda_j),
 
@@ -31,8 +31,8 @@ from funcgen.geometry.mesh import (TriangleMesh, deformed_sphere, eigenbasis, ic
 
 from .base import STREAM_TRAIN, STREAM_VAL, FunctionDataModule, make_generator
 
-__all__ = ["MeshFunctionDataModule", "MeshGRFDataModule", "MNISTSphereDataModule", "SphereGRFDataModule", "MeshFieldDataset", "spectral_density", "build_mesh",
-           "render_mesh_functions"]
+__all__ = ["MeshFunctionDataModule", "MeshGRFDataModule", "MNISTSphereDataModule", "SphereGRFDataModule",
+           "MeshFieldDataset", "spectral_density", "build_mesh", "render_mesh_functions", "texture_hemisphere"]
 
 MeshName = Literal["icosphere", "torus", "deformed_sphere", "file"]
 SpectrumName = Literal["matern", "heat"]

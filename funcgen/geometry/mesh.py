@@ -2,7 +2,7 @@
 
 Manifold Diffusion Fields (Elhag et al., ICLR 2024) represent a point ``x`` of a surface by its first
 ``k`` Laplace-Beltrami eigenfunctions ``phi(x) = (phi_1(x), ..., phi_k(x))``: the solutions of the
-generalized eigenproblem (MDF sec. 3.1)
+generalized eigenproblem (MDF sec. 3)
 
     L psi = lambda M psi,      psi^T M psi = I,
 

@@ -96,7 +96,8 @@ class FunctionalDiffusion(Method):
             return (x_t - s * out) / a
         return a * x_t - s * out
 
-    def denoise(self, net: nn.Module | Callable[[Tensor, Tensor, Tensor], Tensor], coords: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    def denoise(self, net: nn.Module | Callable[[Tensor, Tensor, Tensor], Tensor], coords: Tensor, x_t: Tensor,
+                t: Tensor) -> tuple[Tensor, Tensor]:
         """Network call turned into ``(x0_hat, eps_hat)``, each ``[B, N, c]``."""
         x0 = self._to_x0(net(coords, x_t, t), x_t, t)
         a, s = self.marginal(t)

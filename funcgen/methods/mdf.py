@@ -4,7 +4,7 @@ A function on a manifold is a set of pairs ``(phi(x_i), y_i)``, with ``phi`` the
 Laplace-Beltrami eigenfunctions (:mod:`funcgen.geometry.mesh`); the coordinates the method sees
 are those eigenfunction coordinates ``[B, N, k]``, so nothing here depends on the embedding.
 
-Diffusion: DDPM on the values, independently at every point (MDF sec. 3.2, eq. 2-3):
+Diffusion: DDPM (Ho et al. 2020) on the values, with independent noise at every point (MDF sec. 3):
 
     y_t = alpha(t) y_0 + sigma(t) eps,   eps ~ N(0, I),
     L = E_{t, Q, C} || eps_Q - eps_theta(phi_Q, y_t(Q), t | context (phi_C, y_t(C))) ||^2,
