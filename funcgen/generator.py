@@ -73,6 +73,9 @@ class FunctionGenerator:
 
     def coords_for(self, resolution: int | Sequence[int] | None, num: int) -> Tensor:
         """Grid coordinates ``[num, N, d]``; ``resolution=None`` means the training grid."""
+        if self.data.get("kind") == "mesh":
+            raise ValueError("this model lives on a mesh: pass coords=... (eigen-coordinates [B, N, "
+                             f"{self.dim}], e.g. datamodule.validation_coords(factor, num)) instead of a grid resolution")
         res = tuple(self.data["train_shape"]) if resolution is None else resolution
         return query_coords(res, self.dim, num, device=next(self.net.parameters()).device)
 

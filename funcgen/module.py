@@ -146,10 +146,16 @@ class GenerativeModule(L.LightningModule):
         metrics: dict[str, float] = {}
         for factor in (1, self.hparams.val_upsample):
             shape = tuple(s * factor for s in train_shape)
-            ps = gen.sample(self.hparams.val_num_samples, shape, seed=self.hparams.val_seed,
+            # data on non-grid domains (meshes) give their own query points and pictures
+            coords = (dm.validation_coords(factor, self.hparams.val_num_samples)
+                      if hasattr(dm, "validation_coords") else None)
+            ps = gen.sample(self.hparams.val_num_samples, shape, coords=coords, seed=self.hparams.val_seed,
                             steps=self.hparams.val_steps, denormalize=False)
-            rgb = render(ps.coords, ps.values, shape, self.data_config.get("kind", "image"),
-                         title=f"samples at {'x'.join(map(str, shape))}")
+            if hasattr(dm, "render"):
+                rgb = dm.render(ps.coords, ps.values, title=f"samples at {ps.num_points} points")
+            else:
+                rgb = render(ps.coords, ps.values, shape, self.data_config.get("kind", "image"),
+                             title=f"samples at {'x'.join(map(str, shape))}")
             log_image(self.logger, f"samples/res{factor}x", rgb, self.global_step)
             ref = dm.reference(ps.coords, torch.Generator().manual_seed(1)) if hasattr(dm, "reference") else None
             if ref is not None:

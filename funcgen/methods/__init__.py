@@ -3,6 +3,8 @@
 from .base import Method, masked_mean
 from .fdp import FunctionalDiffusion
 from .ign import IdempotentGenerative
+from .mdf import ManifoldDiffusionField
 from .pfgmpp import PFGMPP
 
-__all__ = ["Method", "masked_mean", "FunctionalDiffusion", "IdempotentGenerative", "PFGMPP"]
+__all__ = ["Method", "masked_mean", "FunctionalDiffusion", "IdempotentGenerative", "ManifoldDiffusionField",
+           "PFGMPP"]

@@ -21,7 +21,7 @@ exponential integrator of the probability-flow ODE; ``eta = 1`` is ancestral (re
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor, nn
@@ -96,7 +96,8 @@ class FunctionalDiffusion(Method):
             return (x_t - s * out) / a
         return a * x_t - s * out
 
-    def denoise(self, net: nn.Module, coords: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    def denoise(self, net: nn.Module | Callable[[Tensor, Tensor, Tensor], Tensor], coords: Tensor, x_t: Tensor,
+                t: Tensor) -> tuple[Tensor, Tensor]:
         """Network call turned into ``(x0_hat, eps_hat)``, each ``[B, N, c]``."""
         x0 = self._to_x0(net(coords, x_t, t), x_t, t)
         a, s = self.marginal(t)
@@ -105,9 +106,21 @@ class FunctionalDiffusion(Method):
         eps = (x_t - a * x0) / s
         return x0, eps
 
+    # ----------------------------------------------------------------- hooks for variants
+    def training_points(self, batch: PointSet, generator: torch.Generator | None = None) -> PointSet:
+        """The points the loss is evaluated at (all of them here; a random query set in MDF)."""
+        return batch
+
+    def network(self, net: nn.Module, coords: Tensor, x_t: Tensor,
+                generator: torch.Generator | None = None) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
+        """The callable ``(coords, x_t, t) -> output`` used for one loss or sampler step (``net`` itself
+        here; MDF binds a random context subset of the current state)."""
+        return net
+
     # ----------------------------------------------------------------- training
     def loss(self, net: nn.Module, batch: PointSet,
              generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        batch = self.training_points(batch, generator)
         b = batch.batch_size
         # stratified times: one uniform offset, B evenly spaced strata (lower-variance loss)
         u = torch.rand((), generator=generator, device="cpu").item()
@@ -115,10 +128,11 @@ class FunctionalDiffusion(Method):
         t = t[torch.randperm(b, generator=generator)].to(batch.values.device)
         t = self.t_min + (1.0 - self.t_min) * t
         x_t, xi = self.perturb(batch.values, batch.coords, t, generator)
+        f = self.network(net, batch.coords, x_t, generator)
         if self.loss_space == "x0":
-            residual = self._to_x0(net(batch.coords, x_t, t), x_t, t) - batch.values
+            residual = self._to_x0(f(batch.coords, x_t, t), x_t, t) - batch.values
         else:
-            residual = net(batch.coords, x_t, t) - self.target(batch.values, xi, t)
+            residual = f(batch.coords, x_t, t) - self.target(batch.values, xi, t)
         per_fn = masked_mean(residual**2, batch.mask)
         return per_fn.mean(), {}
 
@@ -135,7 +149,7 @@ class FunctionalDiffusion(Method):
         x = self.noise.sample(coords, channels, generator)
         for i in tqdm(range(steps), disable=not progress, desc="sampling", leave=False):
             t = torch.full((b,), float(ts[i]), device=coords.device, dtype=coords.dtype)
-            x0, eps = self.denoise(net, coords, x, t)
+            x0, eps = self.denoise(self.network(net, coords, x, generator), coords, x, t)
             s_next = ts[i + 1]
             if s_next <= 0:
                 x = x0

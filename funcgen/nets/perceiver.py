@@ -87,6 +87,10 @@ class PerceiverNet(Backbone):
     with an exact log-sum-exp softmax merge, so memory stays bounded for millions of points.
     Chunking is exact: results match the unchunked computation up to float rounding.
 
+    ``forward(..., context=(coords_c, values_c))`` pools the latents from a separate context point set
+    and reads out only at the queries (PerceiverIO's input/output split, as Manifold Diffusion Fields
+    needs); without it the queries are their own context.
+
     Args:
         dim: domain dimension ``d``.
         in_channels: input value channels ``c_in``.
@@ -195,7 +199,22 @@ class PerceiverNet(Backbone):
             outs.append(self.head(self.head_norm(x)))
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
-    def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
-        """See :meth:`Backbone.forward`: ``[B, N, d], [B, N, c_in], [B] -> [B, N, c_out]``."""
-        latents, temb = self.encode(coords, values, t)
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor,
+                context: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """See :meth:`Backbone.forward`: ``[B, N, d], [B, N, c_in], [B] -> [B, N, c_out]``.
+
+        Args:
+            context: optional ``(coords [B, M, d], values [B, M, c_in])``: the points the latents are
+                pooled from (PerceiverIO's input array), while ``coords``/``values`` are only the queries
+                read out. None (default): the queries are their own context.
+        """
+        if context is None:
+            latents, temb = self.encode(coords, values, t)
+        else:
+            if not (isinstance(context, (tuple, list)) and len(context) == 2):
+                raise ValueError("PerceiverNet: context must be a (coords [B, M, d], values [B, M, c_in]) pair")
+            t = self.check_inputs(coords, values, t)
+            if context[0].shape[0] != coords.shape[0]:
+                raise ValueError(f"PerceiverNet: context batch {context[0].shape[0]} != query batch {coords.shape[0]}")
+            latents, temb = self.encode(context[0], context[1], t)
         return self.decode(latents, temb, coords, values)
