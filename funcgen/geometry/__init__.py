@@ -1,0 +1,20 @@
+"""Geometry for generative models on manifolds: manifolds and heat kernels on symmetric spaces.
+
+The only part of funcgen that imports geomstats (lazily, with its pytorch backend set once).
+"""
+
+from .heat_kernel import (
+    heat_kernel_log_prob,
+    heat_kernel_score,
+    sample_heat_kernel,
+    so3_log_heat_kernel,
+    sphere_log_heat_kernel,
+    torus_log_heat_kernel,
+)
+from .manifolds import SO3, Manifold, Sphere, Torus, skew_to_vector, vector_to_skew
+
+__all__ = [
+    "Manifold", "Sphere", "SO3", "Torus", "skew_to_vector", "vector_to_skew",
+    "heat_kernel_log_prob", "heat_kernel_score", "sample_heat_kernel",
+    "sphere_log_heat_kernel", "so3_log_heat_kernel", "torus_log_heat_kernel",
+]
