@@ -52,6 +52,7 @@ exceeds the bound raises instead of silently biasing. Directions are uniform (is
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -82,10 +83,17 @@ def _prep(theta: Tensor, sigma: Tensor | float) -> tuple[Tensor, Tensor]:
     return th, s
 
 
+@functools.lru_cache(maxsize=64)
+def _log_dims_table(n: int, size: int = 20000) -> Tensor:
+    """Cached :func:`_log_dims` for ``l = 0 .. size - 1`` (CPU, float64)."""
+    return _log_dims(torch.arange(size, dtype=_F64), n)
+
+
 def _num_terms(n: int, sigma_min: float, drop: float = 60.0) -> int:
     """Terms ``l < L`` of the S^n series whose log-weights lie within ``drop`` of the largest."""
-    ls = torch.arange(0, 20000, dtype=_F64)
-    logw = _log_dims(ls, n) - ls * (ls + n - 1) * sigma_min**2 / 2
+    table = _log_dims_table(n)
+    ls = torch.arange(table.shape[0], dtype=_F64)
+    logw = table - ls * (ls + n - 1) * sigma_min**2 / 2
     keep = (logw > logw.max() - drop).nonzero()
     return int(keep.max()) + 2
 
@@ -103,7 +111,7 @@ def _sphere_series(th: Tensor, s: Tensor, n: int) -> tuple[Tensor, Tensor]:
     lam = 0.5 * (n - 1)
     L = _num_terms(n, float(s.min()))
     t = torch.cos(th)
-    logd = _log_dims(torch.arange(L, dtype=_F64), n).tolist()
+    logd = _log_dims_table(n)[:L].tolist()
     s2 = s**2 / 2
     wmax = torch.full_like(th, -math.inf)
     for l in range(L):  # running max of the log-weights (no [..., L] tensor: memory stays O(numel))

@@ -140,7 +140,8 @@ class Manifold(Configurable):
         raise NotImplementedError
 
     def default_atol(self, x: Tensor) -> float:
-        return 1e-4 if x.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-8
+        # float64 tolerance admits float32-rounded points (norm error ~1e-7) converted to float64
+        return 1e-4 if x.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-6
 
     def check(self, x: Tensor, name: str = "points", atol: float | None = None) -> Tensor:
         """Raise a ValueError naming the problem unless ``x`` ``[..., D]`` are finite points of the manifold."""

@@ -2,5 +2,6 @@
 
 from .base import Method, masked_mean
 from .fdp import FunctionalDiffusion
+from .riemannian import RiemannianDiffusion
 
-__all__ = ["Method", "masked_mean", "FunctionalDiffusion"]
+__all__ = ["Method", "masked_mean", "FunctionalDiffusion", "RiemannianDiffusion"]
