@@ -158,3 +158,23 @@ def test_bad_sigma_is_rejected():
         sphere_log_heat_kernel(torch.tensor([0.1]), 0.0, 2)
     with pytest.raises(ValueError, match="sigma > 0"):
         sample_heat_kernel(Sphere(2), torch.tensor([[0.0, 0.0, 1.0]]), -1.0)
+
+
+@pytest.mark.parametrize("sigma", [0.02, 0.05, 0.1])
+def test_high_dimensional_sphere_float32(sigma, gen):
+    """S^127 in float32: the kernel normalises (log-space quadrature) and samples meet E<x, x0> = e^(-n sigma^2/2)."""
+    n, m = 127, Sphere(127)
+    th = torch.linspace(0, math.pi, 20001, dtype=F64)
+    log_area = math.log(2) + n / 2 * math.log(math.pi) - math.lgamma(n / 2)
+    f = log_area + (n - 1) * torch.log(torch.sin(th).clamp_min(1e-300)) + sphere_log_heat_kernel(th, sigma, n)
+    w = torch.ones_like(th)
+    w[0] = w[-1] = 0.5
+    total = float(torch.exp(torch.logsumexp(f + torch.log(w), 0)) * (th[1] - th[0]))
+    assert abs(total - 1) < 1e-3  # measured <= 3e-4 (Varadhan's third-order term)
+    x0 = m.random_uniform(1, gen).expand(1000, -1)
+    x = sample_heat_kernel(m, x0, sigma, gen)
+    assert x.dtype == torch.float32 and torch.isfinite(x).all()
+    v = (x.double() * x0.double()).sum(-1)
+    assert abs(v.mean().item() - math.exp(-n * sigma**2 / 2)) < 5 * v.std().item() / math.sqrt(1000)
+    sc = heat_kernel_score(m, x, x0, sigma)
+    assert sc.dtype == torch.float32 and torch.isfinite(sc).all()
