@@ -71,7 +71,7 @@ from torch import Tensor
 from .manifolds import SO3, Manifold, Sphere, Torus, _randn, _so3_exp_vec, vector_to_skew, wrap_angle
 
 __all__ = ["sphere_log_heat_kernel", "so3_log_heat_kernel", "torus_log_heat_kernel", "radial_log_heat_kernel",
-           "radial_dlogp_dtheta", "heat_kernel_log_prob", "heat_kernel_score", "sample_heat_kernel"]
+           "radial_dlogp_dtheta", "heat_kernel_log_prob", "heat_kernel_score", "sample_heat_kernel", "sample_radius"]
 
 SERIES_MIN_SIGMA = 0.1  # below: Varadhan only on S^n, 3 != n <= 10 (measured error <= 3e-8 there)
 SERIES_MIN_SIGMA_HIGH_DIM = 0.03  # n > 10: Varadhan's third-order error grows like n^4 sigma^6 (7.6e-4 on

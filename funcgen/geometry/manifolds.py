@@ -35,7 +35,7 @@ from torch import Tensor
 
 from ..config import Configurable
 
-__all__ = ["Manifold", "Sphere", "SO3", "Torus", "skew_to_vector", "vector_to_skew"]
+__all__ = ["Manifold", "Sphere", "SO3", "Torus", "skew_to_vector", "vector_to_skew", "quaternion_to_matrix", "wrap_angle"]
 
 
 @functools.lru_cache(maxsize=None)
