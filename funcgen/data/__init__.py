@@ -2,6 +2,7 @@
 
 from .base import FunctionDataModule, PointDataset
 from .grf import GRFDataModule
+from .manifold import EarthDataModule, ManifoldMixtureDataModule
 from .mnist import MNISTDataModule, load_mnist_idx, resolve_data_root
 from .procedural import (
     ProceduralDataset,
@@ -16,6 +17,8 @@ __all__ = [
     "FunctionDataModule",
     "PointDataset",
     "GRFDataModule",
+    "EarthDataModule",
+    "ManifoldMixtureDataModule",
     "ProceduralImageDataModule",
     "ProceduralDataset",
     "evaluate_blobs",

@@ -5,6 +5,7 @@ from .fdp import FunctionalDiffusion
 from .ign import IdempotentGenerative
 from .mdf import ManifoldDiffusionField
 from .pfgmpp import PFGMPP
+from .riemannian import RiemannianDiffusion
 
 __all__ = ["Method", "masked_mean", "FunctionalDiffusion", "IdempotentGenerative", "ManifoldDiffusionField",
-           "PFGMPP"]
+           "PFGMPP", "RiemannianDiffusion"]
