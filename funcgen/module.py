@@ -91,7 +91,7 @@ class GenerativeModule(L.LightningModule):
             ps = random_subset(ps, self.hparams.train_subsample)
         loss, extra = self.method.loss(self.net, ps)
         if not torch.isfinite(loss):
-            self._nonfinite(f"training loss ({loss.item()})")
+            self._nonfinite(f"loss ({loss.item()})")
             return None  # Lightning skips backward and the optimizer update
         self.log("train/loss", loss, prog_bar=True, batch_size=ps.batch_size)
         for k, v in extra.items():
