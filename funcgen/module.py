@@ -47,7 +47,8 @@ class GenerativeModule(L.LightningModule):
             perturb on the dense grid first (infty-Diff's mollifier) subsample inside their loss.
         nonfinite: what a NaN/inf loss or gradient does: ``raise`` stops training with a
             ``FloatingPointError`` naming the step and what to change; ``skip`` warns and drops that
-            step's update (no parameter, optimizer-moment or EMA change), counted in ``train/skipped``.
+            step's update (no parameter or optimizer-moment change), counted in ``train/skipped``.
+            With ``precision=16-mixed`` the loss scaler handles inf gradients itself (not checked here).
 
     Checkpoints hold the method/net/data config as JSON and the global RNG states (restored at
     ``on_train_start``), are written atomically and read with ``weights_only=True``
@@ -110,6 +111,8 @@ class GenerativeModule(L.LightningModule):
         self.log("train/skipped", float(self._skipped))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return  # fp16 loss scaling: overflow steps are skipped by the GradScaler by design
         grads = [p.grad for p in self.net.parameters() if p.grad is not None]
         if grads and not torch.isfinite(torch.stack([g.detach().abs().sum() for g in grads]).sum()):
             self._nonfinite("gradient")
