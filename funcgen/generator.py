@@ -179,6 +179,10 @@ class FunctionGenerator:
     @classmethod
     def from_config(cls, config: dict[str, Any], state: dict[str, Tensor], source: str) -> "FunctionGenerator":
         """Rebuild from a config dict and a backbone state dict (``source`` names the file in errors)."""
+        fmt = config.get("format") if isinstance(config, dict) else None
+        if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
+            raise ValueError(f"{source}: funcgen file format {fmt!r} (library {config.get('version') if isinstance(config, dict) else '?'}) "
+                             f"is not readable by funcgen {__version__} (format {FORMAT_VERSION}); upgrade funcgen")
         try:
             method = build(config["method"], Method)
             net = build(config["net"], nn.Module)

@@ -263,6 +263,10 @@ def test_exported_metadata_and_foreign_class_paths(tmp_path):
     assert meta["method"]["class_path"] == "funcgen.methods.fdp.FunctionalDiffusion"
     assert meta["net"]["init_args"]["width"] == 16
     assert meta["data"]["normalization"] == {"shift": 0.0, "scale": 1.0, "formula": "model = (data - shift) / scale"}
+    newer = dict(meta, format=2)
+    save_file(load_file(str(path)), str(tmp_path / "newer.safetensors"), metadata={"funcgen_config": json.dumps(newer)})
+    with pytest.raises(ValueError, match="newer.safetensors.*format 2.*upgrade funcgen"):
+        funcgen.load(tmp_path / "newer.safetensors")
     meta["net"]["class_path"] = "subprocess.Popen"
     save_file(load_file(str(path)), str(tmp_path / "foreign.safetensors"), metadata={"funcgen_config": json.dumps(meta)})
     with pytest.raises(ValueError, match="foreign.safetensors.*refusing to build 'subprocess.Popen'"):

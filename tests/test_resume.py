@@ -142,8 +142,17 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_training_process_resumes(sig, tmp_path):
+@pytest.fixture(scope="module")
+def reference_losses(tmp_path_factory) -> dict[int, torch.Tensor]:
+    """Per-step losses of the uninterrupted 7-step run."""
+    module, dm = make()
+    log = LossLog()
+    fit(module, dm, tmp_path_factory.mktemp("full"), 7, [log])
+    return log.losses
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["kill", "term", "int"])
+def test_killed_training_process_resumes(sig, tmp_path, reference_losses):
     """A real process is killed once step 4's checkpoint exists; resuming from last.ckpt continues the run."""
     n, kill_after = 7, 4
     ckdir = tmp_path / "ck"
@@ -170,10 +179,8 @@ def test_killed_training_process_resumes(sig, tmp_path):
     raw = torch.load(last, weights_only=True)
     assert raw["global_step"] >= kill_after - 1
 
-    # reference: the same run uninterrupted
-    module, dm = make()
     log = LossLog()
-    fit(module, dm, tmp_path / "full", n, [log])
+    log.losses = reference_losses
     module3, dm3 = make()
     log3 = LossLog()
     fit(module3, dm3, tmp_path / "res", n, [log3], ckpt_path=str(last))
