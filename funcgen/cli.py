@@ -22,8 +22,62 @@ __all__ = ["main", "make_cli"]
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 
 
+def check_cli_args(args: Sequence[str]) -> None:
+    """Fail early with a clear message: ``--config`` files or flags naming an unknown method, net or data
+    (the message lists the known ones), or a ``--ckpt_path`` that is missing, corrupt or holds pickled code."""
+    import importlib
+
+    import yaml
+
+    from .config import known_classes
+    from .data.base import FunctionDataModule
+    from .methods.base import Method
+    from .nets.base import Backbone
+
+    slots = {"model.method": ("funcgen.methods", Method), "model.net": ("funcgen.nets", Backbone),
+             "data": ("funcgen.data", FunctionDataModule)}
+    given: list[tuple[str, str]] = []
+    args = list(args)
+    for i, arg in enumerate(args):
+        key, _, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not value and i + 1 < len(args) and not args[i + 1].startswith("--"):
+            value = args[i + 1]
+        if key == "config" and value and Path(value).is_file():
+            cfg = yaml.safe_load(Path(value).read_text()) or {}
+            for slot in slots:
+                node = cfg
+                for part in slot.split("."):
+                    node = node.get(part) if isinstance(node, dict) else None
+                name = node.get("class_path") if isinstance(node, dict) else node
+                if isinstance(name, str):
+                    given.append((slot, name))
+        elif key.removesuffix(".class_path") in slots and value:
+            given.append((key.removesuffix(".class_path"), value))
+    for i, arg in enumerate(args):  # LightningCLI reads --ckpt_path with a bare torch.load: check it first
+        if arg == "--ckpt_path" and i + 1 < len(args) or arg.startswith("--ckpt_path="):
+            path = arg.partition("=")[2] or args[i + 1]
+            if path not in ("null", "None", "last", "best", "hpc", "registry"):
+                from .checkpoint import SafeCheckpointIO
+                SafeCheckpointIO().load_checkpoint(path)
+    for slot, name in given:
+        package, base = slots[slot]
+        known = known_classes(package, base)
+        if "." not in name:
+            ok = name in known
+        else:
+            module_name, _, cls = name.rpartition(".")
+            try:
+                ok = isinstance(getattr(importlib.import_module(module_name), cls, None), type)
+            except ImportError:
+                ok = False
+        if not ok:
+            raise ValueError(f"unknown {slot.split('.')[-1]} {name!r} for --{slot}; known: "
+                             f"{', '.join(f'{package}.{n}' for n in known)}")
+
+
 def make_cli(args: Sequence[str] | None, run: bool = True):
     """The LightningCLI over :class:`GenerativeModule` and any funcgen datamodule."""
+    check_cli_args(sys.argv[1:] if args is None else args)
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     from lightning.pytorch.cli import LightningCLI
@@ -121,6 +175,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in LIGHTNING_COMMANDS:
+        try:
+            check_cli_args(argv[1:])
+        except (ValueError, FileNotFoundError) as e:
+            print(f"funcgen {argv[0]}: error: {e}", file=sys.stderr)
+            return 2
         make_cli(argv)
         return 0
     ns = _parser().parse_args(argv)

@@ -14,7 +14,7 @@ import importlib
 import inspect
 from typing import Any, TypeVar
 
-__all__ = ["Configurable", "build", "to_jsonable"]
+__all__ = ["Configurable", "build", "to_jsonable", "known_classes"]
 
 T = TypeVar("T")
 
@@ -65,6 +65,18 @@ class Configurable:
         cls.__init__ = wrapped  # type: ignore[method-assign]
 
 
+def known_classes(package: str, base: type | None = None) -> list[str]:
+    """Public concrete classes exported by a funcgen package (``funcgen.methods``, ...), optionally subclasses of ``base``."""
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        return []
+    names = getattr(module, "__all__", [n for n in vars(module) if not n.startswith("_")])
+    return sorted(n for n in names if isinstance(getattr(module, n, None), type)
+                  and not inspect.isabstract(getattr(module, n))
+                  and (base is None or issubclass(getattr(module, n), base)))
+
+
 def _resolve(class_path: str) -> type:
     if not isinstance(class_path, str) or not class_path.startswith("funcgen.") or class_path.count(".") < 2:
         raise ValueError(f"refusing to build {class_path!r}: only classes inside the funcgen package can be rebuilt")
@@ -73,7 +85,10 @@ def _resolve(class_path: str) -> type:
         module = importlib.import_module(module_name)
         return getattr(module, name)
     except (ImportError, AttributeError) as e:
-        raise ValueError(f"unknown class {class_path!r} in config (was it written by a newer funcgen?)") from e
+        package = ".".join(class_path.split(".")[:2])
+        known = ", ".join(f"{package}.{n}" for n in known_classes(package)) or "none"
+        raise ValueError(f"unknown class {class_path!r} in config (known in {package}: {known}; "
+                         "was it written by a newer funcgen?)") from e
 
 
 def build(config: dict[str, Any], base: type[T]) -> T:

@@ -9,6 +9,7 @@ any query coordinates.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import tempfile
 from pathlib import Path
@@ -77,40 +78,86 @@ class FunctionGenerator:
             raise ValueError("this model lives on a mesh: pass coords=... (eigen-coordinates [B, N, "
                              f"{self.dim}], e.g. datamodule.validation_coords(factor, num)) instead of a grid resolution")
         res = tuple(self.data["train_shape"]) if resolution is None else resolution
+        res = int(res) if isinstance(res, numbers.Integral) else tuple(int(r) for r in res)
         return query_coords(res, self.dim, num, device=next(self.net.parameters()).device)
+
+    def _check_sample_args(self, num: Any, resolution: Any, coords: Any, seed: Any, steps: Any,
+                           batch_size: Any, check_domain: bool) -> None:
+        def is_int(x: Any) -> bool:
+            return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+        if not is_int(batch_size) or batch_size <= 0:
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        if steps is not None and (not is_int(steps) or steps <= 0):
+            raise ValueError(f"steps must be a positive integer or None (the method's default); got {steps!r}")
+        if seed is not None and not is_int(seed):
+            raise TypeError(f"seed must be an integer or None; got {type(seed).__name__}")
+        if coords is None:
+            if not is_int(num) or num <= 0:
+                raise ValueError(f"num must be a positive integer; got {num!r}")
+            if resolution is None:
+                return
+            axes = [resolution] if is_int(resolution) else resolution
+            if isinstance(axes, (str, bytes)) or not isinstance(axes, Sequence) or not all(map(is_int, axes)):
+                raise TypeError(f"resolution must be an int or a sequence of {self.dim} ints; got {resolution!r}")
+            if (not is_int(resolution) and len(axes) != self.dim) or min(axes, default=0) <= 0:
+                raise ValueError(f"resolution must be a positive int or {self.dim} positive ints (cells per "
+                                 f"axis of this {self.dim}-d model); got {resolution!r}")
+            return
+        if not isinstance(coords, Tensor) or not coords.is_floating_point():
+            raise TypeError(f"coords must be a floating-point torch.Tensor [B, N, {self.dim}]; got "
+                            f"{getattr(coords, 'dtype', type(coords).__name__)}")
+        if coords.ndim != 3 or coords.shape[-1] != self.dim or coords.shape[0] == 0 or coords.shape[1] == 0:
+            raise ValueError(f"coords must be [B, N, {self.dim}] with B, N >= 1 for this {self.dim}-d model; "
+                             f"got {tuple(coords.shape)}")
+        if not torch.isfinite(coords).all():
+            raise ValueError("coords contain NaN or inf")
+        if check_domain and (coords.min() < 0 or coords.max() > 1):
+            raise ValueError(f"coords must lie in the training domain [0, 1]^{self.dim}; found values in "
+                             f"[{float(coords.min()):.4g}, {float(coords.max()):.4g}]. Rescale them, or pass "
+                             "check_domain=False to extrapolate outside the data's domain")
+
+    #: at most this many points (functions x points) per sampler call, unless one function has more
+    max_points_per_call: int = 2**21
 
     @torch.no_grad()
     def sample(self, num: int = 1, resolution: int | Sequence[int] | None = None, *,
                coords: Tensor | None = None, seed: int | None = 0, steps: int | None = None,
-               batch_size: int = 64, denormalize: bool = True, progress: bool = False) -> PointSet:
+               batch_size: int = 64, denormalize: bool = True, progress: bool = False,
+               check_domain: bool = True) -> PointSet:
         """Draw ``num`` functions on a grid of ``resolution`` cells per axis, or at ``coords``.
+
+        Memory stays bounded for very large point sets: each sampler call gets at most
+        ``max(N, 2**21)`` points in all (fewer functions at once when ``N`` is large), and the
+        noises and backbones evaluate point sets in chunks (e.g. ``PerceiverNet.query_chunk``).
 
         Args:
             num: number of functions (ignored when ``coords`` is given: its batch size counts).
             resolution: cells per axis (int or per-axis tuple); None = training resolution.
-            coords: explicit query coordinates ``[B, N, d]`` (any points, any N).
+            coords: explicit query coordinates ``[B, N, d]`` (any points, any N) in ``[0, 1]^d``.
             seed: seed of the sampler's generator (same seed -> same samples); None = fresh.
             steps: sampler steps (None = the method's default).
-            batch_size: functions drawn at once.
+            batch_size: at most this many functions drawn at once.
             denormalize: return values in data units.
+            check_domain: raise on coordinates outside ``[0, 1]^d`` (False: extrapolate).
 
         Returns:
             PointSet with ``coords`` ``[B, N, d]`` and ``values`` ``[B, N, c]``.
+
+        Raises:
+            ValueError / TypeError: a non-positive or non-integer ``num``, ``resolution``, ``steps``
+                or ``batch_size``; ``coords`` of the wrong shape or dtype, non-finite or off the domain.
         """
+        self._check_sample_args(num, resolution, coords, seed, steps, batch_size, check_domain)
         if coords is None:
-            if num <= 0:
-                raise ValueError(f"num must be positive; got {num}")
             coords = self.coords_for(resolution, num)
-        else:
-            if coords.ndim != 3 or coords.shape[-1] != self.dim:
-                raise ValueError(f"coords must be [B, N, {self.dim}] for this {self.dim}-d model; got {tuple(coords.shape)}")
-            if not torch.isfinite(coords).all():
-                raise ValueError("coords contain NaN or inf")
-        device = next(self.net.parameters()).device
-        coords = coords.to(device)
+        param = next(self.net.parameters())
+        device = param.device
+        coords = coords.to(device=device, dtype=param.dtype)  # float64 queries of a float32 net
         gen = torch.Generator(device=device)
         gen.manual_seed(int(seed) if seed is not None else int(torch.seed()))
         outs = []
+        batch_size = max(1, min(batch_size, self.max_points_per_call // coords.shape[1]))
         for lo in range(0, coords.shape[0], batch_size):
             c = coords[lo:lo + batch_size]
             outs.append(self.method.sample(self.net, c, self.channels, generator=gen, steps=steps, progress=progress))
@@ -135,6 +182,10 @@ class FunctionGenerator:
     @classmethod
     def from_config(cls, config: dict[str, Any], state: dict[str, Tensor], source: str) -> "FunctionGenerator":
         """Rebuild from a config dict and a backbone state dict (``source`` names the file in errors)."""
+        fmt = config.get("format") if isinstance(config, dict) else None
+        if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
+            raise ValueError(f"{source}: funcgen file format {fmt!r} (library {config.get('version') if isinstance(config, dict) else '?'}) "
+                             f"is not readable by funcgen {__version__} (format {FORMAT_VERSION}); upgrade funcgen")
         try:
             method = build(config["method"], Method)
             net = build(config["net"], nn.Module)

@@ -45,12 +45,22 @@ class GenerativeModule(L.LightningModule):
             function-space norms, so this trades variance for speed; it suits methods whose
             perturbation can be drawn at the subset directly (functional diffusion). Methods that must
             perturb on the dense grid first (infty-Diff's mollifier) subsample inside their loss.
+        nonfinite: what a NaN/inf loss or gradient does: ``raise`` stops training with a
+            ``FloatingPointError`` naming the step and what to change; ``skip`` warns and drops that
+            step's update (no parameter or optimizer-moment change), counted in ``train/skipped``.
+            With ``precision=16-mixed`` the loss scaler handles inf gradients itself (not checked here).
+
+    Checkpoints hold the method/net/data config as JSON and the global RNG states (restored at
+    ``on_train_start``), are written atomically and read with ``weights_only=True``
+    (:mod:`funcgen.checkpoint`); resuming with a checkpoint of another method, backbone or shape
+    fails with a ``ValueError`` naming the file and the mismatch.
     """
 
     def __init__(self, method: Method, net: nn.Module, lr: float = 3e-4, weight_decay: float = 0.0,
                  warmup_steps: int = 200, lr_schedule: Literal["constant", "cosine"] = "cosine",
                  ema_decay: float = 0.999, val_num_samples: int = 16, val_upsample: int = 4,
-                 val_steps: int | None = 50, val_seed: int = 0, train_subsample: float = 1.0) -> None:
+                 val_steps: int | None = 50, val_seed: int = 0, train_subsample: float = 1.0,
+                 nonfinite: Literal["raise", "skip"] = "raise") -> None:
         super().__init__()
         if not hasattr(net, "config"):
             raise TypeError("net must be a funcgen backbone (a Configurable nn.Module); got "
@@ -59,12 +69,15 @@ class GenerativeModule(L.LightningModule):
             raise ValueError(f"train_subsample must lie in (0, 1]; got {train_subsample}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1); got {ema_decay}")
+        if nonfinite not in ("raise", "skip"):
+            raise ValueError(f"nonfinite must be 'raise' or 'skip'; got {nonfinite!r}")
         self.method, self.net = method, net
         self.ema_net = copy.deepcopy(net).requires_grad_(False).eval()
         self.save_hyperparameters(ignore=["method", "net"])
         self.hparams["method"] = method.config
         self.hparams["net"] = net.config
         self.data_config: dict[str, Any] | None = None
+        self._ema_step, self._resume_rng, self._skipped = -1, None, 0
 
     # ------------------------------------------------------------------ training
     def _batch(self, batch: Any) -> PointSet:
@@ -80,17 +93,43 @@ class GenerativeModule(L.LightningModule):
         self.method.on_train_step(self.global_step)
         loss, extra = self.method.loss(self.net, ps)
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite training loss ({loss.item()}) at step {self.global_step}: lower the learning "
-                "rate (model.lr), enable gradient clipping (trainer.gradient_clip_val) or check the data")
+            self._nonfinite(f"loss ({loss.item()})")
+            return None  # Lightning skips backward and the optimizer update
         self.log("train/loss", loss, prog_bar=True, batch_size=ps.batch_size)
         for k, v in extra.items():
             self.log(f"train/{k}", v, batch_size=ps.batch_size)
         self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=ps.batch_size)
         return loss
 
+    def _nonfinite(self, what: str) -> None:
+        msg = (f"non-finite {what} at step {self.global_step}: lower the learning rate (model.lr), enable "
+               "gradient clipping (trainer.gradient_clip_val), use precision 32 or check the data")
+        if self.hparams.nonfinite == "raise":
+            raise FloatingPointError(msg + "; or set model.nonfinite=skip to drop such steps")
+        self._skipped += 1
+        from lightning.pytorch.utilities import rank_zero_warn
+        rank_zero_warn(f"skipping the update: {msg} ({self._skipped} skipped so far)")
+        self.log("train/skipped", float(self._skipped))
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
+            return  # fp16 loss scaling: overflow steps are skipped by the GradScaler by design
+        grads = [p.grad for p in self.net.parameters() if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack([g.detach().abs().sum() for g in grads]).sum()):
+            self._nonfinite("gradient")
+            for p in self.net.parameters():  # AdamW leaves parameters without a gradient untouched
+                p.grad = None
+
+    def on_train_start(self) -> None:
+        if self._resume_rng is not None:  # after the sanity check and the loader's set-up, like a fresh run
+            from .checkpoint import set_rng_state
+            set_rng_state(self._resume_rng)
+            self._resume_rng = None
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = self.global_step
+        if self._ema_step == self.global_step and self._trainer is not None:
+            return  # already folded in by on_save_checkpoint (callbacks run before this hook)
+        self._ema_step = step = self.global_step
         decay = min(self.hparams.ema_decay, (1.0 + step) / (10.0 + step))
         with torch.no_grad():
             for e, p in zip(self.ema_net.parameters(), self.net.parameters()):
@@ -127,6 +166,11 @@ class GenerativeModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if dm is not None and hasattr(dm, "data_config"):
             self.data_config = dm.data_config()
+        if self._trainer is not None:
+            from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+            from .checkpoint import SafeCheckpointIO
+            if type(self.trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # keep a user's own plugin
+                self.trainer.strategy.checkpoint_io = SafeCheckpointIO()
 
     def generator(self) -> FunctionGenerator:
         """The EMA model as a :class:`FunctionGenerator` (the library's one sampling entry point)."""
@@ -166,6 +210,12 @@ class GenerativeModule(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from .checkpoint import rng_state
+        if self._trainer is not None and self.trainer.training and self._ema_step != self.global_step:
+            self.on_train_batch_end(None, None, 0)  # saved from a callback's on_train_batch_end: EMA first
+            checkpoint["state_dict"].update({f"ema_net.{k}": v.detach().clone()
+                                             for k, v in self.ema_net.state_dict().items()})
+        checkpoint["funcgen_rng"] = rng_state()
         checkpoint[CONFIG_KEY] = json.dumps({"format": FORMAT_VERSION, "version": __version__,
                                              "method": self.method.config, "net": self.net.config,
                                              "data": self.data_config})
@@ -173,10 +223,15 @@ class GenerativeModule(L.LightningModule):
         checkpoint["hyper_parameters"] = json.loads(json.dumps(dict(self.hparams), default=str))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if CONFIG_KEY in checkpoint:
-            saved = json.loads(checkpoint[CONFIG_KEY])
-            for key, mine in (("method", self.method.config), ("net", self.net.config)):
-                if saved[key]["class_path"] != mine["class_path"]:
-                    raise ValueError(f"checkpoint was trained with {key} {saved[key]['class_path']} but this "
-                                     f"run builds {mine['class_path']}; use the checkpoint's config")
-            self.data_config = saved.get("data")
+        from .checkpoint import check_state_shapes
+        source = str(getattr(self._trainer, "ckpt_path", None) or "checkpoint")
+        if CONFIG_KEY not in checkpoint:
+            raise ValueError(f"{source}: not a funcgen training checkpoint (no {CONFIG_KEY!r} entry)")
+        saved = json.loads(checkpoint[CONFIG_KEY])
+        for key, mine in (("method", self.method.config), ("net", self.net.config)):
+            if saved[key]["class_path"] != mine["class_path"]:
+                raise ValueError(f"{source}: checkpoint was trained with {key} {saved[key]['class_path']} but this "
+                                 f"run builds {mine['class_path']}; use the checkpoint's config")
+        check_state_shapes(checkpoint["state_dict"], self.state_dict(), source)
+        self.data_config = saved.get("data")
+        self._resume_rng = checkpoint.get("funcgen_rng")

@@ -14,11 +14,11 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from ..pointset import grid_coords
 
-__all__ = ["FunctionDataModule", "PointDataset", "derive_seed"]
+__all__ = ["FunctionDataModule", "PointDataset", "derive_seed", "EpochShuffleSampler"]
 
 # independent random streams derived from one user seed
 STREAM_TRAIN, STREAM_VAL, STREAM_SHUFFLE = 0, 1, 2
@@ -33,6 +33,35 @@ def derive_seed(seed: int, stream: int) -> int:
 def make_generator(seed: int, stream: int) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with :func:`derive_seed`."""
     return torch.Generator().manual_seed(derive_seed(seed, stream))
+
+
+class EpochShuffleSampler(RandomSampler):
+    """A shuffle that is a pure function of ``(seed, epoch)``, resumable in the middle of an epoch.
+
+    Epoch ``e`` visits ``randperm(n)`` drawn from a generator seeded with ``seed + e`` (Lightning
+    calls :meth:`set_epoch` before every epoch), so a resumed run sees the same order as an
+    uninterrupted one; :meth:`skip` drops the first items of the next pass (the batches a
+    checkpoint had already consumed). Under DDP Lightning swaps it for a ``DistributedSampler``,
+    which is seeded per epoch the same way (but restarts an interrupted epoch from its start).
+    """
+
+    def __init__(self, data_source: Dataset, seed: int) -> None:
+        super().__init__(data_source)
+        self.seed, self.epoch, self._skip = int(seed), 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if int(epoch) != self.epoch:
+            self.epoch, self._skip = int(epoch), 0
+
+    def skip(self, items: int) -> None:
+        """Leave out the first ``items`` indices of the next pass over the current epoch."""
+        self._skip = max(0, int(items))
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.data_source), generator=gen)[self._skip:].tolist()
+        self._skip = 0
+        yield from order
 
 
 class PointDataset(Dataset):
@@ -207,9 +236,23 @@ class FunctionDataModule(L.LightningDataModule):
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        """Training functions, shuffled with a generator seeded from ``seed`` (deterministic order)."""
+        """Training functions in an order fixed by ``(seed, epoch)`` (:class:`EpochShuffleSampler`).
+
+        When a trainer resumes from a checkpoint taken inside an epoch, the batches that epoch had
+        already consumed are skipped, so the run continues exactly where it stopped.
+        """
         self._ensure_setup()
-        return self._loader(self.train_set, shuffle=True)
+        sampler = EpochShuffleSampler(self.train_set, derive_seed(self.seed, STREAM_SHUFFLE))
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:  # restored progress: epoch e, `ready` batches of it consumed
+            sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+            ready = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+            if 0 < ready * self.batch_size < len(self.train_set):
+                sampler.skip(ready * self.batch_size)
+        # the loader's own generator only seeds worker processes: kept off the global RNG
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler,
+                          generator=make_generator(self.seed, STREAM_SHUFFLE), num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self) -> DataLoader:
         """Held-out functions in a fixed order."""
