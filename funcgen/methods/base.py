@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..config import Configurable
 from ..pointset import PointSet
 
-__all__ = ["Method", "masked_mean"]
+__all__ = ["Method", "masked_mean", "stratified_times"]
 
 
 def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -27,6 +27,17 @@ def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
         return x.mean(dim=(1, 2))
     m = mask.to(x.dtype).unsqueeze(-1)
     return (x * m).sum(dim=(1, 2)) / (m.sum(dim=(1, 2)) * x.shape[-1]).clamp_min(1.0)
+
+
+def stratified_times(batch: int, generator: torch.Generator | None = None,
+                     device: torch.device | str = "cpu") -> Tensor:
+    """``batch`` training times in ``[0, 1)``, float64 ``[batch]``: one uniform offset ``u`` and the
+    evenly spaced strata ``(u + i / B) mod 1`` in random order (a lower-variance estimate of the
+    time integral in the loss than i.i.d. uniform times). Drawn on the generator's device."""
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    u = torch.rand((), generator=generator, device=gen_device, dtype=torch.float64).cpu()
+    t = (u + torch.arange(batch, dtype=torch.float64) / batch) % 1.0
+    return t[torch.randperm(batch, generator=generator, device=gen_device).cpu()].to(device)
 
 
 class Method(Configurable, ABC):

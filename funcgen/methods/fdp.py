@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..noise import FunctionNoise
 from ..pointset import PointSet
 from ..schedules import ScheduleName, make_schedule
-from .base import Method, masked_mean
+from .base import Method, masked_mean, stratified_times
 
 __all__ = ["FunctionalDiffusion"]
 
@@ -122,10 +122,7 @@ class FunctionalDiffusion(Method):
              generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         batch = self.training_points(batch, generator)
         b = batch.batch_size
-        # stratified times: one uniform offset, B evenly spaced strata (lower-variance loss)
-        u = torch.rand((), generator=generator, device="cpu").item()
-        t = ((u + torch.arange(b, dtype=torch.float64) / b) % 1.0).to(batch.values)
-        t = t[torch.randperm(b, generator=generator)].to(batch.values.device)
+        t = stratified_times(b, generator, batch.values.device).to(batch.values.dtype)
         t = self.t_min + (1.0 - self.t_min) * t
         x_t, xi = self.perturb(batch.values, batch.coords, t, generator)
         f = self.network(net, batch.coords, x_t, generator)

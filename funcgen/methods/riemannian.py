@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from ..geometry import Manifold, heat_kernel_score, sample_heat_kernel
 from ..pointset import PointSet
 from ..solvers import exp_euler_maruyama
-from .base import Method, masked_mean
+from .base import Method, masked_mean, stratified_times
 
 __all__ = ["RiemannianDiffusion", "tangent_divergence"]
 
@@ -116,11 +116,7 @@ class RiemannianDiffusion(Method):
              generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         x0 = self.manifold.check(batch.values, "data points")
         b, n = x0.shape[:2]
-        # stratified times (one uniform offset, B strata), as in funcgen.methods.fdp
-        u = torch.rand((), generator=generator, device=generator.device if generator is not None else "cpu").item()
-        t = ((u + torch.arange(b, dtype=torch.float64) / b) % 1.0)
-        t = t[torch.randperm(b, generator=generator, device=generator.device if generator is not None else "cpu")
-              .cpu()].to(x0.device)
+        t = stratified_times(b, generator, x0.device)
         sigma = self.sigma(t)
         s_pt = sigma[:, None].expand(b, n)
         xt = sample_heat_kernel(self.manifold, x0, s_pt, generator)
