@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from funcgen.methods import FunctionalDiffusion
+from funcgen.methods.base import stratified_times
 from funcgen.noise import GaussianRandomField, SpectralNoise
 from funcgen.pointset import PointSet, grid_coords
 from funcgen.solvers import euler_maruyama
@@ -123,12 +124,20 @@ def test_x0_loss_space_is_sigma2_weighted_v_loss(gen):
     g1 = torch.Generator().manual_seed(seed)
     loss_x0, _ = lx.loss(Random(), ps, g1)
     g2 = torch.Generator().manual_seed(seed)
-    u = torch.rand((), generator=g2).item()
-    t = ((u + torch.arange(6, dtype=torch.float64) / 6) % 1.0).float()
-    t = t[torch.randperm(6, generator=g2)]
+    t = stratified_times(6, g2).float()
     t = lt.t_min + (1 - lt.t_min) * t
     x_t, xi = lt.perturb(ps.values, coords, t, g2)
     a, s = lt.marginal(t)
     v = a * xi - s * ps.values
     per_fn = ((Random()(coords, x_t, t) - v) ** 2).mean(dim=(1, 2))
     assert torch.allclose(loss_x0, (s.flatten() ** 2 * per_fn).mean(), rtol=1e-5)
+
+
+def test_stratified_times_fill_every_stratum(gen):
+    """One time per stratum [i/B, (i+1)/B) after sorting, all sharing one offset, in random order."""
+    b = int(torch.randint(2, 40, (), generator=gen))
+    t = stratified_times(b, gen)
+    assert t.shape == (b,) and t.dtype == torch.float64 and ((t >= 0) & (t < 1)).all()
+    offsets = (t * b) % 1.0  # frac(u * B): the same for every time
+    torch.testing.assert_close(offsets, offsets[:1].expand(b), rtol=0, atol=1e-9)
+    assert torch.equal(torch.sort((t * b).floor()).values, torch.arange(b, dtype=torch.float64))

@@ -129,7 +129,7 @@ def test_d_inf_is_exactly_edm_loss_and_sampler(gen):
     x = y + sigma.reshape(-1, 1, 1) * torch.randn(b, n, 1, generator=g)
     lam = (sigma**2 + sd**2) / (sigma * sd) ** 2
     want = (lam * ((edm_d(x, sigma) - y) ** 2).mean(dim=(1, 2))).mean()
-    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)  # same draws; float rounding only
 
     # Heun sampler, EDM Algorithm 1 with S_churn = 0
     got_x = method.sample(net, coords, 1, generator=torch.Generator().manual_seed(seed))
