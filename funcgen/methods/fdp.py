@@ -106,14 +106,17 @@ class FunctionalDiffusion(Method):
         return x0, eps
 
     # ----------------------------------------------------------------- training
+    def train_times(self, b: int, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Stratified training times ``[B]`` in ``[t_min, 1]`` (one uniform offset, B evenly spaced strata,
+        shuffled: a lower-variance loss), with ``like``'s dtype and device."""
+        u = torch.rand((), generator=generator, device="cpu").item()
+        t = ((u + torch.arange(b, dtype=torch.float64) / b) % 1.0).to(like)
+        t = t[torch.randperm(b, generator=generator)].to(like.device)
+        return self.t_min + (1.0 - self.t_min) * t
+
     def loss(self, net: nn.Module, batch: PointSet,
              generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        b = batch.batch_size
-        # stratified times: one uniform offset, B evenly spaced strata (lower-variance loss)
-        u = torch.rand((), generator=generator, device="cpu").item()
-        t = ((u + torch.arange(b, dtype=torch.float64) / b) % 1.0).to(batch.values)
-        t = t[torch.randperm(b, generator=generator)].to(batch.values.device)
-        t = self.t_min + (1.0 - self.t_min) * t
+        t = self.train_times(batch.batch_size, batch.values, generator)
         x_t, xi = self.perturb(batch.values, batch.coords, t, generator)
         if self.loss_space == "x0":
             residual = self._to_x0(net(batch.coords, x_t, t), x_t, t) - batch.values
