@@ -126,3 +126,21 @@ def test_loss_trains_a_backbone_and_rejects_non_grids(gen):
         m.loss(net, PointSet(torch.rand(3, 64, 2, generator=gen), torch.randn(3, 64, 1)), gen)
     with pytest.raises(ValueError, match="subsample"):
         InftyDiff(subsample=0.0)
+
+
+def test_fast_dev_run_fit_and_sample_above_training_resolution(tmp_path):
+    """Through the shared GenerativeModule: a grid datamodule trains, then samples at 1x and 4x."""
+    import lightning as L
+
+    from funcgen.data import GRFDataModule
+    from funcgen.module import GenerativeModule
+
+    dm = GRFDataModule(dim=2, resolution=8, num_train=8, num_val=4, batch_size=4, coords="grid")
+    net = PerceiverNet(dim=2, in_channels=1, out_channels=1, width=16, num_latents=4, depth=1, heads=2, num_bands=2)
+    module = GenerativeModule(InftyDiff(width=1 / 8, dim=2, subsample=0.5, steps=2), net, warmup_steps=1,
+                              val_num_samples=2, val_steps=2)
+    L.Trainer(fast_dev_run=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, default_root_dir=str(tmp_path)).fit(module, datamodule=dm)
+    for res in (8, 32):
+        ps = module.generator().sample(2, res, seed=1, steps=2)
+        assert ps.values.shape == (2, res * res, 1) and torch.isfinite(ps.values).all()
