@@ -3,5 +3,6 @@
 from funcgen.nets.base import Backbone, FourierFeatures, TimeEmbedding
 from funcgen.nets.inr import AdaptiveINR, SirenNet
 from funcgen.nets.perceiver import PerceiverNet
+from funcgen.nets.sno import SparseNeuralOperator
 
-__all__ = ["Backbone", "PerceiverNet", "SirenNet", "AdaptiveINR", "FourierFeatures", "TimeEmbedding"]
+__all__ = ["Backbone", "PerceiverNet", "SirenNet", "AdaptiveINR", "FourierFeatures", "TimeEmbedding", "SparseNeuralOperator"]
