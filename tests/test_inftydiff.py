@@ -23,13 +23,13 @@ def blur_matrix(n: int, width: float) -> torch.Tensor:
 
 
 def test_forward_marginal_closed_form(gen):
-    """x_t | x0 ~ N(alpha T x0, sigma^2 C), C the mollified-noise covariance, from perturb_grid."""
+    """x_t | x0 ~ N(alpha T x0, sigma^2 C), C the mollified-noise covariance, from perturb (mollified on the grid)."""
     n, s = 12, 4000
     m = InftyDiff(width=0.05, dim=1)
     coords = grid_coords((n,)).expand(s, -1, -1)
     x0 = (torch.cos(3 * math.pi * coords) + torch.randn((), generator=gen)).expand(s, -1, -1)
     t = torch.full((s,), float(torch.empty(()).uniform_(0.2, 0.9, generator=gen)))
-    x_t, xi = m.perturb_grid(x0, coords, t, gen)
+    x_t, xi = m.perturb(x0, coords, t, gen)
     a, sig = (float(v[0]) for v in m.marginal(t[:1]))
     mean = a * mollify(x0[:1].double(), coords[:1].double(), 0.05)[0, :, 0]
     cov = sig**2 * m.noise.covariance(coords[0].double(), coords[0].double())

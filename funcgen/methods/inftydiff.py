@@ -68,11 +68,12 @@ class InftyDiff(FunctionalDiffusion):
         self.width, self.dim = float(width), int(dim)
         self.subsample, self.wiener_eps = float(subsample), float(wiener_eps)
 
-    def perturb_grid(self, x0: Tensor, coords: Tensor, t: Tensor,
+    def perturb(self, x0: Tensor, coords: Tensor, t: Tensor,
                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """``(x_t, T xi)`` on the dense grid, each ``[B, N, c]``: ``x_t = alpha T x0 + sigma T xi``.
 
-        ``coords`` ``[B, N, d]`` must be one full cell-centre grid shared by the batch.
+        Overrides :meth:`FunctionalDiffusion.perturb`: the data are mollified too, so ``coords``
+        ``[B, N, d]`` must be one full cell-centre grid shared by the batch.
         """
         require_grid(coords, "InftyDiff")
         xi = self.noise.sample(coords, x0.shape[-1], generator)
@@ -86,7 +87,7 @@ class InftyDiff(FunctionalDiffusion):
         if batch.dim != self.dim:
             raise ValueError(f"InftyDiff built for dim={self.dim} got a batch with d={batch.dim}")
         t = self.train_times(batch.batch_size, batch.values, generator)
-        x_t, xi = self.perturb_grid(batch.values, batch.coords, t, generator)
+        x_t, xi = self.perturb(batch.values, batch.coords, t, generator)
         c = batch.channels
         sub = random_subset(PointSet(batch.coords, torch.cat([x_t, xi], dim=-1)), self.subsample, generator)
         residual = net(sub.coords, sub.values[..., :c], t) - sub.values[..., c:]

@@ -49,11 +49,12 @@ class LocalIntegral(nn.Module):
         outs = []
         for lo in range(0, queries.shape[1], self.chunk):
             u = (queries[:, lo:lo + self.chunk, None, :] - sources[:, None, :, :]) / self.radius  # [B, q, N, d]
-            r2 = (u * u).sum(-1)
-            w = (1.0 - r2).clamp_min(0.0) ** 2  # [B, q, N]
-            basis = torch.cat([torch.ones_like(u[..., :1]), u, u * u], dim=-1) * w[..., None]  # [B, q, N, M]
-            agg = torch.einsum("bqnm,bnc->bqmc", basis, h)  # [B, q, M, C]
-            out = (agg * self.coef).sum(2) / w.sum(-1, keepdim=True).clamp_min(1e-12)
+            w = (1.0 - (u * u).sum(-1)).clamp_min(0.0) ** 2  # [B, q, N]
+            out = torch.bmm(w, h) * self.coef[0]  # basis 1; then u_a and u_a^2 per axis, one [B, q, N] at a time
+            for a in range(self.dim):
+                ua = u[..., a]
+                out = out + torch.bmm(w * ua, h) * self.coef[1 + a] + torch.bmm(w * ua * ua, h) * self.coef[1 + self.dim + a]
+            out = out / w.sum(-1, keepdim=True).clamp_min(1e-12)
             outs.append(out)
         return torch.cat(outs, dim=1)
 
