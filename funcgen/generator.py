@@ -79,7 +79,8 @@ class FunctionGenerator:
     @torch.no_grad()
     def sample(self, num: int = 1, resolution: int | Sequence[int] | None = None, *,
                coords: Tensor | None = None, seed: int | None = 0, steps: int | None = None,
-               batch_size: int = 64, denormalize: bool = True, progress: bool = False) -> PointSet:
+               batch_size: int = 64, denormalize: bool = True, progress: bool = False,
+               decode: bool = True) -> PointSet:
         """Draw ``num`` functions on a grid of ``resolution`` cells per axis, or at ``coords``.
 
         Args:
@@ -90,6 +91,8 @@ class FunctionGenerator:
             steps: sampler steps (None = the method's default).
             batch_size: functions drawn at once.
             denormalize: return values in data units.
+            decode: apply the method's :meth:`~funcgen.methods.Method.decode` (e.g. infty-Diff's Wiener
+                deconvolution on grids); False returns the sampler's raw output.
 
         Returns:
             PointSet with ``coords`` ``[B, N, d]`` and ``values`` ``[B, N, c]``.
@@ -110,7 +113,8 @@ class FunctionGenerator:
         outs = []
         for lo in range(0, coords.shape[0], batch_size):
             c = coords[lo:lo + batch_size]
-            outs.append(self.method.sample(self.net, c, self.channels, generator=gen, steps=steps, progress=progress))
+            out = self.method.sample(self.net, c, self.channels, generator=gen, steps=steps, progress=progress)
+            outs.append(self.method.decode(out, c) if decode else out)
         values = torch.cat(outs)
         if denormalize:
             values = self.denormalize(values)

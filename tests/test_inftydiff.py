@@ -90,17 +90,32 @@ class ExactEpsDenoiser(nn.Module):
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_sampler_with_exact_denoiser_reaches_mollified_data_law(eta, gen):
-    n, width = 12, 0.05
+    n, width = 12, 0.1  # a wide blur, so that mollified and unmollified laws differ clearly
     m = InftyDiff(width=width, dim=1, eta=eta, steps=100)
     c = grid_coords((n,), dtype=torch.float64)
     b = blur_matrix(n, width)
-    ky = b @ GaussianRandomField("se", 0.2).covariance(c, c).double() @ b.T
+    k = GaussianRandomField("se", 0.2).covariance(c, c).double()
+    ky = b @ k @ b.T
     cn = n * b @ b.T  # exact covariance of the grid noise sampler
     coords = grid_coords((n,)).expand(2000, -1, -1)
     x = m.sample(ExactEpsDenoiser(m, ky, cn), coords, 1, generator=gen)
     assert torch.isfinite(x).all()
     assert rel_err(torch.cov(x[..., 0].T.double()), ky) < 0.12
     assert x.mean().abs() < 0.1
+    # decoded (Wiener-filtered) samples have the unmollified data covariance (see also the exact test below)
+    assert rel_err(torch.cov(m.decode(x, coords)[..., 0].T.double()), k) < 0.12
+
+
+def test_decode_maps_the_mollified_law_back_to_the_data_law():
+    """W (B K B^T) W^T = K up to the Wiener regulariser, W the decode matrix: exact covariance algebra."""
+    n, width = 12, 0.1
+    m = InftyDiff(width=width, dim=1)
+    c = grid_coords((n,), dtype=torch.float64)
+    b = blur_matrix(n, width)
+    k = GaussianRandomField("se", 0.2).covariance(c, c).double()
+    w = m.decode(torch.eye(n, dtype=torch.float64)[:, :, None], c.expand(n, -1, -1))[..., 0].T  # column j = W e_j
+    assert rel_err(b @ k @ b.T, k) > 0.15  # the blur changes the law a lot at this width
+    assert rel_err(w @ b @ k @ b.T @ w.T, k) < 0.02
 
 
 @pytest.mark.parametrize("res", [8, 16])
@@ -141,6 +156,14 @@ def test_fast_dev_run_fit_and_sample_above_training_resolution(tmp_path):
                               val_num_samples=2, val_steps=2)
     L.Trainer(fast_dev_run=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False, default_root_dir=str(tmp_path)).fit(module, datamodule=dm)
+    gen = module.generator()
     for res in (8, 32):
-        ps = module.generator().sample(2, res, seed=1, steps=2)
+        ps = gen.sample(2, res, seed=1, steps=2)
         assert ps.values.shape == (2, res * res, 1) and torch.isfinite(ps.values).all()
+    # on grids the generator returns Wiener-deconvolved samples; decode=False gives the raw T x0
+    raw = gen.sample(2, 16, seed=3, steps=2, decode=False, denormalize=False)
+    dec = gen.sample(2, 16, seed=3, steps=2, denormalize=False)
+    assert torch.allclose(dec.values, module.method.deconvolve(raw.values, raw.coords), atol=1e-5)
+    scattered = torch.rand(2, 20, 2)
+    assert torch.allclose(gen.sample(coords=scattered, seed=4, steps=2, denormalize=False).values,
+                          gen.sample(coords=scattered, seed=4, steps=2, denormalize=False, decode=False).values)

@@ -22,7 +22,8 @@ Sampling (any coordinates): the prior is a draw of the mollified field at the qu
 updates are :class:`FunctionalDiffusion`'s DDIM steps on respaced times (``eta = 0``: DDIM,
 ``eta = 1``: ancestral), whose fresh noise is again the mollified field, so the sampler's law is
 unchanged across resolutions. Samples are of ``T x0``; :meth:`InftyDiff.deconvolve` applies the
-Wiener filter ``X G / (G^2 + eps^2)`` for display and metrics.
+Wiener filter ``X G / (G^2 + eps^2)`` for display and metrics (:meth:`InftyDiff.decode`, applied by
+:meth:`funcgen.generator.FunctionGenerator.sample` on grids unless ``decode=False``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from ..mollify import MollifiedNoise, mollify, require_grid, wiener_deconvolve
+from ..noise import _grid_shape
 from ..pointset import PointSet, random_subset
 from ..schedules import ScheduleName
 from .base import masked_mean
@@ -96,3 +98,10 @@ class InftyDiff(FunctionalDiffusion):
     def deconvolve(self, values: Tensor, coords: Tensor) -> Tensor:
         """Wiener-filtered samples ``[B, N, c]`` (undo ``T`` for display/metrics) on a full grid ``coords``."""
         return wiener_deconvolve(values, coords, self.width, self.wiener_eps)
+
+    def decode(self, values: Tensor, coords: Tensor) -> Tensor:
+        """:meth:`deconvolve` where ``coords`` ``[B, N, d]`` is one full cell-centre grid; elsewhere the
+        samples of ``T x0`` unchanged (no dense grid to deconvolve on). ``[B, N, c]``."""
+        if bool((coords == coords[:1]).all()) and _grid_shape(coords[0]) is not None:
+            return self.deconvolve(values, coords)
+        return values
