@@ -125,7 +125,7 @@ class FunctionGenerator:
     def sample(self, num: int = 1, resolution: int | Sequence[int] | None = None, *,
                coords: Tensor | None = None, seed: int | None = 0, steps: int | None = None,
                batch_size: int = 64, denormalize: bool = True, progress: bool = False,
-               check_domain: bool = True) -> PointSet:
+               check_domain: bool = True, decode: bool = True) -> PointSet:
         """Draw ``num`` functions on a grid of ``resolution`` cells per axis, or at ``coords``.
 
         Memory stays bounded for very large point sets: each sampler call gets at most
@@ -141,6 +141,8 @@ class FunctionGenerator:
             batch_size: at most this many functions drawn at once.
             denormalize: return values in data units.
             check_domain: raise on coordinates outside ``[0, 1]^d`` (False: extrapolate).
+            decode: apply the method's :meth:`~funcgen.methods.Method.decode` (e.g. infty-Diff's Wiener
+                deconvolution on grids); False returns the sampler's raw output.
 
         Returns:
             PointSet with ``coords`` ``[B, N, d]`` and ``values`` ``[B, N, c]``.
@@ -161,7 +163,8 @@ class FunctionGenerator:
         batch_size = max(1, min(batch_size, self.max_points_per_call // coords.shape[1]))
         for lo in range(0, coords.shape[0], batch_size):
             c = coords[lo:lo + batch_size]
-            outs.append(self.method.sample(self.net, c, self.channels, generator=gen, steps=steps, progress=progress))
+            out = self.method.sample(self.net, c, self.channels, generator=gen, steps=steps, progress=progress)
+            outs.append(self.method.decode(out, c) if decode else out)
         values = torch.cat(outs)
         if denormalize:
             values = self.denormalize(values)

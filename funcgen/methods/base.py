@@ -62,3 +62,10 @@ class Method(Configurable, ABC):
                generator: torch.Generator | None = None, steps: int | None = None,
                progress: bool = False) -> Tensor:
         """Draw ``B`` functions at ``coords`` ``[B, N, d]`` -> values ``[B, N, channels]``."""
+
+    def decode(self, values: Tensor, coords: Tensor) -> Tensor:
+        """Map the sampler's output ``[B, N, c]`` at ``coords`` ``[B, N, d]`` to data space (default: identity).
+
+        Methods whose samples live in a transformed space (infty-Diff's mollified functions) undo it here.
+        """
+        return values

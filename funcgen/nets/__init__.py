@@ -4,5 +4,7 @@ from funcgen.nets.base import Backbone, FourierFeatures, TimeEmbedding
 from funcgen.nets.inr import AdaptiveINR, SirenNet
 from funcgen.nets.manifold import ManifoldMLP
 from funcgen.nets.perceiver import PerceiverNet
+from funcgen.nets.sno import SparseNeuralOperator
 
-__all__ = ["Backbone", "PerceiverNet", "SirenNet", "AdaptiveINR", "ManifoldMLP", "FourierFeatures", "TimeEmbedding"]
+__all__ = ["Backbone", "PerceiverNet", "SirenNet", "AdaptiveINR", "ManifoldMLP", "SparseNeuralOperator",
+           "FourierFeatures", "TimeEmbedding"]

@@ -1,0 +1,107 @@
+"""infty-Diff (Bond-Taylor & Willcocks, ICLR 2024): mollified diffusion trained on random coordinate subsets.
+
+Mollified states (paper eq. 6-8), with ``T`` the heat-kernel blur of std ``width`` in physical units
+(:mod:`funcgen.mollify`) and ``xi`` continuum white noise:
+
+    x_t = T(sqrt(abar_t) x0 + sqrt(1 - abar_t) xi) = alpha_t T x0 + sigma_t T xi,
+    x_t | x0 ~ GP(alpha_t T x0, sigma_t^2 C),   C(x, y) = Neumann heat kernel of std sqrt(2) width.
+
+``T xi`` is trace-class (a Gaussian random field whose covariance is a Gaussian kernel of physical
+width), so its law is the same at every resolution: at ``r`` times the training resolution the
+pixel std of the blur becomes ``r`` pixels and the white noise is ``N(0, N)`` per cell
+(physical white noise), which the mollifier handles by construction.
+
+Training: mollify data and noise on the dense grid FIRST (a DCT, exact for the discretised
+operator), then gather a random subset of the points per function, without replacement, at rate
+``subsample``; the network sees only the subset and regresses the mollified noise ``T xi``
+("mollified epsilon") with plain MSE, the mean over the subset: a Monte Carlo estimate of the
+``L^2(Omega)`` norm of the residual, unbiased for any rate when the prediction at a point does not
+depend on which other points are present.
+
+Sampling (any coordinates): the prior is a draw of the mollified field at the query points and the
+updates are :class:`FunctionalDiffusion`'s DDIM steps on respaced times (``eta = 0``: DDIM,
+``eta = 1``: ancestral), whose fresh noise is again the mollified field, so the sampler's law is
+unchanged across resolutions. Samples are of ``T x0``; :meth:`InftyDiff.deconvolve` applies the
+Wiener filter ``X G / (G^2 + eps^2)`` for display and metrics (:meth:`InftyDiff.decode`, applied by
+:meth:`funcgen.generator.FunctionGenerator.sample` on grids unless ``decode=False``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..mollify import MollifiedNoise, mollify, require_grid, wiener_deconvolve
+from ..noise import _grid_shape
+from ..pointset import PointSet, random_subset
+from ..schedules import ScheduleName
+from .base import masked_mean
+from .fdp import FunctionalDiffusion
+
+__all__ = ["InftyDiff"]
+
+
+class InftyDiff(FunctionalDiffusion):
+    """infty-Diff: mollified-noise diffusion, epsilon-prediction, trained on coordinate subsets.
+
+    Args:
+        width: std of the Gaussian mollifier in physical units of ``[0, 1]^d`` (the paper: 1 pixel at
+            the training resolution, e.g. ``1/32`` at 32x32).
+        dim: dimension ``d`` of the domain.
+        subsample: fraction of each function's grid points used per training step (1, 1/2, 1/4, 1/8,
+            ...), drawn without replacement, a fresh subset per function and step.
+        schedule: ``cosine`` (the paper's) or ``linear``.
+        steps: default number of respaced sampler steps.
+        eta: 0 = DDIM (probability-flow ODE), 1 = ancestral sampling.
+        clip_x0: clamp the predicted ``T x0`` while sampling (None: never).
+        t_min: smallest training time.
+        wiener_eps: regulariser ``eps`` of the Wiener deconvolution in :meth:`deconvolve` (paper 0.05).
+    """
+
+    def __init__(self, width: float = 1.0 / 32, dim: int = 2, subsample: float = 0.25,
+                 schedule: ScheduleName = "cosine", steps: int = 100, eta: float = 0.0,
+                 clip_x0: float | None = None, t_min: float = 1e-3, wiener_eps: float = 0.05) -> None:
+        if not 0.0 < subsample <= 1.0:
+            raise ValueError(f"subsample rate must lie in (0, 1] (e.g. 1, 0.5, 0.25, 0.125); got {subsample}")
+        if not wiener_eps > 0:
+            raise ValueError(f"wiener_eps must be positive; got {wiener_eps}")
+        super().__init__(MollifiedNoise(width, dim), schedule=schedule, prediction="eps", steps=steps, eta=eta,
+                         clip_x0=clip_x0, t_min=t_min, loss_space="target")
+        self.width, self.dim = float(width), int(dim)
+        self.subsample, self.wiener_eps = float(subsample), float(wiener_eps)
+
+    def perturb(self, x0: Tensor, coords: Tensor, t: Tensor,
+                     generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``(x_t, T xi)`` on the dense grid, each ``[B, N, c]``: ``x_t = alpha T x0 + sigma T xi``.
+
+        Overrides :meth:`FunctionalDiffusion.perturb`: the data are mollified too, so ``coords``
+        ``[B, N, d]`` must be one full cell-centre grid shared by the batch.
+        """
+        require_grid(coords, "InftyDiff")
+        xi = self.noise.sample(coords, x0.shape[-1], generator)
+        a, s = self.marginal(t)
+        return a * mollify(x0, coords, self.width) + s * xi, xi
+
+    def loss(self, net: nn.Module, batch: PointSet,
+             generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        if batch.mask is not None and not bool(batch.mask.all()):
+            raise ValueError("InftyDiff trains on full grids: a batch with masked-out points cannot be mollified")
+        if batch.dim != self.dim:
+            raise ValueError(f"InftyDiff built for dim={self.dim} got a batch with d={batch.dim}")
+        t = self.train_times(batch.batch_size, batch.values, generator)
+        x_t, xi = self.perturb(batch.values, batch.coords, t, generator)
+        c = batch.channels
+        sub = random_subset(PointSet(batch.coords, torch.cat([x_t, xi], dim=-1)), self.subsample, generator)
+        residual = net(sub.coords, sub.values[..., :c], t) - sub.values[..., c:]
+        return masked_mean(residual**2, None).mean(), {}
+
+    def deconvolve(self, values: Tensor, coords: Tensor) -> Tensor:
+        """Wiener-filtered samples ``[B, N, c]`` (undo ``T`` for display/metrics) on a full grid ``coords``."""
+        return wiener_deconvolve(values, coords, self.width, self.wiener_eps)
+
+    def decode(self, values: Tensor, coords: Tensor) -> Tensor:
+        """:meth:`deconvolve` where ``coords`` ``[B, N, d]`` is one full cell-centre grid; elsewhere the
+        samples of ``T x0`` unchanged (no dense grid to deconvolve on). ``[B, N, c]``."""
+        if bool((coords == coords[:1]).all()) and _grid_shape(coords[0]) is not None:
+            return self.deconvolve(values, coords)
+        return values

@@ -1,0 +1,169 @@
+"""infty-Diff: mollified forward marginals, unbiased subset loss, sampler law and resolution freedom."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from funcgen.methods import InftyDiff
+from funcgen.mollify import mollify, mollify_grid
+from funcgen.nets import PerceiverNet
+from funcgen.noise import GaussianRandomField
+from funcgen.pointset import PointSet, grid_coords
+
+
+def rel_err(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def blur_matrix(n: int, width: float) -> torch.Tensor:
+    """``B`` with ``T f = B f`` on the 1D cell-centre grid of ``n`` cells (float64)."""
+    return mollify_grid(torch.eye(n, dtype=torch.float64)[:, None, :], width)[:, 0, :].T
+
+
+def test_forward_marginal_closed_form(gen):
+    """x_t | x0 ~ N(alpha T x0, sigma^2 C), C the mollified-noise covariance, from perturb (mollified on the grid)."""
+    n, s = 12, 4000
+    m = InftyDiff(width=0.05, dim=1)
+    coords = grid_coords((n,)).expand(s, -1, -1)
+    x0 = (torch.cos(3 * math.pi * coords) + torch.randn((), generator=gen)).expand(s, -1, -1)
+    t = torch.full((s,), float(torch.empty(()).uniform_(0.2, 0.9, generator=gen)))
+    x_t, xi = m.perturb(x0, coords, t, gen)
+    a, sig = (float(v[0]) for v in m.marginal(t[:1]))
+    mean = a * mollify(x0[:1].double(), coords[:1].double(), 0.05)[0, :, 0]
+    cov = sig**2 * m.noise.covariance(coords[0].double(), coords[0].double())
+    sd = cov.diag().sqrt()
+    assert ((x_t[..., 0].double().mean(0) - mean).abs() / (sd / math.sqrt(s))).max() < 5.0
+    se = ((cov**2 + torch.outer(cov.diag(), cov.diag())) / s).sqrt()
+    assert ((torch.cov(x_t[..., 0].double().T) - cov).abs() / se).max() < 5.0
+    # the target is the mollified noise itself: x_t - alpha T x0 = sigma T xi
+    assert torch.allclose(x_t.double() - mean[None, :, None], sig * xi.double(), atol=1e-4)
+
+
+class Pointwise(nn.Module):
+    """Prediction at a point depends only on that point: the subset loss is then unbiased."""
+
+    def forward(self, coords, values, t):
+        return torch.sin(3 * values + coords.sum(-1, keepdim=True) + t[:, None, None])
+
+
+def test_subset_loss_is_unbiased(gen):
+    """Rate-1/4 loss minus rate-1 loss on the same (t, xi) draw has mean zero, within standard errors.
+
+    Both losses are computed from generators with the same seed, so they share the times and the
+    mollified noise (drawn first) and differ only by the random subset: a paired comparison.
+    """
+    data = GaussianRandomField("se", 0.2)
+    coords = grid_coords((8, 8)).expand(8, -1, -1)
+    batch = PointSet(coords, data.sample(coords, 1, gen))
+    full, quarter = InftyDiff(width=1 / 8, dim=2, subsample=1.0), InftyDiff(width=1 / 8, dim=2, subsample=0.25)
+    draws = 150
+    diffs, fulls = [], []
+    for seed in torch.randint(0, 2**62, (draws,), generator=gen).tolist():
+        lf = float(full.loss(Pointwise(), batch, torch.Generator().manual_seed(seed))[0])
+        lq = float(quarter.loss(Pointwise(), batch, torch.Generator().manual_seed(seed))[0])
+        diffs.append(lq - lf)
+        fulls.append(lf)
+    d = torch.tensor(diffs, dtype=torch.float64)
+    se = float(d.std() / math.sqrt(draws))
+    assert abs(float(d.mean())) < 5 * se
+    assert float(d.std()) > 0  # the subsets really vary
+    # and the test can see a bias: a loss off by 10% would fail it
+    assert 0.1 * sum(fulls) / draws > 5 * se
+
+
+class ExactEpsDenoiser(nn.Module):
+    """E[T xi | x_t] for mollified Gaussian data y = T x0 ~ N(0, Ky) and noise N(0, C), on a 1D grid."""
+
+    def __init__(self, method: InftyDiff, ky: torch.Tensor, c: torch.Tensor):
+        super().__init__()
+        self.method, self.ky, self.c = method, ky, c
+
+    def forward(self, coords, values, t):
+        assert bool((t == t[0]).all())  # the sampler uses one time for the whole batch: one gain
+        a, s = (v[:1].double() for v in self.method.marginal(t))
+        eye = torch.eye(len(self.c), dtype=torch.float64)
+        gain = s * self.c @ torch.linalg.inv(a**2 * self.ky + s**2 * self.c + 1e-10 * eye)
+        return (gain @ values.double()).to(values.dtype)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_sampler_with_exact_denoiser_reaches_mollified_data_law(eta, gen):
+    n, width = 12, 0.1  # a wide blur, so that mollified and unmollified laws differ clearly
+    m = InftyDiff(width=width, dim=1, eta=eta, steps=100)
+    c = grid_coords((n,), dtype=torch.float64)
+    b = blur_matrix(n, width)
+    k = GaussianRandomField("se", 0.2).covariance(c, c).double()
+    ky = b @ k @ b.T
+    cn = n * b @ b.T  # exact covariance of the grid noise sampler
+    coords = grid_coords((n,)).expand(2000, -1, -1)
+    x = m.sample(ExactEpsDenoiser(m, ky, cn), coords, 1, generator=gen)
+    assert torch.isfinite(x).all()
+    assert rel_err(torch.cov(x[..., 0].T.double()), ky) < 0.12
+    assert x.mean().abs() < 0.1
+    # decoded (Wiener-filtered) samples have the unmollified data covariance (see also the exact test below)
+    assert rel_err(torch.cov(m.decode(x, coords)[..., 0].T.double()), k) < 0.12
+
+
+def test_decode_maps_the_mollified_law_back_to_the_data_law():
+    """W (B K B^T) W^T = K up to the Wiener regulariser, W the decode matrix: exact covariance algebra."""
+    n, width = 12, 0.1
+    m = InftyDiff(width=width, dim=1)
+    c = grid_coords((n,), dtype=torch.float64)
+    b = blur_matrix(n, width)
+    k = GaussianRandomField("se", 0.2).covariance(c, c).double()
+    w = m.decode(torch.eye(n, dtype=torch.float64)[:, :, None], c.expand(n, -1, -1))[..., 0].T  # column j = W e_j
+    assert rel_err(b @ k @ b.T, k) > 0.15  # the blur changes the law a lot at this width
+    assert rel_err(w @ b @ k @ b.T @ w.T, k) < 0.02
+
+
+@pytest.mark.parametrize("res", [8, 16])
+def test_sampling_at_n_and_4n_points(res, gen):
+    net = PerceiverNet(dim=2, in_channels=1, out_channels=1, width=16, num_latents=4, depth=1, heads=2, num_bands=2)
+    m = InftyDiff(width=1 / 8, dim=2, steps=3)
+    coords = grid_coords((res, res)).expand(2, -1, -1)
+    x = m.sample(net, coords, 1, generator=gen)
+    assert x.shape == (2, res * res, 1) and torch.isfinite(x).all()
+    assert m.deconvolve(x, coords).shape == x.shape
+    scattered = m.sample(net, torch.rand(2, 30, 2, generator=gen), 1, generator=gen)  # Cholesky prior
+    assert scattered.shape == (2, 30, 1) and torch.isfinite(scattered).all()
+
+
+def test_loss_trains_a_backbone_and_rejects_non_grids(gen):
+    net = PerceiverNet(dim=2, in_channels=1, out_channels=1, width=16, num_latents=4, depth=1, heads=2, num_bands=2)
+    m = InftyDiff(width=1 / 8, dim=2, subsample=0.125)
+    coords = grid_coords((8, 8)).expand(3, -1, -1)
+    loss, _ = m.loss(net, PointSet(coords, torch.randn(3, 64, 1, generator=gen)), gen)
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in net.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="full cell-centre grid"):
+        m.loss(net, PointSet(torch.rand(3, 64, 2, generator=gen), torch.randn(3, 64, 1)), gen)
+    with pytest.raises(ValueError, match="subsample"):
+        InftyDiff(subsample=0.0)
+
+
+def test_fast_dev_run_fit_and_sample_above_training_resolution(tmp_path):
+    """Through the shared GenerativeModule: a grid datamodule trains, then samples at 1x and 4x."""
+    import lightning as L
+
+    from funcgen.data import GRFDataModule
+    from funcgen.module import GenerativeModule
+
+    dm = GRFDataModule(dim=2, resolution=8, num_train=8, num_val=4, batch_size=4, coords="grid")
+    net = PerceiverNet(dim=2, in_channels=1, out_channels=1, width=16, num_latents=4, depth=1, heads=2, num_bands=2)
+    module = GenerativeModule(InftyDiff(width=1 / 8, dim=2, subsample=0.5, steps=2), net, warmup_steps=1,
+                              val_num_samples=2, val_steps=2)
+    L.Trainer(fast_dev_run=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, default_root_dir=str(tmp_path)).fit(module, datamodule=dm)
+    gen = module.generator()
+    for res in (8, 32):
+        ps = gen.sample(2, res, seed=1, steps=2)
+        assert ps.values.shape == (2, res * res, 1) and torch.isfinite(ps.values).all()
+    # on grids the generator returns Wiener-deconvolved samples; decode=False gives the raw T x0
+    raw = gen.sample(2, 16, seed=3, steps=2, decode=False, denormalize=False)
+    dec = gen.sample(2, 16, seed=3, steps=2, denormalize=False)
+    assert torch.allclose(dec.values, module.method.deconvolve(raw.values, raw.coords), atol=1e-5)
+    scattered = torch.rand(2, 20, 2)
+    assert torch.allclose(gen.sample(coords=scattered, seed=4, steps=2, denormalize=False).values,
+                          gen.sample(coords=scattered, seed=4, steps=2, denormalize=False, decode=False).values)
