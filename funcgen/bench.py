@@ -126,12 +126,13 @@ def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 
     return metrics, reference, sample_seconds
 
 
-def _eval_robustness(gen, datamodule, seed: int, num: int = 1000, n: int = 64, quality_num: int = 2000,
+def _eval_robustness(gen, datamodule, seed: int, num: int = 500, n: int = 64, quality_num: int = 500,
                      alphas: tuple[float, ...] = (0.1, 0.2), bits: tuple[int, ...] = (5, 6, 7, 8, 9),
                      steps: tuple[int, ...] = (4, 6, 9, 13, 18)) -> tuple[dict[str, float], dict[str, float], float]:
     """The PFGM++ robustness study on grf1d: quality (64 and 256 points), then the covariance error at
     ``n`` points under per-step noise injection (``alpha``), post-training weight quantization (``bits``)
-    and fewer sampler steps (keys name the NFE)."""
+    and fewer sampler steps (keys name the NFE). CPU-sized: 500 functions per setting (about 14
+    evaluations of up to 35 network calls each); the floors are computed for the same number."""
     from .robustness import quantized, with_method_options
 
     metrics, reference, seconds = _eval_grf(gen, datamodule, seed, (64, 256), num=quality_num)
