@@ -31,13 +31,14 @@ def test_forward_sde_marginal_matches_closed_form(schedule, gen):
                        diffusion=lambda t: beta(t).sqrt(), increment=lambda: noise.sample(coords, 1, gen))
     t = torch.full((S,), t_end)
     a, s = fdp.marginal(t)
-    assert torch.allclose(x.mean(0), a[0] * x0[0], atol=0.05)
-    cov = torch.cov(x[..., 0].T.double())
-    assert rel_err(cov, s[0, 0, 0].double() ** 2 * noise.covariance(coords[0], coords[0]).double()) < 0.1
+    exact = s[0, 0, 0].double() ** 2 * noise.covariance(coords[0], coords[0]).double()
+    se = exact.diagonal().sqrt().float()[:, None] / S**0.5  # standard error of each point's mean
+    assert ((x.mean(0) - a[0] * x0[0]).abs() < 5 * se + 1e-3).all()  # + a small Euler bias allowance
+    assert rel_err(torch.cov(x[..., 0].T.double()), exact) < 0.1
     # perturb() draws from the same closed form
     xt, _ = fdp.perturb(x0, coords, t, gen)
-    assert torch.allclose(xt.mean(0), a[0] * x0[0], atol=0.05)
-    assert rel_err(torch.cov(xt[..., 0].T.double()), cov) < 0.12
+    assert ((xt.mean(0) - a[0] * x0[0]).abs() < 5 * se).all()
+    assert rel_err(torch.cov(xt[..., 0].T.double()), exact) < 0.1
 
 
 class ExactDenoiser(nn.Module):
