@@ -206,16 +206,24 @@ class FunctionGenerator:
         return cls(method, net, config["data"])
 
 
-def _load_safetensors(path: Path) -> FunctionGenerator:
+def read_safetensors(path: str | Path, remedy: str) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Tensors and string metadata of a safetensors file (never unpickles anything).
+
+    Raises ``ValueError`` naming ``path`` and saying ``remedy`` when the file is unreadable or corrupt.
+    """
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        state = load_file(str(path))
+        return load_file(str(path)), meta
     except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e}); re-export it with `funcgen export`") from e
+        raise ValueError(f"{path}: not a readable safetensors file ({e}); {remedy}") from e
+
+
+def _load_safetensors(path: Path) -> FunctionGenerator:
+    state, meta = read_safetensors(path, "re-export it with `funcgen export`")
     if CONFIG_KEY not in meta:
         raise ValueError(f"{path}: safetensors file without funcgen metadata; export models with `funcgen export`")
     return FunctionGenerator.from_config(json.loads(meta[CONFIG_KEY]), state, str(path))

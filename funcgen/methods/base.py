@@ -63,6 +63,13 @@ class Method(Configurable, ABC):
                progress: bool = False) -> Tensor:
         """Draw ``B`` functions at ``coords`` ``[B, N, d]`` -> values ``[B, N, channels]``."""
 
+    def resolve_steps(self, steps: int | None) -> int:
+        """The sampler's step count: ``steps``, or the method's default when None; must be positive."""
+        steps = self.steps if steps is None else int(steps)
+        if steps <= 0:
+            raise ValueError(f"steps must be positive; got {steps}")
+        return steps
+
     def decode(self, values: Tensor, coords: Tensor) -> Tensor:
         """Map the sampler's output ``[B, N, c]`` at ``coords`` ``[B, N, d]`` to data space (default: identity).
 

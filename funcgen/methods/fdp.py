@@ -142,9 +142,7 @@ class FunctionalDiffusion(Method):
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,
                progress: bool = False) -> Tensor:
-        steps = self.steps if steps is None else int(steps)
-        if steps <= 0:
-            raise ValueError(f"steps must be positive; got {steps}")
+        steps = self.resolve_steps(steps)
         b = coords.shape[0]
         ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
         x = self.noise.sample(coords, channels, generator)

@@ -202,8 +202,6 @@ class IdempotentGenerative(Method):
                generator: torch.Generator | None = None, steps: int | None = None,
                progress: bool = False) -> Tensor:
         """``f^steps(z)`` with ``z`` the source noise at ``coords`` ``[B, N, d]`` -> ``[B, N, channels]``."""
-        steps = self.steps if steps is None else int(steps)
-        if steps <= 0:
-            raise ValueError(f"steps must be positive; got {steps}")
+        steps = self.resolve_steps(steps)
         z = self.noise.sample(coords, channels, generator)
         return self.project(net, coords, z, k=steps)

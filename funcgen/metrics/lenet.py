@@ -165,16 +165,10 @@ def save_lenet(net: LeNet, path: str | os.PathLike) -> Path:
 
 def load_lenet(path: str | os.PathLike) -> LeNet:
     """Load a :class:`LeNet` written by :func:`save_lenet` (safetensors: no code is unpickled)."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
+    from ..generator import read_safetensors
 
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e}); delete it to retrain the LeNet") from e
+    state, meta = read_safetensors(path, "delete it to retrain the LeNet")
     if _META_KEY not in meta:
         raise ValueError(f"{path}: safetensors file without {_META_KEY!r} metadata; delete it to retrain the LeNet")
     net = LeNet(generator=torch.Generator())  # weights are overwritten; leave the global RNG alone
