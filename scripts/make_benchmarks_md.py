@@ -57,9 +57,13 @@ def main() -> None:
         for r in (r for r in records if r["task"] == task):
             for key, val in r["metrics"].items():
                 ref_key = key.replace("cov_err", "floor").replace("mean_err", "floor_mean").replace("var_err", "floor_var")
-                ref = r["reference"].get(ref_key, r["reference"].get(f"floor_{key}", ""))
-                lines.append(f"| {r['method']} | {r['config']} | {key} | {fmt(val)} | {fmt(ref)} | {r['train_steps']} | "
-                             f"{r['train_seconds']} | {r['sample_seconds']} | {r.get('machine', '')} |")
+                refs = r.get("reference", {})
+                ref = refs.get(ref_key, refs.get(f"floor_{key}", ""))
+                lines.append(f"| {r['method']} | {r['config']} | {key} | {fmt(val)} | {fmt(ref)} | {r.get('train_steps', '')} | "
+                             f"{r.get('train_seconds', '')} | {r.get('sample_seconds', '')} | {r.get('machine', r.get('device', ''))} |")
+            if "command" in r:  # records written by a script rather than `funcgen bench`
+                cmds.append(f"{r['command']}  # commit {r['commit']}, torch {r['torch']}" + (f"; {r['note']}" if "note" in r else ""))
+                continue
             cmds.append(f"funcgen bench {task} --method {r['method']} --config {r['config']} --seed {r['seed']}"
                         f"{' --minutes ' + str(r['minutes']) if 'minutes' in r else ''}"
                         f"{' --max-steps ' + str(r['max_steps']) if r.get('max_steps') else ''} --out {r['_file']}"
