@@ -118,7 +118,10 @@ def test_epoch_sampler_is_a_function_of_seed_and_epoch():
 
 
 SCRIPT = textwrap.dedent("""
-    import sys, lightning as L, torch
+    import signal, sys, lightning as L, torch
+    # a terminal-launched run has Python's default Ctrl+C handler; an ignored SIGINT would be inherited
+    # from the parent (Lightning's graceful shutdown sets SIG_IGN in the process it runs in)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from lightning.pytorch.callbacks import Callback, ModelCheckpoint
     sys.path.insert(0, {tests!r})
     from test_resume import make, LossLog
