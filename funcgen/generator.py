@@ -112,8 +112,9 @@ class FunctionGenerator:
                              f"got {tuple(coords.shape)}")
         if not torch.isfinite(coords).all():
             raise ValueError("coords contain NaN or inf")
-        # the unit cube is the domain of grid-type data; mesh data use Laplace-Beltrami eigen-coordinates
-        if check_domain and self.data.get("kind") != "mesh" and (coords.min() < 0 or coords.max() > 1):
+        # the data say where queries live (mesh data: unbounded eigen-coordinates); older exports: unit cube
+        if (check_domain and self.data.get("domain", "unit_cube") == "unit_cube"
+                and (coords.min() < 0 or coords.max() > 1)):
             raise ValueError(f"coords must lie in the training domain [0, 1]^{self.dim}; found values in "
                              f"[{float(coords.min()):.4g}, {float(coords.max()):.4g}]. Rescale them, or pass "
                              "check_domain=False to extrapolate outside the data's domain")

@@ -163,7 +163,9 @@ class FunctionDataModule(L.LightningDataModule):
         dim: dimension ``d`` of the domain.
         channels: number ``c`` of value channels.
         train_shape: grid shape at the training resolution, e.g. ``(64,)`` or ``(28, 28)``.
-        kind: ``"signal"`` (plotted as curves) or ``"image"`` (plotted as images).
+        kind: ``"signal"`` (plotted as curves), ``"image"`` (plotted as images) or ``"mesh"``.
+        domain: where query coordinates live: ``"unit_cube"`` (``[0, 1]^d``, checked by the sampler) or
+            ``"eigen"`` (Laplace-Beltrami eigen-coordinates of a mesh: unbounded, not checked).
         shift, scale: normalisation constants (model = (data - shift) / scale).
     """
 
@@ -171,7 +173,8 @@ class FunctionDataModule(L.LightningDataModule):
     dim: int
     channels: int
     train_shape: tuple[int, ...]
-    kind: Literal["signal", "image"]
+    kind: Literal["signal", "image", "mesh"]
+    domain: Literal["unit_cube", "eigen"] = "unit_cube"
     shift: float = 0.0
     scale: float = 1.0
 
@@ -218,6 +221,7 @@ class FunctionDataModule(L.LightningDataModule):
             "channels": int(self.channels),
             "train_shape": [int(s) for s in self.train_shape],
             "kind": self.kind,
+            "domain": self.domain,
             "normalization": {"shift": float(self.shift), "scale": float(self.scale),
                               "formula": "model = (data - shift) / scale"},
             "seed": self.seed,

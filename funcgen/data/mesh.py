@@ -140,7 +140,8 @@ class MeshFunctionDataModule(FunctionDataModule):
         self.basis = eigenbasis(mesh, int(num_eigs))
         self.phi = self.basis.coords()
         self.dim = self.basis.k
-        self.kind = "mesh"  # type: ignore[assignment]
+        self.kind = "mesh"
+        self.domain = "eigen"
         self._levels: dict[int, tuple[TriangleMesh, Tensor]] = {}
 
     # --- evaluation hooks (used by GenerativeModule's validation) ------------------------
