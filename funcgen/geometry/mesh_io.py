@@ -55,6 +55,18 @@ def _read_obj(path: Path, lines: list[str]) -> tuple[list, list]:
     return verts, faces
 
 
+def _counted_face(path: Path, no: int, p: list[str], fmt: str) -> list[int]:
+    """Corner indices of a face row ``n i_1 ... i_n`` (the OFF and PLY layout), checked against ``n``."""
+    try:
+        n = int(p[0])
+        idx = [int(x) for x in p[1:1 + n]]
+    except (ValueError, IndexError):
+        raise _error(path, no, f"cannot parse face {p}", fmt) from None
+    if n < 3 or len(idx) != n:
+        raise _error(path, no, f"face announces {n} corners but lists {len(idx)}", fmt)
+    return idx
+
+
 def _read_off(path: Path, lines: list[str]) -> tuple[list, list]:
     body = [(no, ln.split("#", 1)[0].split()) for no, ln in enumerate(lines, 1)]
     body = [(no, p) for no, p in body if p]
@@ -75,14 +87,7 @@ def _read_off(path: Path, lines: list[str]) -> tuple[list, list]:
         except ValueError:
             raise _error(path, no, f"cannot parse vertex {p}", ".off") from None
     for no, p in rows[nv:nv + nf]:
-        try:
-            n = int(p[0])
-            idx = [int(x) for x in p[1:1 + n]]
-        except (ValueError, IndexError):
-            raise _error(path, no, f"cannot parse face {p}", ".off") from None
-        if n < 3 or len(idx) != n:
-            raise _error(path, no, f"face announces {n} corners but lists {len(idx)}", ".off")
-        faces += _fan(idx)
+        faces += _fan(_counted_face(path, no, p, ".off"))
     return verts, faces
 
 
@@ -130,14 +135,7 @@ def _read_ply(path: Path, lines: list[str]) -> tuple[list, list]:
             if not props or props[0][0] != "list":
                 raise _error(path, end, "face element must start with a vertex index list property", ".ply")
             for no, p in chunk:
-                try:
-                    n = int(p[0])
-                    idx = [int(x) for x in p[1:1 + n]]
-                except (ValueError, IndexError):
-                    raise _error(path, no, f"cannot parse face {p}", ".ply") from None
-                if n < 3 or len(idx) != n:
-                    raise _error(path, no, f"face announces {n} corners but lists {len(idx)}", ".ply")
-                faces += _fan(idx)
+                faces += _fan(_counted_face(path, no, p, ".ply"))
     return verts, faces
 
 
