@@ -88,9 +88,13 @@ def _distance_report(samples: Tensor, exact: list[Tensor], shape: tuple[int, ...
 
 def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 56), num: int = 2000,
                 steps: int | None = None, lenet: Any = None, floor_repeats: int = 5,
-                batch_size: int = 250) -> tuple[dict[str, float], dict[str, float], float]:
+                batch_size: int = 250, refine: tuple[int, ...] = ()
+                ) -> tuple[dict[str, float], dict[str, float], float]:
     """FD_LeNet of ``num`` samples at each resolution (downsampled to 28x28 by area averaging) against
     the 2000 test images 8000..9999.
+
+    ``refine``: sampler step counts also evaluated at the first resolution (keys
+    ``fd_lenet@res=28,steps=K``); for IGN, ``steps = K`` is ``f`` applied ``K`` times.
 
     Reference (the floor): FD_LeNet of ``num`` real training images (a seeded random subset of
     0..7999, the generator's training distribution; median over ``floor_repeats`` subsets) against
@@ -107,13 +111,15 @@ def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 
     test = lenet_features(images[NUM_TRAIN_PROTOCOL:], net)
     metrics: dict[str, float] = {}
     sample_seconds = 0.0
-    for r in resolutions:
+    runs = [(r, steps, f"fd_lenet@res={r}") for r in resolutions]
+    runs += [(resolutions[0], k, f"fd_lenet@res={resolutions[0]},steps={k}") for k in refine]
+    for r, k, key in runs:
         t0 = time.time()
-        ps = gen.sample(num, r, seed=seed + 1, steps=steps, batch_size=batch_size, denormalize=True, progress=True)
+        ps = gen.sample(num, r, seed=seed + 1, steps=k, batch_size=batch_size, denormalize=True, progress=True)
         sample_seconds += time.time() - t0
         # intensities live in [0, 1]: clip overshoot as an image writer would (FD pipelines quantise to uint8)
         samples = pointset_to_grid(ps.values, (r, r))[:, 0].clamp(0.0, 1.0)
-        metrics[f"fd_lenet@res={r}"] = feature_frechet_distance(lenet_features(samples, net), test)
+        metrics[key] = feature_frechet_distance(lenet_features(samples, net), test)
     floors = []
     for rep in range(floor_repeats):
         idx = torch.randperm(NUM_TRAIN_PROTOCOL, generator=torch.Generator().manual_seed(seed + 2 + rep))[:num]
@@ -199,10 +205,17 @@ def _eval_earth(gen, datamodule, seed: int, steps: int = 100) -> tuple[dict[str,
     return metrics, reference, time.time() - t0
 
 
+def _refinements(gen) -> tuple[int, ...]:
+    """Extra step counts worth evaluating: IGN's refinement ``f(f(z))``, ``f(f(f(z)))``."""
+    from .methods import IdempotentGenerative
+
+    return (1, 2, 3) if isinstance(gen.method, IdempotentGenerative) else ()
+
+
 TASKS: dict[str, Task] = {
     "grf1d": Task(minutes=25.0, evaluate=lambda gen, dm, seed: _eval_grf(gen, dm, seed, (64, 256))),
     "grf2d": Task(minutes=30.0, evaluate=lambda gen, dm, seed: _eval_grf(gen, dm, seed, (32, 64), num=1000)),
-    "mnist": Task(minutes=30.0, evaluate=lambda gen, dm, seed: _eval_mnist(gen, dm, seed)),
+    "mnist": Task(minutes=30.0, evaluate=lambda gen, dm, seed: _eval_mnist(gen, dm, seed, refine=_refinements(gen))),
     "robustness": Task(minutes=25.0, evaluate=_eval_robustness, config="grf1d"),
     "sphere_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf),
     "mesh_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf),
