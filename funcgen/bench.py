@@ -213,9 +213,9 @@ def _refinements(gen) -> tuple[int, ...]:
 
 
 TASKS: dict[str, Task] = {
-    "grf1d": Task(minutes=25.0, evaluate=lambda gen, dm, seed: _eval_grf(gen, dm, seed, (64, 256))),
-    "grf2d": Task(minutes=30.0, evaluate=lambda gen, dm, seed: _eval_grf(gen, dm, seed, (32, 64), num=1000)),
-    "mnist": Task(minutes=30.0, evaluate=lambda gen, dm, seed: _eval_mnist(gen, dm, seed, refine=_refinements(gen))),
+    "grf1d": Task(minutes=25.0, evaluate=lambda gen, dm, seed, **kw: _eval_grf(gen, dm, seed, **{"resolutions": (64, 256), **kw})),
+    "grf2d": Task(minutes=30.0, evaluate=lambda gen, dm, seed, **kw: _eval_grf(gen, dm, seed, **{"resolutions": (32, 64), "num": 1000, **kw})),
+    "mnist": Task(minutes=30.0, evaluate=lambda gen, dm, seed, **kw: _eval_mnist(gen, dm, seed, refine=_refinements(gen), **kw)),
     "robustness": Task(minutes=25.0, evaluate=_eval_robustness, config="grf1d"),
     "sphere_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf),
     "mesh_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf),
@@ -233,8 +233,11 @@ def _commit() -> str:
 
 def run_bench(task: str, method: str, config: str | None = None, seed: int = 0, out: str | None = None,
               ckpt: str | None = None, minutes: float | None = None, max_steps: int | None = None,
-              save: str | None = None) -> dict[str, Any]:
+              save: str | None = None, eval_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train (or load ``ckpt``) and evaluate; returns the JSON record (also written to ``out``).
+
+    ``eval_options``: keyword arguments of the task's evaluation (e.g. ``num``: generated functions
+    per evaluation, ``steps``: sampler steps), recorded in the JSON; empty means the protocol's defaults.
 
     ``save``: also export the trained generator there (safetensors), to re-evaluate it with ``ckpt``.
     """
@@ -267,10 +270,11 @@ def run_bench(task: str, method: str, config: str | None = None, seed: int = 0, 
             gen.save(save)
     else:
         gen, steps = load(ckpt), -1
-    metrics, reference, sample_seconds = spec.evaluate(gen, cli.datamodule, seed)
+    metrics, reference, sample_seconds = spec.evaluate(gen, cli.datamodule, seed, **(eval_options or {}))
     record = {
         "task": task, "method": method, "seed": seed, "minutes": budget, "config": str(cfg.relative_to(REPO) if cfg.is_relative_to(REPO) else cfg),
         "model": gen.config(), "metrics": metrics, "reference": reference, "train_steps": steps, "max_steps": max_steps,
+        "eval_options": dict(eval_options or {}),
         "train_seconds": round(train_seconds, 1), "sample_seconds": round(sample_seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "torch": torch.__version__, "commit": commit, "machine": f"{platform.machine()} {torch.get_num_threads()} threads",

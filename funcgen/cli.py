@@ -130,7 +130,10 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
     from .bench import run_bench
 
     result = run_bench(ns.task, ns.method, config=ns.config, seed=ns.seed, out=ns.out, ckpt=ns.ckpt,
-                       minutes=ns.minutes, max_steps=ns.max_steps, save=ns.save)
+                       minutes=ns.minutes, max_steps=ns.max_steps, save=ns.save,
+                       eval_options={k: v for k, v in (("num", ns.eval_num), ("steps", ns.eval_steps),
+                                                       ("resolutions", tuple(ns.eval_res) if ns.eval_res else None))
+                                     if v is not None})
     print(json.dumps({k: result[k] for k in ("task", "method", "metrics", "reference")}, indent=2))
     return 0
 
@@ -169,6 +172,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--minutes", type=float, default=None, help="training budget (default: the task's)")
     b.add_argument("--max-steps", type=int, default=None)
     b.add_argument("--save", default=None, help="also export the trained generator to this .safetensors file")
+    b.add_argument("--eval-num", type=int, default=None,
+                   help="generated functions per evaluation (default: the protocol's, e.g. 2000; floors use the same)")
+    b.add_argument("--eval-steps", type=int, default=None, help="sampler steps in the evaluation (default: the method's)")
+    b.add_argument("--eval-res", type=int, nargs="+", default=None,
+                   help="resolutions evaluated on grid tasks (default: the protocol's, e.g. 28 56 for mnist)")
     return p
 
 
