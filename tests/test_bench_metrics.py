@@ -41,6 +41,16 @@ def test_grf_evaluation_reports_set_distances():
         assert scaled[f"energy@N={n}"] > 10 * abs(reference[f"floor_energy@N={n}"])
 
 
+def test_task_evaluations_take_the_cli_overrides():
+    """``funcgen bench --eval-num/--eval-res`` reach the evaluation (and set what the floor uses)."""
+    dm = GRFDataModule(dim=1, resolution=16, lengthscale=0.1)
+    metrics, reference, _ = TASKS["grf1d"].evaluate(_GRFStandIn(dm, 1.0), dm, 0, num=120, resolutions=(24,),
+                                                    floor_repeats=3)
+    assert {k.split("@")[1] for k in metrics} == {"N=24"} and "floor@N=24" in reference
+    with pytest.raises(TypeError):
+        TASKS["grf1d"].evaluate(_GRFStandIn(dm, 1.0), dm, 0, bogus=1)
+
+
 class _ImageStandIn:
     """An MNIST 'generator' that returns given images (nearest-upsampled to the asked resolution)."""
 
@@ -74,8 +84,10 @@ def test_mnist_evaluation_runs_with_stand_in_generators(mnist_and_net, gen):
     x, net = mnist_and_net
     assert "mnist" in TASKS
     real = x[torch.randperm(8000, generator=gen)[:300]]
-    metrics, reference, seconds = _eval_mnist(_ImageStandIn(real), _DM(), 0, num=300, lenet=net, floor_repeats=2)
-    assert set(metrics) == {"fd_lenet@res=28", "fd_lenet@res=56"}
+    metrics, reference, seconds = _eval_mnist(_ImageStandIn(real), _DM(), 0, num=300, lenet=net, floor_repeats=2,
+                                              refine=(2,))
+    assert set(metrics) == {"fd_lenet@res=28", "fd_lenet@res=56", "fd_lenet@res=28,steps=2"}
+    assert metrics["fd_lenet@res=28,steps=2"] == pytest.approx(metrics["fd_lenet@res=28"], rel=1e-9)  # same images
     assert set(reference) == {"floor_fd_lenet@res=28", "floor_fd_lenet@res=56"}  # a fresh net has no test accuracy
     assert seconds >= 0 and all(math.isfinite(v) and v >= 0 for v in (*metrics.values(), *reference.values()))
     # constant 2x2 blocks are averaged back to the same images: resolution-consistent by construction
