@@ -88,6 +88,7 @@ class GenerativeModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         ps = self._batch(batch)
+        self.method.observe_batch(ps)
         if self.hparams.train_subsample < 1.0:
             ps = random_subset(ps, self.hparams.train_subsample)
         self.method.on_train_step(self.global_step)

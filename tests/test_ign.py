@@ -310,10 +310,11 @@ def test_grf1d_config_fits_and_samples_at_n_and_4n(tmp_path):
 
 
 def test_mnist_config_fits_with_spectrum_matched_noise(tmp_path, data_root):
+    # training on random quarters of the points: the noise still sees the full grid batches (observe_batch)
     module = fit_config(REPO / "configs/ign/mnist.yaml", tmp_path,
-                        ["--data.init_args.batch_size=4", "--data.init_args.num_train=16"])
+                        ["--data.init_args.batch_size=4", "--data.init_args.num_train=16", "--model.train_subsample=0.25"])
     noise = module.method.noise
-    assert isinstance(noise, SpectrumMatchedNoise) and noise.count == 8  # two training batches observed
+    assert isinstance(noise, SpectrumMatchedNoise) and noise.count == 8  # two full training batches observed
     assert module.method.config["init_args"]["noise"]["init_args"]["count"] == 8  # recorded for checkpoints
     gen = module.generator()
     for res in (28, 56):

@@ -51,6 +51,14 @@ class Method(Configurable, ABC):
              generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Scalar training loss of ``net`` on ``batch`` and a dict of extra scalars to log."""
 
+    def observe_batch(self, batch: PointSet) -> None:
+        """Called by the trainer with each FULL training batch, before any point subsampling
+        (``model.train_subsample``) and before the loss (default: nothing).
+
+        For methods that fit statistics of the training data on its native grid (IGN's
+        spectrum-matched source noise) while training on random subsets of points.
+        """
+
     def on_train_step(self, step: int) -> None:
         """Called by the trainer with the global step before each training step's loss (default: nothing).
 

@@ -29,8 +29,9 @@ It needs ``in_channels == out_channels``.
 Source noise ``z``: any :class:`funcgen.noise.FunctionNoise` evaluated at the batch's coordinates
 (a Gaussian random field for functions), or :class:`funcgen.noise_matched.SpectrumMatchedNoise` for
 images (the paper's per-frequency mean/std of the data FFT): its statistics are collected from the
-first training batches (which must then lie on the training grid; a validation batch is used only
-while no statistics exist yet, e.g. in Lightning's sanity check), it is then frozen and recorded in
+first full training batches (:meth:`observe_batch`, before any point subsampling, so they must lie
+on the training grid; a validation batch is used only while no statistics exist yet, e.g. in
+Lightning's sanity check), it is then frozen and recorded in
 the method's config, and it can be evaluated at any resolution as a band-limited random function.
 
 Sampling: ``z`` at the query coordinates, then ``f`` applied ``steps`` times (1 = one-step
@@ -113,6 +114,12 @@ class IdempotentGenerative(Method):
         self._step: int | None = None
 
     # ----------------------------------------------------------------- helpers
+    def observe_batch(self, batch: PointSet) -> None:
+        """Feed the spectrum-matched source noise with the full training batch (on its grid), so that
+        training itself may use random subsets of the points (``model.train_subsample``)."""
+        if isinstance(self.noise, SpectrumMatchedNoise):
+            self.noise.observe(batch.coords, batch.values)
+
     def on_train_step(self, step: int) -> None:
         self._step = int(step)
 
@@ -137,8 +144,8 @@ class IdempotentGenerative(Method):
              generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         coords, x, mask = batch.coords, batch.values, batch.mask
         self._check_net(net, x.shape[-1])
-        if isinstance(self.noise, SpectrumMatchedNoise) and (net.training or self.noise.count == 0):
-            self.noise.observe(coords, x)
+        if isinstance(self.noise, SpectrumMatchedNoise) and self.noise.count == 0:
+            self.noise.observe(coords, x)  # no training batch seen yet (e.g. Lightning's sanity check)
         z = self.noise.sample(coords, x.shape[-1], generator)
         t = self._t(coords)
         fx = net(coords, x, t)
