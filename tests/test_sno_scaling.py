@@ -164,3 +164,20 @@ def test_sampler_chunked_equals_unchunked(gen):
     assert outs[0].shape == (2, 256, 1) and torch.isfinite(outs[0]).all()
     assert torch.allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
     assert not math.isclose(float(outs[0].std()), 0.0)
+
+
+def test_sample_scaling_task_reports_every_size(gen):
+    """The bench task's evaluation: one fresh process per size, keys per N, peak >= memory before sampling."""
+    from funcgen.bench import TASKS
+    from funcgen.generator import FunctionGenerator
+    from funcgen.sample_scaling import eval_sample_scaling
+
+    assert not TASKS["sample-scaling"].train
+    net = make_net(gen, 64, 1000).float()
+    g = FunctionGenerator(InftyDiff(width=1 / 16, dim=2, steps=2), net, {"dim": 2, "channels": 1, "train_shape": [16, 16]})
+    metrics, reference, total = eval_sample_scaling(g, seed=0, resolutions=(8, 16), steps=1, device="cpu")
+    for n in (64, 256):
+        assert metrics[f"sample_seconds@N={n}"] > 0
+        assert metrics[f"peak_rss_mb@N={n}"] >= reference[f"rss_before_sample_mb@N={n}"] > 0
+    assert reference["sampler_steps"] == 1 and "time_exponent" in metrics
+    assert total >= metrics["sample_seconds@N=64"]
