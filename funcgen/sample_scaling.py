@@ -6,9 +6,11 @@ sampler steps, so every peak is that resolution's own. What is measured, honestl
 
 * ``sample_seconds@N``: wall time of ``FunctionGenerator.sample`` (prior noise, every network call,
   the sampler updates and the method's decoding, e.g. infty-Diff's Wiener filter); one run, no warm-up.
-* ``peak_rss_mb@N``: the child's ``ru_maxrss`` (peak resident memory of the whole process: Python,
-  the torch libraries and the model included, which is why ``rss_before_sample_mb@N``, the peak before
-  sampling, is reported next to it). On CUDA also ``peak_cuda_mb@N`` (``torch.cuda.max_memory_allocated``).
+  ``sample_cpu_seconds@N``: the child's CPU time over the same span (less sensitive to a shared machine).
+* ``peak_rss_mb@N``: the child's peak resident memory, ``VmHWM`` of ``/proc/self/status`` (Linux;
+  elsewhere ``ru_maxrss``, which on Linux would also count the forking parent's RSS): the whole
+  process, Python, the torch libraries (~0.5 GB on CPU) and the model included, which is why
+  ``rss_before_sample_mb@N``, the peak before sampling, is reported next to it. On CUDA also ``peak_cuda_mb@N`` (``torch.cuda.max_memory_allocated``).
 * ``time_exponent``: ``log(t_max / t_prev) / log(N_max / N_prev)`` of the two largest sizes (1 = linear).
 
 The model may be untrained (the task measures cost, not quality): see :data:`funcgen.bench.TASKS`.
@@ -35,20 +37,28 @@ STEPS = 3
 _CHILD = """
 import json, resource, sys, time
 import torch
+
+def peak_mb():  # this process's own high-water mark; ru_maxrss would include the forking parent's RSS
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
 path, n, steps, seed, threads, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 torch.set_num_threads(threads)
 from funcgen.generator import load
 gen = load(path)
 gen.net.to(device)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+before = peak_mb()
 if device == "cuda":
     torch.cuda.synchronize()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 ps = gen.sample(1, n, seed=seed, steps=steps)
 if device == "cuda":
     torch.cuda.synchronize()
-secs = time.perf_counter() - t0
-out = {"seconds": secs, "rss_before": before, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+out = {"seconds": secs, "cpu_seconds": cpu, "rss_before": before, "peak_rss": peak_mb(),
        "finite": bool(torch.isfinite(ps.values).all()), "points": ps.num_points}
 if device == "cuda":
     out["peak_cuda"] = torch.cuda.max_memory_allocated() / 2**20
@@ -84,6 +94,7 @@ def eval_sample_scaling(gen: Any, seed: int, resolutions: tuple[int, ...] = RESO
                 raise RuntimeError(f"sample-scaling: the sample at resolution {n} has non-finite values")
             key = f"@N={res['points']}"
             metrics[f"sample_seconds{key}"] = round(res["seconds"], 3)
+            metrics[f"sample_cpu_seconds{key}"] = round(res["cpu_seconds"], 3)
             metrics[f"peak_rss_mb{key}"] = round(res["peak_rss"], 1)
             reference[f"rss_before_sample_mb{key}"] = round(res["rss_before"], 1)
             if "peak_cuda" in res:

@@ -146,7 +146,9 @@ def test_sno_chunked_equals_unchunked_and_grid_path_equals_scattered_path(gen):
         xs = torch.randn(2, 90, 1, generator=gen, dtype=torch.float64)
         ref_sc = net(sc, xs, t)
         assert torch.allclose(small(sc, xs, t), ref_sc, rtol=1e-10, atol=1e-12)
-    out = small(sc, xs, t)  # with autograd (no in-place buffer reuse): the same values, and gradients flow
+    # with autograd (no in-place buffer reuse): the same values, and gradients flow
+    assert torch.allclose(small(coords, x, t), ref, rtol=1e-10, atol=1e-12)
+    out = small(sc, xs, t)
     assert torch.allclose(out, ref_sc, rtol=1e-10, atol=1e-12)
     out.sum().backward()
     assert all(p.grad is not None for p in small.parameters())

@@ -56,12 +56,15 @@ class LocalIntegral(nn.Module):
         coef[0] = 1.0  # start as the plain local average
         self.coef = nn.Parameter(coef + 0.1 * torch.randn(self.num_basis, channels) / math.sqrt(self.num_basis))
 
-    def forward(self, queries: Tensor, sources: Tensor, h: Tensor, grid_shape: tuple[int, ...] | None = None) -> Tensor:
+    def forward(self, queries: Tensor, sources: Tensor, h: Tensor, grid_shape: tuple[int, ...] | None = None,
+                inplace: bool = False) -> Tensor:
+        """``inplace``: the grid path may overwrite ``h`` with the result (to save memory without autograd)."""
         if grid_shape is not None:
             if math.prod(grid_shape) != h.shape[1] or queries.shape[1] != h.shape[1]:
                 raise ValueError(f"LocalIntegral: grid_shape {grid_shape} needs queries = sources = its "
                                  f"{math.prod(grid_shape)} cell centres; got {queries.shape[1]} and {h.shape[1]} points")
-            return grid_local_integral(h, grid_shape, self.coef, self.radius, max_elems=16 * self.max_pairs)
+            return grid_local_integral(h, grid_shape, self.coef, self.radius, max_elems=16 * self.max_pairs,
+                                       inplace=inplace)
         return pairs_local_integral(queries, sources, h, self.coef, self.radius, chunk=self.chunk,
                                     max_pairs=self.max_pairs)
 
@@ -107,11 +110,17 @@ class _LocalBlock(nn.Module):
 
     def forward(self, coords: Tensor, h: Tensor, temb: Tensor, grid_shape: tuple[int, ...] | None = None) -> Tensor:
         n, chunk = h.shape[1], self.integral.chunk
-        z = chunked_map(lambda sl: self.norm(h[:, sl]) + temb[:, None], n, chunk)
-        k = self.integral(coords, coords, z, grid_shape)
+        def zc(sl: slice) -> Tensor:
+            return self.norm(h[:, sl]) + temb[:, None]
+
+        z = chunked_map(zc, n, chunk)
+        grad = torch.is_grad_enabled()
+        k = self.integral(coords, coords, z, grid_shape, inplace=not grad)
+        # if the integral overwrote z, z is recomputed chunk by chunk (the same values)
+        zs: Callable[[slice], Tensor] = zc if k is z else (lambda sl: z[:, sl])
         # without autograd the integral's buffer is overwritten chunk by chunk (each chunk is read first)
-        return chunked_map(lambda sl: h[:, sl] + self.mlp(torch.cat([k[:, sl], z[:, sl]], dim=-1)), n, chunk,
-                           out=None if torch.is_grad_enabled() else k)
+        return chunked_map(lambda sl: h[:, sl] + self.mlp(torch.cat([k[:, sl], zs(sl)], dim=-1)), n, chunk,
+                           out=None if grad else k)
 
 
 class SparseNeuralOperator(Backbone):

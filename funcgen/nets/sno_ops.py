@@ -140,7 +140,7 @@ def _fft_size(n: int) -> int:
 
 
 def grid_local_integral(h: Tensor, shape: tuple[int, ...], coef: Tensor, radius: float, *,
-                        max_elems: int = 2**23) -> Tensor:
+                        max_elems: int = 2**23, inplace: bool = False) -> Tensor:
     """Eq. (1) of :mod:`funcgen.nets.sno` with queries = sources = the cell-centre grid ``shape``, by FFT.
 
     ``h [B, N, C]`` (row-major grid order, :func:`funcgen.pointset.grid_coords`) ``-> [B, N, C]``.
@@ -148,6 +148,7 @@ def grid_local_integral(h: Tensor, shape: tuple[int, ...], coef: Tensor, radius:
     sampled at the grid offsets ``(i - j) / n`` (zero padding to ``n + R`` per axis, ``R`` the radius
     in cells, so nothing wraps around); channels are transformed a group at a time so that a group
     holds about ``max_elems`` padded values. Differs from the pairwise sum only by rounding.
+    ``inplace``: write the result into ``h`` (safe: the kernel is depthwise; not under autograd).
     """
     b, n, c = h.shape
     d = len(shape)
@@ -166,7 +167,7 @@ def grid_local_integral(h: Tensor, shape: tuple[int, ...], coef: Tensor, radius:
     khat = torch.fft.rfftn(kern.movedim(-1, 0).to(h.dtype), dim=dims)  # [M, *size']
     ones = torch.ones(shape, device=h.device, dtype=h.dtype)
     den = _conv(ones, khat[0], size, shape).clamp_min(1e-12)  # [*shape]
-    out = h.new_empty(b, n, c)
+    out = h if inplace else h.new_empty(b, n, c)
     group = max(1, max_elems // (b * math.prod(size)))
     for c0 in range(0, c, group):
         sl = slice(c0, min(c, c0 + group))
