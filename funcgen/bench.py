@@ -35,6 +35,8 @@ class Task:
     evaluate: Callable[[Any, Any, int], tuple[dict[str, float], dict[str, float], float]]
     #: name of the default config ``configs/METHOD/CONFIG.yaml`` (default: the task's name)
     config: str | None = None
+    #: False: evaluate the untrained model built from the config (cost-only tasks such as sample-scaling)
+    train: bool = True
 
 
 def _eval_grf(gen, datamodule, seed: int, resolutions: tuple[int, ...], num: int = 2000,
@@ -220,7 +222,16 @@ TASKS: dict[str, Task] = {
     "sphere_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf),
     "mesh_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf),
     "earth": Task(minutes=20.0, evaluate=_eval_earth),
+    # cost, not quality: an UNTRAINED model from the config, one sample per size, few sampler steps
+    "sample-scaling": Task(minutes=0.0, evaluate=lambda gen, dm, seed: _sample_scaling(gen, seed),
+                           config="grf2d_sno", train=False),
 }
+
+
+def _sample_scaling(gen, seed: int) -> tuple[dict[str, float], dict[str, float], float]:
+    from .sample_scaling import eval_sample_scaling
+
+    return eval_sample_scaling(gen, seed)
 
 
 def _commit() -> str:
@@ -260,7 +271,10 @@ def run_bench(task: str, method: str, config: str | None = None, seed: int = 0, 
     cli = make_cli(args, run=False)
     cli.datamodule.setup("fit")
     train_seconds = 0.0
-    if ckpt is None:
+    if ckpt is None and not spec.train:
+        cli.model.data_config = cli.datamodule.data_config()
+        gen, steps = cli.model.generator(), 0
+    elif ckpt is None:
         t0 = time.time()
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         train_seconds = time.time() - t0

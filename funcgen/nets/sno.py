@@ -11,18 +11,25 @@ a depthwise kernel ``k(u) = sum_m a_m phi_m(u / r)`` on a fixed basis (1, u, u^2
 learned per-channel coefficients ``a_m``. The normalisation by the (smoothly weighted) neighbour
 count makes (1) a self-normalised Monte Carlo estimate of the ball average ``int w k h / int w``:
 it does not depend on the sampling density, and the support stays ``r`` at every resolution.
-Neighbourhoods are found by brute force in query chunks (``O(N^2)`` time, memory bounded by the
-chunk size); no compiled sparse-conv library is needed.
+Neighbourhoods come from a uniform cell grid of cell size ``r`` (candidates from the ``3^d``
+adjacent cells, ``O(N log N + #pairs)`` time, memory bounded by ``max_pairs``); on a full
+cell-centre grid (the sampler's case) the integral is an FFT convolution, ``O(N log N)`` at any
+radius. Every point-wise layer runs ``chunk`` points at a time and the coarse grid reads the
+features at only its nodes' 3 nearest points, so one forward holds a few ``[B, N, width]`` tensors and
+nothing larger (:mod:`funcgen.nets.sno_ops`). No compiled sparse-conv library is needed.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from funcgen.nets.base import Backbone, TimeEmbedding
+from funcgen.nets.sno_ops import grid_local_integral, knn, pairs_local_integral
+from funcgen.noise import _grid_shape
 from funcgen.pointset import grid_coords
 
 __all__ = ["LocalIntegral", "SparseNeuralOperator", "idw_interpolate"]
@@ -32,62 +39,88 @@ class LocalIntegral(nn.Module):
     """Depthwise local kernel integral (1) with radius ``radius`` in physical units.
 
     ``forward(queries [B, Q, d], sources [B, N, d], h [B, N, C]) -> [B, Q, C]``; queries with no
-    source inside the ball get 0. Evaluated in chunks of ``chunk`` queries.
+    source inside the ball get 0. Scattered points: the pairs within ``radius`` come from a cell
+    grid (:func:`funcgen.nets.sno_ops.radius_pairs`: ``chunk`` queries at a time, at most
+    ``max_pairs`` pairs in memory). With ``grid_shape`` (queries = sources = that full cell-centre
+    grid) the same sum is an FFT convolution, ``O(N log N)`` whatever the radius.
     """
 
-    def __init__(self, dim: int, channels: int, radius: float, chunk: int = 1024) -> None:
+    def __init__(self, dim: int, channels: int, radius: float, chunk: int = 1024, max_pairs: int = 2**18) -> None:
         super().__init__()
-        if not radius > 0 or chunk < 1:
-            raise ValueError(f"LocalIntegral: need radius > 0 and chunk >= 1; got {radius}, {chunk}")
-        self.dim, self.radius, self.chunk = dim, float(radius), int(chunk)
+        if not radius > 0 or chunk < 1 or max_pairs < 1:
+            raise ValueError(f"LocalIntegral: need radius > 0, chunk >= 1 and max_pairs >= 1; got {radius}, {chunk}, "
+                             f"{max_pairs}")
+        self.dim, self.radius, self.chunk, self.max_pairs = dim, float(radius), int(chunk), int(max_pairs)
         self.num_basis = 1 + 2 * dim
         coef = torch.zeros(self.num_basis, channels)
         coef[0] = 1.0  # start as the plain local average
         self.coef = nn.Parameter(coef + 0.1 * torch.randn(self.num_basis, channels) / math.sqrt(self.num_basis))
 
-    def forward(self, queries: Tensor, sources: Tensor, h: Tensor) -> Tensor:
-        outs = []
-        for lo in range(0, queries.shape[1], self.chunk):
-            u = (queries[:, lo:lo + self.chunk, None, :] - sources[:, None, :, :]) / self.radius  # [B, q, N, d]
-            w = (1.0 - (u * u).sum(-1)).clamp_min(0.0) ** 2  # [B, q, N]
-            out = torch.bmm(w, h) * self.coef[0]  # basis 1; then u_a and u_a^2 per axis, one [B, q, N] at a time
-            for a in range(self.dim):
-                ua = u[..., a]
-                out = out + torch.bmm(w * ua, h) * self.coef[1 + a] + torch.bmm(w * ua * ua, h) * self.coef[1 + self.dim + a]
-            out = out / w.sum(-1, keepdim=True).clamp_min(1e-12)
-            outs.append(out)
-        return torch.cat(outs, dim=1)
+    def forward(self, queries: Tensor, sources: Tensor, h: Tensor, grid_shape: tuple[int, ...] | None = None,
+                inplace: bool = False) -> Tensor:
+        """``inplace``: the grid path may overwrite ``h`` with the result (to save memory without autograd)."""
+        if grid_shape is not None:
+            if math.prod(grid_shape) != h.shape[1] or queries.shape[1] != h.shape[1]:
+                raise ValueError(f"LocalIntegral: grid_shape {grid_shape} needs queries = sources = its "
+                                 f"{math.prod(grid_shape)} cell centres; got {queries.shape[1]} and {h.shape[1]} points")
+            return grid_local_integral(h, grid_shape, self.coef, self.radius, max_elems=16 * self.max_pairs,
+                                       inplace=inplace)
+        return pairs_local_integral(queries, sources, h, self.coef, self.radius, chunk=self.chunk,
+                                    max_pairs=self.max_pairs)
 
 
 def idw_interpolate(queries: Tensor, sources: Tensor, h: Tensor, k: int = 3, chunk: int = 4096,
                     eps: float = 1e-8) -> Tensor:
     """Inverse-distance interpolation from the ``k`` nearest sources: ``[B, Q, d], [B, N, d], [B, N, C] -> [B, Q, C]``.
 
-    ``f(x) = sum_i f(y_i) / |x - y_i| / sum_i 1 / |x - y_i|`` over the ``k`` nearest ``y_i``; exact at a source.
+    ``f(x) = sum_i f(y_i) / |x - y_i| / sum_i 1 / |x - y_i|`` over the ``k`` nearest ``y_i``
+    (:func:`funcgen.nets.sno_ops.knn`: ties to the lower index); exact at a source. ``chunk``
+    queries at a time, sources scanned in chunks: memory ``O(B (Q + N) C)``, never ``Q x N``.
     """
-    k = min(k, sources.shape[1])
-    outs = []
+    out = h.new_empty(h.shape[0], queries.shape[1], h.shape[-1])
     for lo in range(0, queries.shape[1], chunk):
-        dist = torch.cdist(queries[:, lo:lo + chunk], sources, compute_mode="donot_use_mm_for_euclid_dist")
-        d, idx = dist.topk(k, dim=-1, largest=False)
+        d, idx = knn(queries[:, lo:lo + chunk], sources, k)
         wgt = 1.0 / (d + eps)
         wgt = wgt / wgt.sum(-1, keepdim=True)
-        b, q, _ = idx.shape
-        picked = torch.gather(h, 1, idx.reshape(b, q * k, 1).expand(-1, -1, h.shape[-1])).reshape(b, q, k, -1)
-        outs.append((picked * wgt[..., None]).sum(2))
-    return torch.cat(outs, dim=1)
+        b, q, kk = idx.shape
+        picked = torch.gather(h, 1, idx.reshape(b, q * kk, 1).expand(-1, -1, h.shape[-1])).reshape(b, q, kk, -1)
+        out[:, lo:lo + q] = (picked * wgt[..., None].to(h.dtype)).sum(2)
+    return out
+
+
+def chunked_map(fn: Callable[[slice], Tensor], n: int, chunk: int, out: Tensor | None = None) -> Tensor:
+    """``cat([fn(slice(lo, lo + chunk)) for lo in range(0, n, chunk)], dim=1)`` written into ``out``
+    (allocated from the first piece if None): a point-wise map over ``[B, n, *]`` in bounded memory."""
+    for lo in range(0, n, chunk):
+        sl = slice(lo, min(n, lo + chunk))
+        piece = fn(sl)
+        if out is None:
+            out = piece.new_empty(piece.shape[0], n, *piece.shape[2:])
+        out[:, sl] = piece
+    assert out is not None
+    return out
 
 
 class _LocalBlock(nn.Module):
-    def __init__(self, dim: int, width: int, radius: float, chunk: int) -> None:
+    def __init__(self, dim: int, width: int, radius: float, chunk: int, max_pairs: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(width)
-        self.integral = LocalIntegral(dim, width, radius, chunk)
+        self.integral = LocalIntegral(dim, width, radius, chunk, max_pairs)
         self.mlp = nn.Sequential(nn.Linear(2 * width, 2 * width), nn.SiLU(), nn.Linear(2 * width, width))
 
-    def forward(self, coords: Tensor, h: Tensor, temb: Tensor) -> Tensor:
-        z = self.norm(h) + temb[:, None]
-        return h + self.mlp(torch.cat([self.integral(coords, coords, z), z], dim=-1))
+    def forward(self, coords: Tensor, h: Tensor, temb: Tensor, grid_shape: tuple[int, ...] | None = None) -> Tensor:
+        n, chunk = h.shape[1], self.integral.chunk
+        def zc(sl: slice) -> Tensor:
+            return self.norm(h[:, sl]) + temb[:, None]
+
+        z = chunked_map(zc, n, chunk)
+        grad = torch.is_grad_enabled()
+        k = self.integral(coords, coords, z, grid_shape, inplace=not grad)
+        # if the integral overwrote z, z is recomputed chunk by chunk (the same values)
+        zs: Callable[[slice], Tensor] = zc if k is z else (lambda sl: z[:, sl])
+        # without autograd the integral's buffer is overwritten chunk by chunk (each chunk is read first)
+        return chunked_map(lambda sl: h[:, sl] + self.mlp(torch.cat([k[:, sl], zs(sl)], dim=-1)), n, chunk,
+                           out=None if grad else k)
 
 
 class SparseNeuralOperator(Backbone):
@@ -101,21 +134,23 @@ class SparseNeuralOperator(Backbone):
         grid_size: cells per axis of the fixed coarse grid.
         depth: local blocks before and after the coarse grid (each).
         grid_depth: conv layers of the coarse-grid net.
-        chunk: query points per chunk of the local integrals (bounds memory).
+        chunk: points per chunk of every point-wise layer and of the neighbour search (bounds memory).
+        max_pairs: neighbour pairs held at once by a local integral on scattered points (bounds memory).
     """
 
     def __init__(self, dim: int, in_channels: int, out_channels: int, width: int = 64, radius: float = 0.08,
-                 grid_size: int = 16, depth: int = 1, grid_depth: int = 2, chunk: int = 1024) -> None:
+                 grid_size: int = 16, depth: int = 1, grid_depth: int = 2, chunk: int = 1024,
+                 max_pairs: int = 2**18) -> None:
         super().__init__(dim, in_channels, out_channels)
         if dim > 3:
             raise ValueError(f"SparseNeuralOperator supports dim 1, 2 or 3; got {dim}")
         if grid_size < 2 or depth < 0 or grid_depth < 1:
             raise ValueError(f"need grid_size >= 2, depth >= 0, grid_depth >= 1; got {grid_size}, {depth}, {grid_depth}")
-        self.grid_size = int(grid_size)
+        self.grid_size, self.chunk = int(grid_size), int(chunk)
         self.lift = nn.Linear(dim + in_channels, width)
         self.time = TimeEmbedding(width)
-        self.down = nn.ModuleList([_LocalBlock(dim, width, radius, chunk) for _ in range(depth)])
-        self.up = nn.ModuleList([_LocalBlock(dim, width, radius, chunk) for _ in range(depth)])
+        self.down = nn.ModuleList([_LocalBlock(dim, width, radius, chunk, max_pairs) for _ in range(depth)])
+        self.up = nn.ModuleList([_LocalBlock(dim, width, radius, chunk, max_pairs) for _ in range(depth)])
         conv = getattr(nn, f"Conv{dim}d")
         layers: list[nn.Module] = []
         for _ in range(grid_depth):
@@ -129,17 +164,22 @@ class SparseNeuralOperator(Backbone):
 
     def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
         t = self.check_inputs(coords, values, t)
+        if not bool(torch.isfinite(coords).all()):
+            raise ValueError("SparseNeuralOperator: coords contain NaN or inf")
         temb = self.time(t)
-        h = self.lift(torch.cat([coords, values], dim=-1))
+        n, chunk = coords.shape[1], self.chunk
+        shape = _grid_shape(coords[0]) if bool((coords == coords[:1]).all()) else None  # FFT path on grids
+        h = chunked_map(lambda sl: self.lift(torch.cat([coords[:, sl], values[:, sl]], dim=-1)), n, chunk)
         for blk in self.down:
-            h = blk(coords, h, temb)
+            h = blk(coords, h, temb, shape)
         b, width = h.shape[0], h.shape[-1]
         grid = self.grid.to(coords.dtype).expand(b, -1, -1)
-        g = idw_interpolate(grid, coords, h)  # [B, G^d, C]
+        g = idw_interpolate(grid, coords, h, chunk=chunk)  # [B, G^d, C]: reads h at 3 points per node
         g = g.transpose(1, 2).reshape(b, width, *(self.grid_size,) * self.dim)
         g = g + self.grid_net(g + self.grid_time(temb).reshape(b, width, *(1,) * self.dim))
         g = g.reshape(b, width, -1).transpose(1, 2)
-        h = h + idw_interpolate(coords, grid, g)
+        h = chunked_map(lambda sl: h[:, sl] + idw_interpolate(coords[:, sl], grid, g, chunk=chunk), n, chunk,
+                        out=None if torch.is_grad_enabled() else h)
         for blk in self.up:
-            h = blk(coords, h, temb)
-        return self.head(h)
+            h = blk(coords, h, temb, shape)
+        return chunked_map(lambda sl: self.head(h[:, sl]), n, chunk)
