@@ -6,6 +6,7 @@
     funcgen export --ckpt PATH --out FILE.safetensors
     funcgen demo [--out DIR] [--minutes M]
     funcgen bench TASK --method M [--config FILE] [--seed S] [--out FILE.json]
+    funcgen bench all --quick [--out DIR]                                    (smoke pass, every pair)
 """
 
 from __future__ import annotations
@@ -129,8 +130,18 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
 def _cmd_bench(ns: argparse.Namespace) -> int:
     from .bench import run_bench
 
+    if ns.task == "all":
+        from .benchsuite import run_all
+
+        if ns.config or ns.ckpt or ns.save:
+            raise ValueError("bench all trains every pair from its default config: drop --config/--ckpt/--save")
+        records = run_all(ns.out or ("runs/bench_quick" if ns.quick else "runs/bench_all"), quick=ns.quick,
+                          seed=ns.seed, method=ns.method, max_steps=ns.max_steps, minutes=ns.minutes)
+        return 0 if all(r["status"] == "ok" for r in records) else 1
+    if ns.method is None:
+        raise ValueError(f"bench {ns.task} needs --method (or run every pair: funcgen bench all --quick)")
     result = run_bench(ns.task, ns.method, config=ns.config, seed=ns.seed, out=ns.out, ckpt=ns.ckpt,
-                       minutes=ns.minutes, max_steps=ns.max_steps, save=ns.save)
+                       minutes=ns.minutes, max_steps=ns.max_steps, save=ns.save, quick=ns.quick)
     print(json.dumps({k: result[k] for k in ("task", "method", "metrics", "reference")}, indent=2))
     return 0
 
@@ -160,11 +171,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--logger", choices=["wandb", "csv"], default="wandb")
 
     b = sub.add_parser("bench", help="run a benchmark task (../shared/BENCHMARKS.md)")
-    b.add_argument("task")
-    b.add_argument("--method", required=True)
+    b.add_argument("task", help="a task, or `all` for every task x applicable method (funcgen.bench.METHODS)")
+    b.add_argument("--method", default=None, help="required for one task; with `all`: only this method's pairs")
+    b.add_argument("--quick", action="store_true",
+                   help="smoke run: a few training steps, tiny evaluation sizes; records marked quick")
     b.add_argument("--config", default=None, help="config YAML (default configs/METHOD/TASK.yaml)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--out", default=None, help="JSON result file")
+    b.add_argument("--out", default=None, help="JSON result file (`all`: output folder, default runs/bench_quick)")
     b.add_argument("--ckpt", default=None, help="evaluate this checkpoint instead of training")
     b.add_argument("--minutes", type=float, default=None, help="training budget (default: the task's)")
     b.add_argument("--max-steps", type=int, default=None)
