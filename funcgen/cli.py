@@ -93,7 +93,7 @@ def make_cli(args: Sequence[str] | None, run: bool = True):
 
 def _cmd_sample(ns: argparse.Namespace) -> int:
     from .generator import load
-    from .plotting import render, save_png
+    from .plotting import render, save_png, write_summary_html
 
     gen = load(ns.ckpt)
     res = None if ns.resolution is None else ns.resolution
@@ -102,12 +102,21 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     import numpy as np
 
-    np.savez(out / "samples.npz", coords=ps.coords.cpu().numpy(), values=gen.denormalize(ps.values).cpu().numpy())
+    values = gen.denormalize(ps.values)
+    np.savez(out / "samples.npz", coords=ps.coords.cpu().numpy(), values=values.cpu().numpy())
     shape = tuple(gen.data["train_shape"]) if res is None else (res,) * gen.dim
     rgb = render(ps.coords, ps.values, shape, gen.data.get("kind", "image"),
                  title=f"{ps.batch_size} samples at {'x'.join(map(str, shape))}")
     png = save_png(rgb, out / "samples.png")
-    print(f"wrote {out / 'samples.npz'} (coords {tuple(ps.coords.shape)}, values {tuple(ps.values.shape)}) and {png}")
+    html = write_summary_html(out / "summary.html", png, {
+        "checkpoint": ns.ckpt, "method": gen.method.config.get("class_path", type(gen.method).__name__),
+        "backbone": gen.net.config.get("class_path", type(gen.net).__name__),
+        "resolution": f"{'x'.join(map(str, shape))}{' (training resolution)' if res is None else ''}",
+        "number": ps.batch_size, "points per function": ps.num_points, "seed": ns.seed,
+        "steps": "method default" if ns.steps is None else ns.steps,
+        "value range (data units)": f"[{float(values.min()):.4g}, {float(values.max()):.4g}]",
+        "files": "samples.npz (coords, values), samples.png"}, title=f"funcgen samples: {Path(ns.ckpt).name}")
+    print(f"wrote {out / 'samples.npz'} (coords {tuple(ps.coords.shape)}, values {tuple(ps.values.shape)}), {png} and {html}")
     return 0
 
 
@@ -156,7 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--ckpt", required=True, help="a .ckpt from training or a .safetensors export")
     s.add_argument("--resolution", type=int, default=None, help="cells per axis (default: training resolution)")
     s.add_argument("--num", type=int, default=16, help="number of functions")
-    s.add_argument("--out", default="samples", help="output folder (samples.npz + samples.png)")
+    s.add_argument("--out", default="samples", help="output folder (samples.npz, samples.png, summary.html)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--steps", type=int, default=None, help="sampler steps (default: the method's)")
 

@@ -61,12 +61,12 @@ def coverage(records: list[dict]) -> list[str]:
     return out + [""]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--results", default="docs/results")
     p.add_argument("--out", default="docs/benchmarks.md")
     p.add_argument("--figures", default="docs/figures", help="folder for scripts/make_figures.py's figures ('' = skip)")
-    ns = p.parse_args()
+    ns = p.parse_args(argv)
     records = []
     for f in sorted(Path(ns.results).glob("*.json")):
         rec = json.loads(f.read_text())
