@@ -11,8 +11,10 @@ import json
 import platform
 import resource
 import subprocess
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,7 +24,7 @@ from torch import Tensor
 from .metrics import energy_distance, median_bandwidth, mmd2, moment_report, spectrum_error
 from .pointset import pointset_to_grid
 
-__all__ = ["run_bench", "TASKS", "Task"]
+__all__ = ["run_bench", "TASKS", "Task", "METHODS", "QUICK_MAX_STEPS"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,11 +34,14 @@ class Task:
     """A benchmark task: default budget (minutes) and the evaluation of a trained generator."""
 
     minutes: float
-    evaluate: Callable[[Any, Any, int], tuple[dict[str, float], dict[str, float], float]]
+    #: ``evaluate(gen, datamodule, seed, **sizes) -> (metrics, reference, sample_seconds)``
+    evaluate: Callable[..., tuple[dict[str, float], dict[str, float], float]]
     #: name of the default config ``configs/METHOD/CONFIG.yaml`` (default: the task's name)
     config: str | None = None
     #: False: evaluate the untrained model built from the config (cost-only tasks such as sample-scaling)
     train: bool = True
+    #: keyword overrides of ``evaluate`` for ``--quick`` smoke runs (tiny sample counts, few sampler steps)
+    quick: dict[str, Any] = field(default_factory=dict)
 
 
 def _eval_grf(gen, datamodule, seed: int, resolutions: tuple[int, ...], num: int = 2000,
@@ -90,13 +95,14 @@ def _distance_report(samples: Tensor, exact: list[Tensor], shape: tuple[int, ...
 
 def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 56), num: int = 2000,
                 steps: int | None = None, lenet: Any = None, floor_repeats: int = 5,
-                batch_size: int = 250, refine: tuple[int, ...] = ()
+                batch_size: int = 250, refine: tuple[int, ...] | None = None
                 ) -> tuple[dict[str, float], dict[str, float], float]:
     """FD_LeNet of ``num`` samples at each resolution (downsampled to 28x28 by area averaging) against
     the 2000 test images 8000..9999.
 
     ``refine``: sampler step counts also evaluated at the first resolution (keys
-    ``fd_lenet@res=28,steps=K``); for IGN, ``steps = K`` is ``f`` applied ``K`` times.
+    ``fd_lenet@res=28,steps=K``); for IGN, ``steps = K`` is ``f`` applied ``K`` times. Default: IGN's
+    refinement ``(1, 2, 3)`` for an IGN model, none otherwise.
 
     Reference (the floor): FD_LeNet of ``num`` real training images (a seeded random subset of
     0..7999, the generator's training distribution; median over ``floor_repeats`` subsets) against
@@ -113,6 +119,7 @@ def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 
     test = lenet_features(images[NUM_TRAIN_PROTOCOL:], net)
     metrics: dict[str, float] = {}
     sample_seconds = 0.0
+    refine = _refinements(gen) if refine is None else refine
     runs = [(r, steps, f"fd_lenet@res={r}") for r in resolutions]
     runs += [(resolutions[0], k, f"fd_lenet@res={resolutions[0]},steps={k}") for k in refine]
     for r, k, key in runs:
@@ -211,27 +218,47 @@ def _refinements(gen) -> tuple[int, ...]:
     """Extra step counts worth evaluating: IGN's refinement ``f(f(z))``, ``f(f(f(z)))``."""
     from .methods import IdempotentGenerative
 
-    return (1, 2, 3) if isinstance(gen.method, IdempotentGenerative) else ()
+    return (1, 2, 3) if isinstance(getattr(gen, "method", None), IdempotentGenerative) else ()
 
 
 TASKS: dict[str, Task] = {
-    "grf1d": Task(minutes=25.0, evaluate=lambda gen, dm, seed, **kw: _eval_grf(gen, dm, seed, **{"resolutions": (64, 256), **kw})),
-    "grf2d": Task(minutes=30.0, evaluate=lambda gen, dm, seed, **kw: _eval_grf(gen, dm, seed, **{"resolutions": (32, 64), "num": 1000, **kw})),
-    "mnist": Task(minutes=30.0, evaluate=lambda gen, dm, seed, **kw: _eval_mnist(gen, dm, seed, refine=_refinements(gen), **kw)),
-    "robustness": Task(minutes=25.0, evaluate=_eval_robustness, config="grf1d"),
-    "sphere_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf),
-    "mesh_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf),
-    "earth": Task(minutes=20.0, evaluate=_eval_earth),
+    "grf1d": Task(minutes=25.0, evaluate=partial(_eval_grf, resolutions=(64, 256)),
+                  quick=dict(num=32, steps=4, floor_repeats=2)),
+    "grf2d": Task(minutes=30.0, evaluate=partial(_eval_grf, resolutions=(32, 64), num=1000),
+                  quick=dict(num=16, steps=4, floor_repeats=2)),
+    "mnist": Task(minutes=30.0, evaluate=_eval_mnist, quick=dict(num=32, steps=4, floor_repeats=1)),
+    "robustness": Task(minutes=25.0, evaluate=_eval_robustness, config="grf1d",
+                       quick=dict(num=16, quality_num=16, alphas=(0.1,), bits=(6,), steps=(4,))),
+    "sphere_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf, quick=dict(num=8, steps=4)),
+    "mesh_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf, quick=dict(num=8, steps=4)),
+    "earth": Task(minutes=20.0, evaluate=_eval_earth, config="earth_volcano", quick=dict(steps=4)),
     # cost, not quality: an UNTRAINED model from the config, one sample per size, few sampler steps
-    "sample-scaling": Task(minutes=0.0, evaluate=lambda gen, dm, seed: _sample_scaling(gen, seed),
-                           config="grf2d_sno", train=False),
+    "sample-scaling": Task(minutes=0.0, evaluate=lambda gen, dm, seed, **kw: _sample_scaling(gen, seed, **kw),
+                           config="grf2d_sno", train=False, quick=dict(resolutions=(16, 32), steps=1)),
 }
 
+#: which methods apply to each task (each has configs/METHOD/CONFIG.yaml, CONFIG = the task's ``config``
+#: or its name): the pairs ``funcgen bench all`` runs and docs/benchmarks.md's coverage table lists.
+#: Adding a task = its TASKS entry + one line here (tests/test_bench_all.py checks both tables agree).
+METHODS: dict[str, tuple[str, ...]] = {
+    "grf1d": ("fdp", "pfgmpp", "ign"),
+    "grf2d": ("fdp", "pfgmpp", "inftydiff"),
+    "mnist": ("fdp", "pfgmpp", "ign", "inftydiff"),
+    "robustness": ("pfgmpp",),
+    "sphere_grf": ("mdf",),
+    "mesh_grf": ("mdf",),
+    "earth": ("riemannian",),
+    "sample-scaling": ("inftydiff",),
+}
 
-def _sample_scaling(gen, seed: int) -> tuple[dict[str, float], dict[str, float], float]:
+#: training steps of a ``--quick`` smoke run
+QUICK_MAX_STEPS = 3
+
+
+def _sample_scaling(gen, seed: int, **sizes: Any) -> tuple[dict[str, float], dict[str, float], float]:
     from .sample_scaling import eval_sample_scaling
 
-    return eval_sample_scaling(gen, seed)
+    return eval_sample_scaling(gen, seed, **sizes)
 
 
 def _commit() -> str:
@@ -242,20 +269,41 @@ def _commit() -> str:
         return "unknown"
 
 
+def default_config(task: str, method: str) -> Path:
+    """``configs/METHOD/CONFIG.yaml`` of a task (``CONFIG``: the task's ``config`` or its name)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(TASKS))}")
+    return REPO / "configs" / method / f"{TASKS[task].config or task}.yaml"
+
+
+def _quick_args(cfg: Path, root_dir: str) -> list[str]:
+    """CLI overrides of a ``--quick`` run: no logger, a throw-away root dir, small fixed datasets."""
+    import yaml
+
+    args = ["--trainer.logger=false", f"--trainer.default_root_dir={root_dir}", "--trainer.enable_progress_bar=false"]
+    data_args = (yaml.safe_load(cfg.read_text()) or {}).get("data", {}).get("init_args", {}) or {}
+    for key, cap in (("num_train", 256), ("num_val", 32)):  # only where the config sets them
+        if isinstance(data_args.get(key), int) and data_args[key] > cap:
+            args.append(f"--data.init_args.{key}={cap}")
+    return args
+
+
 def run_bench(task: str, method: str, config: str | None = None, seed: int = 0, out: str | None = None,
               ckpt: str | None = None, minutes: float | None = None, max_steps: int | None = None,
-              save: str | None = None, eval_options: dict[str, Any] | None = None) -> dict[str, Any]:
+              save: str | None = None, eval_options: dict[str, Any] | None = None,
+              quick: bool = False) -> dict[str, Any]:
     """Train (or load ``ckpt``) and evaluate; returns the JSON record (also written to ``out``).
 
     ``eval_options``: keyword arguments of the task's evaluation (e.g. ``num``: generated functions
     per evaluation, ``steps``: sampler steps), recorded in the JSON; empty means the protocol's defaults.
 
     ``save``: also export the trained generator there (safetensors), to re-evaluate it with ``ckpt``.
+    ``quick``: a smoke run: :data:`QUICK_MAX_STEPS` training steps (unless ``max_steps``), the task's
+    tiny evaluation sizes (:attr:`Task.quick`), no logger; the record says ``"quick": true`` and its
+    numbers mean nothing beyond "the pipeline runs" (docs/benchmarks.md leaves such records out).
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(TASKS))}")
+    cfg = Path(config) if config else default_config(task, method)
     spec = TASKS[task]
-    cfg = Path(config) if config else REPO / "configs" / method / f"{spec.config or task}.yaml"
     if not cfg.is_file():
         raise FileNotFoundError(f"no config for method {method!r} on task {task!r} at {cfg}; pass --config FILE")
     from .cli import make_cli
@@ -266,6 +314,10 @@ def run_bench(task: str, method: str, config: str | None = None, seed: int = 0, 
     secs = int(budget * 60)
     max_time = f"{secs // 86400:02d}:{secs % 86400 // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
     args = ["--config", str(cfg), f"--seed_everything={seed}", f"--trainer.max_time={max_time}"]
+    if quick:
+        max_steps = QUICK_MAX_STEPS if max_steps is None else max_steps
+        tmp = tempfile.TemporaryDirectory(prefix="funcgen-quick-")
+        args += _quick_args(cfg, tmp.name)
     if max_steps is not None:
         args.append(f"--trainer.max_steps={max_steps}")
     cli = make_cli(args, run=False)
@@ -284,15 +336,19 @@ def run_bench(task: str, method: str, config: str | None = None, seed: int = 0, 
             gen.save(save)
     else:
         gen, steps = load(ckpt), -1
-    metrics, reference, sample_seconds = spec.evaluate(gen, cli.datamodule, seed, **(eval_options or {}))
+    eval_options = {**(spec.quick if quick else {}), **(eval_options or {})}
+    metrics, reference, sample_seconds = spec.evaluate(gen, cli.datamodule, seed, **eval_options)
     record = {
         "task": task, "method": method, "seed": seed, "minutes": budget, "config": str(cfg.relative_to(REPO) if cfg.is_relative_to(REPO) else cfg),
         "model": gen.config(), "metrics": metrics, "reference": reference, "train_steps": steps, "max_steps": max_steps,
-        "eval_options": dict(eval_options or {}),
+        "eval_options": eval_options,
         "train_seconds": round(train_seconds, 1), "sample_seconds": round(sample_seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "torch": torch.__version__, "commit": commit, "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
     }
+    if quick:
+        record["quick"] = True
+        tmp.cleanup()
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(record, indent=2))

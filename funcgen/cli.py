@@ -6,6 +6,7 @@
     funcgen export --ckpt PATH --out FILE.safetensors
     funcgen demo [--out DIR] [--minutes M]
     funcgen bench TASK --method M [--config FILE] [--seed S] [--out FILE.json]
+    funcgen bench all --quick [--out DIR]                                    (smoke pass, every pair)
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def make_cli(args: Sequence[str] | None, run: bool = True):
 
 def _cmd_sample(ns: argparse.Namespace) -> int:
     from .generator import load
-    from .plotting import render, save_png
+    from .plotting import render, save_png, write_summary_html
 
     gen = load(ns.ckpt)
     res = None if ns.resolution is None else ns.resolution
@@ -101,12 +102,21 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     import numpy as np
 
-    np.savez(out / "samples.npz", coords=ps.coords.cpu().numpy(), values=gen.denormalize(ps.values).cpu().numpy())
+    values = gen.denormalize(ps.values)
+    np.savez(out / "samples.npz", coords=ps.coords.cpu().numpy(), values=values.cpu().numpy())
     shape = tuple(gen.data["train_shape"]) if res is None else (res,) * gen.dim
     rgb = render(ps.coords, ps.values, shape, gen.data.get("kind", "image"),
                  title=f"{ps.batch_size} samples at {'x'.join(map(str, shape))}")
     png = save_png(rgb, out / "samples.png")
-    print(f"wrote {out / 'samples.npz'} (coords {tuple(ps.coords.shape)}, values {tuple(ps.values.shape)}) and {png}")
+    html = write_summary_html(out / "summary.html", png, {
+        "checkpoint": ns.ckpt, "method": gen.method.config.get("class_path", type(gen.method).__name__),
+        "backbone": gen.net.config.get("class_path", type(gen.net).__name__),
+        "resolution": f"{'x'.join(map(str, shape))}{' (training resolution)' if res is None else ''}",
+        "number": ps.batch_size, "points per function": ps.num_points, "seed": ns.seed,
+        "steps": "method default" if ns.steps is None else ns.steps,
+        "value range (data units)": f"[{float(values.min()):.4g}, {float(values.max()):.4g}]",
+        "files": "samples.npz (coords, values), samples.png"}, title=f"funcgen samples: {Path(ns.ckpt).name}")
+    print(f"wrote {out / 'samples.npz'} (coords {tuple(ps.coords.shape)}, values {tuple(ps.values.shape)}), {png} and {html}")
     return 0
 
 
@@ -129,8 +139,18 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
 def _cmd_bench(ns: argparse.Namespace) -> int:
     from .bench import run_bench
 
+    if ns.task == "all":
+        from .benchsuite import run_all
+
+        if ns.config or ns.ckpt or ns.save:
+            raise ValueError("bench all trains every pair from its default config: drop --config/--ckpt/--save")
+        records = run_all(ns.out or ("runs/bench_quick" if ns.quick else "runs/bench_all"), quick=ns.quick,
+                          seed=ns.seed, method=ns.method, max_steps=ns.max_steps, minutes=ns.minutes)
+        return 0 if all(r["status"] == "ok" for r in records) else 1
+    if ns.method is None:
+        raise ValueError(f"bench {ns.task} needs --method (or run every pair: funcgen bench all --quick)")
     result = run_bench(ns.task, ns.method, config=ns.config, seed=ns.seed, out=ns.out, ckpt=ns.ckpt,
-                       minutes=ns.minutes, max_steps=ns.max_steps, save=ns.save,
+                       minutes=ns.minutes, max_steps=ns.max_steps, save=ns.save, quick=ns.quick,
                        eval_options={k: v for k, v in (("num", ns.eval_num), ("steps", ns.eval_steps),
                                                        ("resolutions", tuple(ns.eval_res) if ns.eval_res else None))
                                      if v is not None})
@@ -148,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--ckpt", required=True, help="a .ckpt from training or a .safetensors export")
     s.add_argument("--resolution", type=int, default=None, help="cells per axis (default: training resolution)")
     s.add_argument("--num", type=int, default=16, help="number of functions")
-    s.add_argument("--out", default="samples", help="output folder (samples.npz + samples.png)")
+    s.add_argument("--out", default="samples", help="output folder (samples.npz, samples.png, summary.html)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--steps", type=int, default=None, help="sampler steps (default: the method's)")
 
@@ -163,11 +183,13 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--logger", choices=["wandb", "csv"], default="wandb")
 
     b = sub.add_parser("bench", help="run a benchmark task (../shared/BENCHMARKS.md)")
-    b.add_argument("task")
-    b.add_argument("--method", required=True)
+    b.add_argument("task", help="a task, or `all` for every task x applicable method (funcgen.bench.METHODS)")
+    b.add_argument("--method", default=None, help="required for one task; with `all`: only this method's pairs")
+    b.add_argument("--quick", action="store_true",
+                   help="smoke run: a few training steps, tiny evaluation sizes; records marked quick")
     b.add_argument("--config", default=None, help="config YAML (default configs/METHOD/TASK.yaml)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--out", default=None, help="JSON result file")
+    b.add_argument("--out", default=None, help="JSON result file (`all`: output folder, default runs/bench_quick)")
     b.add_argument("--ckpt", default=None, help="evaluate this checkpoint instead of training")
     b.add_argument("--minutes", type=float, default=None, help="training budget (default: the task's)")
     b.add_argument("--max-steps", type=int, default=None)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .pointset import pointset_to_grid
 
-__all__ = ["image_grid", "curve_plot", "render", "save_png"]
+__all__ = ["image_grid", "curve_plot", "render", "save_png", "write_summary_html"]
 
 
 def image_grid(values: Tensor, shape: Sequence[int], value_range: tuple[float, float] = (-1.0, 1.0),
@@ -66,4 +66,29 @@ def save_png(rgb: np.ndarray, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rgb).save(path)
+    return path
+
+
+def write_summary_html(path: str | Path, png: str | Path, settings: dict[str, object],
+                       title: str = "funcgen samples") -> Path:
+    """A self-contained HTML page: the PNG ``png`` embedded as base64 and a table of ``settings``
+    (for people without a dashboard: open it in any browser, send it as one file)."""
+    import base64
+    import html
+
+    data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+    rows = "\n".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in settings.items())
+    page = f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} th{{text-align:left;padding-right:1em}} img{{max-width:100%}}</style>
+</head><body>
+<h1>{html.escape(title)}</h1>
+<table>
+{rows}
+</table>
+<p><img alt="samples" src="data:image/png;base64,{data}"></p>
+</body></html>
+"""
+    path = Path(path)
+    path.write_text(page, encoding="utf-8")
     return path

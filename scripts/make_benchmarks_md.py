@@ -1,16 +1,23 @@
 """Regenerate docs/benchmarks.md from the JSON records in docs/results/ (never hand-edit numbers).
 
-    python scripts/make_benchmarks_md.py [--results docs/results] [--out docs/benchmarks.md]
+    python scripts/make_benchmarks_md.py [--results docs/results] [--out docs/benchmarks.md] [--figures docs/figures]
 
 Each JSON record is what `funcgen bench ... --out FILE.json` wrote; the command that produced it is
-rebuilt from the record (task, method, seed, config) and printed beside the numbers.
+rebuilt from the record (task, method, seed, config) and printed beside the numbers. Records of
+`--quick` smoke runs ("quick": true) are left out. A coverage table (every task x applicable method of
+funcgen.bench.METHODS: its record files or "not run") comes first, and the figures of
+scripts/make_figures.py are redrawn (--figures "" skips them).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the funcgen package of this checkout
 
 HEADER = """# Benchmarks
 
@@ -39,17 +46,44 @@ def pivot(records: list[dict]) -> list[str]:
     return out + [""]
 
 
-def main() -> None:
+def coverage(records: list[dict]) -> list[str]:
+    """Task x method table: the record files of each applicable pair, or "not run"."""
+    from funcgen.bench import METHODS
+
+    out = ["## Coverage", "", "Every task x applicable method (`funcgen.bench.METHODS`); `funcgen bench all --quick` "
+           "smoke-tests all of them.", "", "| task | method | records |", "| --- | --- | --- |"]
+    pairs = [(t, m) for t, ms in METHODS.items() for m in ms]
+    pairs += sorted({(r["task"], r["method"]) for r in records} - set(pairs))  # e.g. script-made speed records
+    for task, method in pairs:
+        files = [Path(r["_file"]).name for r in records if r["task"] == task and r["method"] == method]
+        note = "" if task in METHODS else " (task not in funcgen.bench.METHODS)"
+        out.append(f"| {task} | {method} | {', '.join(files) if files else 'not run'}{note} |")
+    return out + [""]
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--results", default="docs/results")
     p.add_argument("--out", default="docs/benchmarks.md")
-    ns = p.parse_args()
+    p.add_argument("--figures", default="docs/figures", help="folder for scripts/make_figures.py's figures ('' = skip)")
+    ns = p.parse_args(argv)
     records = []
     for f in sorted(Path(ns.results).glob("*.json")):
         rec = json.loads(f.read_text())
+        if rec.get("quick"):  # smoke runs (funcgen bench --quick): their numbers mean nothing
+            print(f"skipping quick record {f}")
+            continue
         rec["_file"] = f.as_posix()
         records.append(rec)
-    lines = [HEADER]
+    lines = [HEADER, *coverage(records)]
+    if ns.figures:
+        from make_figures import make_figures
+
+        figs = make_figures(records, ns.figures)
+        if figs:
+            rel = [os.path.relpath(f, Path(ns.out).resolve().parent) for f in (Path(f).resolve() for f in figs)]
+            lines += ["## Figures", "", "Drawn by `python scripts/make_figures.py` from the same records.", "",
+                      *[f"![{Path(r).stem}]({Path(r).as_posix()})" for r in rel], ""]
     for task in sorted({r["task"] for r in records}):
         lines += [f"## {task}", "", "| method | config | metric | value | floor / reference | train steps | train s | sample s | machine |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -1,0 +1,98 @@
+"""`funcgen bench all --quick`: the task x method table, and a quick run of a subset of its pairs.
+
+The full quick pass (14 pairs) takes about 2.5 minutes on the shared 2-core CPU, so the tests check the
+whole pairing table (every pair has its config, every task's quick sizes fit its evaluation) and run
+two pairs end to end: grf1d x fdp (`run_all`) and sphere_grf x mdf (`funcgen bench TASK --quick`); the CLI's
+`bench all` path is run on a pair that fails at once (a missing config).
+"""
+
+import inspect
+import json
+import math
+
+import pytest
+import torch
+import yaml
+
+from funcgen import bench
+from funcgen.bench import METHODS, QUICK_MAX_STEPS, TASKS, default_config
+from funcgen.benchsuite import pairs, run_all
+from funcgen.cli import main
+
+#: configs/METHOD/ folder -> the method class its configs must train
+METHOD_CLASSES = {"fdp": "FunctionalDiffusion", "pfgmpp": "PFGMPP", "ign": "IdempotentGenerative",
+                  "inftydiff": "InftyDiff", "mdf": "ManifoldDiffusionField", "riemannian": "RiemannianDiffusion"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: these runs are many small ops, which two threads on the shared 2-core CPU slow ~4x."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_every_task_has_methods_and_every_pair_its_config():
+    assert set(METHODS) == set(TASKS), "add a METHODS line for each new TASKS entry (funcgen/bench.py)"
+    assert pairs() == [(t, m) for t, ms in METHODS.items() for m in ms]
+    assert ("earth", "riemannian") in pairs() and ("mnist", "inftydiff") in pairs()
+    for task, method in pairs():
+        cfg = default_config(task, method)
+        assert cfg.is_file(), f"{task} x {method}: missing {cfg}"
+        class_path = yaml.safe_load(cfg.read_text())["model"]["method"]["class_path"]
+        assert class_path.rsplit(".", 1)[-1] == METHOD_CLASSES[method], f"{cfg} trains {class_path}"
+
+
+def test_quick_sizes_are_keywords_of_each_evaluation():
+    for name, task in TASKS.items():
+        assert task.quick, f"task {name} has no quick evaluation sizes"
+        inspect.signature(task.evaluate).bind(None, None, 0, **task.quick)  # raises TypeError on a wrong keyword
+
+
+def test_pairs_filter_and_reject_unknown_tasks():
+    assert pairs(["grf1d"], None) == [("grf1d", m) for m in METHODS["grf1d"]]
+    assert pairs(None, "mdf") == [("sphere_grf", "mdf"), ("mesh_grf", "mdf")]
+    with pytest.raises(ValueError, match="unknown task"):
+        pairs(["nope"])
+    with pytest.raises(ValueError, match="no benchmark pair"):
+        pairs(["earth"], "fdp")
+
+
+def _check(rec: dict, task: str, method: str, keys: set[str]) -> None:
+    assert rec["task"] == task and rec["method"] == method
+    assert rec["quick"] is True
+    assert rec["train_steps"] == QUICK_MAX_STEPS
+    assert keys <= set(rec["metrics"]), sorted(rec["metrics"])
+    assert all(isinstance(v, float) and math.isfinite(v) for v in rec["metrics"].values())
+    assert rec["reference"] and all(math.isfinite(v) for v in rec["reference"].values())
+
+
+def test_quick_pass_writes_one_record_per_pair(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # lightning's scratch files stay in the temp dir
+    out = tmp_path / "quick"
+    records = run_all(out, tasks=["grf1d"], method="fdp", log=lambda *a: None)
+    assert [(r["task"], r["method"]) for r in records] == [("grf1d", "fdp")]
+    saved = json.loads((out / "grf1d_fdp.json").read_text())
+    assert saved["status"] == "ok"
+    _check(saved, "grf1d", "fdp", {f"{k}@N={n}" for k in ("cov_err", "mean_err", "var_err", "mmd2") for n in (64, 256)})
+    assert {"floor@N=64", "floor@N=256"} <= set(saved["reference"])
+
+    # a mesh task through the CLI: `bench TASK --quick --out FILE`
+    assert main(["bench", "sphere_grf", "--method", "mdf", "--quick", "--out", str(out / "sphere.json")]) == 0
+    rec = json.loads((out / "sphere.json").read_text())
+    _check(rec, "sphere_grf", "mdf", {f"{k}@N={n}" for k in ("cov_err", "cov", "mmd") for n in (642, 2562)})
+
+
+def test_a_failing_pair_is_recorded_and_fails_the_pass(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(bench.METHODS, "grf1d", ("nosuchmethod",))
+    assert main(["bench", "all", "--quick", "--method", "nosuchmethod", "--out", str(tmp_path)]) == 1
+    rec = json.loads((tmp_path / "grf1d_nosuchmethod.json").read_text())
+    assert rec["status"] == "failed" and rec["quick"] is True
+    assert "FileNotFoundError" in rec["error"] and "configs/nosuchmethod/grf1d.yaml" in rec["error"]
+    assert "0/1 pairs ran" in capsys.readouterr().out
+
+
+def test_single_task_needs_a_method(capsys):
+    assert main(["bench", "grf1d"]) == 2
+    assert "needs --method" in capsys.readouterr().err
