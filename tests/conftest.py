@@ -6,7 +6,9 @@ import torch
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread: the tests run many small ops, which two threads slow down (several times on
+# a loaded 2-core machine); every test module shares this setting.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,6 @@ import json
 import math
 
 import pytest
-import torch
 import yaml
 
 from funcgen import bench
@@ -22,15 +21,6 @@ from funcgen.cli import main
 #: configs/METHOD/ folder -> the method class its configs must train
 METHOD_CLASSES = {"fdp": "FunctionalDiffusion", "pfgmpp": "PFGMPP", "ign": "IdempotentGenerative",
                   "inftydiff": "InftyDiff", "mdf": "ManifoldDiffusionField", "riemannian": "RiemannianDiffusion"}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: these runs are many small ops, which two threads on the shared 2-core CPU slow ~4x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_every_task_has_methods_and_every_pair_its_config():

@@ -24,15 +24,6 @@ from funcgen.pointset import PointSet, grid_coords
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run on one intra-op thread (on a loaded 2-core machine two threads make small nets ~20x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class LinearNet(Backbone):
     """Pointwise affine map ``f(v) = v W^T + b`` (ignores coords and t): gradients known in closed form."""
 

@@ -6,21 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from funcgen.notebook import SMOKE_ENV, NotebookError, code_cells, run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: these runs are many small ops, which two threads on the shared 2-core CPU slow ~4x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_the_notebooks_are_there():
