@@ -27,6 +27,8 @@ input's dtype, so float32 callers never see NaN in the tails):
   (Poisson summation of the character series) for ``sigma < 1.5``, the character series
   ``(8 pi^2)^-1 sum_l (2l+1) e^(-l(l+1) sigma^2/2) sin((2l+1) theta/2) / sin(theta/2)`` above.
 * ``T^n``: wrapped normal per angle, a sum of positive images (exact at every sigma).
+* SU(3): class functions of the eigen-angles, see :mod:`funcgen.geometry.su3` (images / characters,
+  closed-form score, rejection sampling with an analytic bound); the three entry points below dispatch there.
 
 Measured error against the 60-digit reference ``data/heat_kernel/reference.csv`` (sigma 0.02 to 4,
 theta from sigma/4 to 3; ``tests/test_heat_kernel.py`` re-measures it on every run), max
@@ -69,6 +71,7 @@ import torch
 from torch import Tensor
 
 from .manifolds import SO3, Manifold, Sphere, Torus, _randn, _so3_exp_vec, vector_to_skew, wrap_angle
+from .su3 import SU3, sample_su3_heat_kernel, su3_heat_kernel_score, su3_log_heat_kernel
 
 __all__ = ["sphere_log_heat_kernel", "so3_log_heat_kernel", "torus_log_heat_kernel", "radial_log_heat_kernel",
            "radial_dlogp_dtheta", "heat_kernel_log_prob", "heat_kernel_score", "sample_heat_kernel", "sample_radius"]
@@ -280,6 +283,8 @@ def heat_kernel_log_prob(manifold: Manifold, x: Tensor, x0: Tensor, sigma: Tenso
     s = _sigma_like(sigma, x)
     if isinstance(manifold, Torus):
         return torus_log_heat_kernel(manifold.log(x0, x), s).to(x.dtype)
+    if isinstance(manifold, SU3):
+        return su3_log_heat_kernel(manifold.class_angles(x0, x), s).to(x.dtype)
     return radial_log_heat_kernel(manifold, manifold.dist(x0, x).to(_F64), s).to(x.dtype)
 
 
@@ -291,6 +296,8 @@ def heat_kernel_score(manifold: Manifold, x: Tensor, x0: Tensor, sigma: Tensor |
         with torch.enable_grad():
             (g,) = torch.autograd.grad(torus_log_heat_kernel(d, s).sum(), d)
         return g.to(x.dtype)
+    if isinstance(manifold, SU3):
+        return su3_heat_kernel_score(x, x0, s)
     xd, x0d = x.to(_F64), x0.to(_F64)
     v = manifold.log(xd, x0d)  # points to x0, Riemannian norm theta
     th = manifold.dist(xd, x0d).clamp_min(1e-7)
@@ -387,6 +394,8 @@ def sample_heat_kernel(manifold: Manifold, x0: Tensor, sigma: Tensor | float,
     if isinstance(manifold, Torus):
         z = _randn(tuple(x0.shape), generator, like=x0.to(_F64))
         return wrap_angle(x0.to(_F64) + s[..., None] * z).to(x0)
+    if isinstance(manifold, SU3):
+        return sample_su3_heat_kernel(x0, s, generator)
     shape = x0.shape[:-1]
     x0f = x0.to(_F64).reshape(-1, manifold.ambient_dim)
     th = sample_radius(manifold, s.reshape(-1), generator)
