@@ -168,3 +168,19 @@ def test_riemannian_method_on_su3(gen):
     x = M.random_uniform(3, gen)
     ll = method.log_likelihood(Zero(), x, steps=2, divergence="hutchinson", generator=gen)
     assert torch.allclose(ll, torch.full_like(ll, -LOG_VOLUME), atol=1e-5)
+
+
+def test_exact_score_sampler_reproduces_the_data_law_on_su3(gen):
+    """Data ~ p_tau(. | x0): the reverse SDE with the exact score returns E tr(x0^dagger x) = 3 e^(-4 (tau^2 +
+    sigma_min^2) / 3). Euler bias measured (3000 samples, SE 0.009): SDE -0.014 at 30 steps, +0.004 at 100; ODE
+    +0.028 at 50 and -0.007 at 200 steps (first order); allowed at 50 SDE steps: 0.02."""
+    from test_riemannian import HeatOracle
+
+    tau, n = 0.6, 500
+    x0 = M.random_uniform(1, gen)
+    method = RiemannianDiffusion(M, sigma_min=1e-2, sigma_max=3.0, steps=50, sampler="sde")
+    x = method.sample(HeatOracle(M, x0, tau), torch.zeros(n, 1, 1), 18, generator=gen)
+    assert x.shape == (n, 1, 18) and M.belongs(x).all()
+    tr = traces(x0.double(), x[:, 0].double()).real
+    want = 3 * math.exp(-4 * (tau**2 + 1e-4) / 3)
+    assert abs(tr.mean().item() - want) < 5 * tr.std().item() / math.sqrt(n) + 0.02

@@ -98,8 +98,7 @@ def unitary_eig(v: Tensor) -> tuple[Tensor, Tensor]:
     ``torch.linalg.eig`` eigenvectors are re-orthonormalised by QR (for a normal matrix they are
     orthogonal across distinct eigenvalues, so clusters of close eigenvalues keep their span)."""
     lam, w = torch.linalg.eig(v)
-    q, r = torch.linalg.qr(w)
-    return minimal_angles(torch.angle(lam)), q
+    return minimal_angles(torch.angle(lam)), torch.linalg.qr(w).Q
 
 
 class SU3(Manifold):
