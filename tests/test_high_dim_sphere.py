@@ -78,3 +78,44 @@ def test_tangent_envelope_on_a_known_log_concave_law(gen):
     assert stats.kstest(draws.numpy(), stats.gamma(k).cdf).pvalue > 1e-4
     convex = TangentEnvelope(nodes, nodes**2, 2 * nodes, 0.0, 30.0)
     assert not convex.ok.any()
+
+
+def mp_sphere_log_kernel(theta, sigma, n, approx):
+    """log p_sigma on S^n by the Gegenbauer series in mpmath, with enough digits for its cancellation."""
+    import mpmath as mp
+
+    from funcgen.geometry.heat_kernel import _log_dims
+
+    ls = torch.arange(0, 20000, dtype=F64)
+    lw_max = (_log_dims(ls, n) - ls * (ls + n - 1) * sigma**2 / 2).max().item()
+    log_area = math.log(2) + (n + 1) / 2 * math.log(math.pi) - math.lgamma((n + 1) / 2)
+    with mp.workdps(int((lw_max - approx - log_area) / 2.3) + 60):
+        lam, t, s2 = mp.mpf(n - 1) / 2, mp.cos(mp.mpf(theta)), mp.mpf(sigma) ** 2 / 2
+        total, p_prev, p_cur, wmax, ell = mp.mpf(0), mp.mpf(1), t, None, 0
+        while True:
+            logd = mp.log(2 * ell + n - 1) - mp.log(n - 1) + mp.loggamma(ell + n - 1) - mp.loggamma(n - 1) - mp.loggamma(ell + 1)
+            lw = logd - ell * (ell + n - 1) * s2
+            if ell == 0:
+                p = mp.mpf(1)
+            elif ell == 1:
+                p = t
+            else:
+                p = (2 * t * (ell + lam - 1) * p_cur - (ell - 1) * p_prev) / (ell + 2 * lam - 1)
+                p_prev, p_cur = p_cur, p
+            wmax = lw if wmax is None else max(wmax, lw)
+            total += mp.exp(lw) * p
+            if ell > 10 and lw < wmax - 80:
+                return float(mp.log(total)) - log_area
+            ell += 1
+
+
+@pytest.mark.parametrize("n,sigma", [(127, 0.1), (127, 0.2), (255, 0.15)])
+def test_kernel_matches_a_high_precision_series_in_the_bulk(n, sigma, gen):
+    """Against the same series summed in mpmath (measured: <= 2e-6 wherever the float64 series is taken, 1e-13 in
+    the bulk), at fresh random angles within 3.5 standard deviations of the radial law's mean."""
+    c = math.exp(-n * sigma**2 / 2)
+    centre, w = math.acos(c), math.sqrt((1 - c * c) / n)
+    th = centre + w * (7 * torch.rand(4, generator=gen, dtype=F64) - 3.5)
+    fast = sphere_log_heat_kernel(th, sigma, n)
+    ref = torch.tensor([mp_sphere_log_kernel(t.item(), sigma, n, f.item()) for t, f in zip(th, fast)], dtype=F64)
+    assert (fast - ref).abs().max().item() < 1e-6
