@@ -94,6 +94,28 @@ def test_kernel_integrates_to_one_over_haar_samples(kind, sigma, gen):
     assert close(torch.exp(lp + LOG_VOLUME), 1.0)
 
 
+@pytest.mark.parametrize("sigma", [1e-3, 0.01, 0.1, 0.3, 0.6, 1.0, 2.0, 4.0])
+def test_kernel_integrates_to_one_by_weyl_quadrature(sigma):
+    """|SU(3)| E_Haar p = |SU(3)| / (3! (2 pi)^2) int int p(theta) |Delta(theta)|^2 (Weyl integration formula),
+    by the trapezoid rule on a box of +-9 sigma (or the whole periodic torus): a deterministic check of the
+    normalisation and the volume at every sigma, including grid points on the Weyl walls and the cut locus
+    (measured error <= 2e-13)."""
+    nodes = 201
+    half = min(math.pi, 9 * sigma)
+    if half < math.pi:
+        a = torch.linspace(-half, half, nodes, dtype=F64)
+    else:
+        a = torch.arange(nodes, dtype=F64) * (2 * math.pi / nodes) - math.pi
+    h = (a[1] - a[0]).item()
+    t1, t2 = torch.meshgrid(a, a, indexing="ij")
+    th = torch.stack([t1, t2, -t1 - t2], -1).reshape(-1, 3)
+    vdm = (2 * torch.sin((th[:, [0, 0, 1]] - th[:, [1, 2, 2]]) / 2)).pow(2).prod(-1)
+    lp = su3_log_heat_kernel(th, sigma)
+    assert torch.isfinite(lp).all()
+    total = (torch.exp(lp + LOG_VOLUME) * vdm).sum().item() * h * h / (6 * (2 * math.pi) ** 2)
+    assert abs(total - 1) < 1e-9
+
+
 def test_kernel_is_finite_everywhere_in_float32(gen):
     x0 = M.random_uniform(1, gen).expand(300, -1)
     ident = torch.zeros(1, 18)

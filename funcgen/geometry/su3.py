@@ -38,7 +38,9 @@ max over 20000 Haar points of ``|log p_images - log p_characters|``): 8.5 at sig
 ``e^(-|theta|^2 / (2 sigma^2))``), 9e-12 at 0.8, 3e-14 at 1.0 and <= 3e-14 from 1.2 to 2.5 (the image
 sum stays exact at large sigma here, but it divides by the Weyl denominator near the walls, the
 characters never do). ``|SU(3)| E_Haar p`` = 1.00001 +- 0.00014 (sigma = 2) and 1.0000006 +- 7e-6 (2.5)
-for the image sum, which confirms the volume.
+for the image sum over Haar samples, which confirms the volume; by the Weyl integration formula (2-d
+quadrature on the torus, grid points on the walls and the cut locus included) the switched kernel
+integrates to 1 within 2e-13 for sigma from 1e-3 to 4 and is finite everywhere.
 
 Exact sampling by rejection (the acceptance bound is analytic, not a grid maximum):
 
@@ -207,8 +209,8 @@ def _log_x_over_2sin(x: Tensor) -> Tensor:
 
 
 def su3_images_log_kernel(theta: Tensor, sigma: Tensor | float) -> Tensor:
-    """log p_sigma (sum over images) at class angles ``theta`` ``[..., 3]`` (sum 0) -> ``[...]`` float64."""
-    th = theta.to(_F64)
+    """log p_sigma (sum over images) at class angles ``theta`` ``[..., 3]`` (sum 0 mod 2 pi) -> ``[...]`` float64."""
+    th = minimal_angles(theta)  # the image window and the k = 0 factor assume the least-norm representative
     s = torch.as_tensor(sigma, dtype=_F64, device=th.device).expand(th.shape[:-1])
     rt = _roots(th)
     phi, expo = _image_terms(th, s)
