@@ -4,6 +4,7 @@ from .base import FunctionDataModule, PointDataset
 from .grf import GRFDataModule
 from .manifold import EarthDataModule, ManifoldMixtureDataModule
 from .mnist import MNISTDataModule, load_mnist_idx, resolve_data_root
+from .su3 import SU3WilsonDataModule
 from .procedural import (
     ProceduralDataset,
     ProceduralImageDataModule,
@@ -19,6 +20,7 @@ __all__ = [
     "GRFDataModule",
     "EarthDataModule",
     "ManifoldMixtureDataModule",
+    "SU3WilsonDataModule",
     "ProceduralImageDataModule",
     "ProceduralDataset",
     "evaluate_blobs",

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ..geometry import SO3, Manifold, Sphere, Torus, heat_kernel_log_prob, sample_heat_kernel
+from ..geometry import SO3, SU3, Manifold, Sphere, Torus, heat_kernel_log_prob, sample_heat_kernel
 from .base import STREAM_TRAIN, STREAM_VAL, FunctionDataModule, PointDataset, make_generator
 
 __all__ = ["load_earth_csv", "latlon_to_sphere", "earth_split", "EarthDataModule", "ManifoldMixtureDataModule",
@@ -167,10 +167,10 @@ class HeatKernelMixture:
 
 
 class ManifoldMixtureDataModule(_ManifoldDataModule):
-    """Synthetic data with a known density: a mixture of heat kernels on S^2, SO(3) or T^2.
+    """Synthetic data with a known density: a mixture of heat kernels on S^2, SO(3), T^2 or SU(3).
 
     Args:
-        manifold: ``sphere`` (S^2), ``so3`` or ``torus`` (T^2).
+        manifold: ``sphere`` (S^n, ``n = sphere_dim``), ``so3``, ``torus`` (T^2) or ``su3``.
         num_components: number of mixture components (centres drawn uniformly from ``seed``).
         sigma: component width (heat-kernel sigma).
         num_train: training points.
@@ -178,17 +178,19 @@ class ManifoldMixtureDataModule(_ManifoldDataModule):
         batch_size: points per batch.
         seed: seed of the centres, the samples and the shuffling.
         num_workers: DataLoader worker processes.
+        sphere_dim: ``n`` of the sphere ``S^n`` (``manifold: sphere`` only; e.g. 127 for the paper's
+            high-dimensional hypersphere experiments).
     """
 
     name = "manifold_mixture"
 
-    def __init__(self, manifold: Literal["sphere", "so3", "torus"] = "sphere", num_components: int = 4,
+    def __init__(self, manifold: Literal["sphere", "so3", "torus", "su3"] = "sphere", num_components: int = 4,
                  sigma: float = 0.3, num_train: int = 20000, num_val: int = 2000, batch_size: int = 512,
-                 seed: int = 0, num_workers: int = 0) -> None:
+                 seed: int = 0, num_workers: int = 0, sphere_dim: int = 2) -> None:
         super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers)
-        makers = {"sphere": lambda: Sphere(2), "so3": SO3, "torus": lambda: Torus(2)}
+        makers = {"sphere": lambda: Sphere(int(sphere_dim)), "so3": SO3, "torus": lambda: Torus(2), "su3": SU3}
         if manifold not in makers:
-            raise ValueError(f"unknown manifold {manifold!r}; choose sphere, so3 or torus")
+            raise ValueError(f"unknown manifold {manifold!r}; choose sphere, so3, torus or su3")
         if num_components < 1 or sigma <= 0 or num_train < 1 or num_val < 1:
             raise ValueError("need num_components >= 1, sigma > 0, num_train >= 1 and num_val >= 1; got "
                              f"{num_components}, {sigma}, {num_train}, {num_val}")
