@@ -93,7 +93,9 @@ class MeshFieldDataset(Dataset):
 
 
 def render_mesh_functions(mesh: TriangleMesh, values: Tensor, title: str = "", max_functions: int = 8) -> np.ndarray:
-    """Per-vertex functions ``[B, V, c]`` (first channel) drawn on the 3D mesh -> RGB ``[H, W, 3]``."""
+    """Per-vertex functions ``[B, V, c]`` (first channel) drawn on the 3D mesh -> RGB ``[H, W, 3]``.
+
+    One symmetric colour scale for all functions, +-(99th percentile of ``|values|``); beyond it, saturated."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -107,7 +109,8 @@ def render_mesh_functions(mesh: TriangleMesh, values: Tensor, title: str = "", m
     cols = min(4, b)
     rows = math.ceil(b / cols)
     fig = plt.figure(figsize=(2.6 * cols, 2.6 * rows + 0.4), dpi=80)
-    lim = float(np.abs(vals[:b]).max()) or 1.0
+    # a robust colour range: a few extreme points (e.g. of an undertrained model) must not grey out the rest
+    lim = float(np.quantile(np.abs(vals[:b]), 0.99)) or 1.0
     tri = mesh.vertices[mesh.faces]
     lo, hi = mesh.vertices.min(0), mesh.vertices.max(0)
     for j in range(b):
