@@ -28,6 +28,15 @@ number of exact samples, computed in the same run.
 """
 
 
+def eval_flags(r: dict) -> str:
+    """The ``--eval-*`` flags (and ``--ckpt``) a record's evaluation used, for its command line."""
+    opts = r.get("eval_options") or {}
+    flags = "".join(f" --eval-{name} {' '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                    for key, name in (("num", "num"), ("steps", "steps"), ("resolutions", "res"))
+                    if (v := opts.get(key)) is not None)
+    return flags + (" --ckpt SAVED.safetensors" if r.get("train_steps") == -1 else "")
+
+
 def fmt(v: float) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -92,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
             for key, val in r["metrics"].items():
                 ref_key = key.replace("cov_err", "floor").replace("mean_err", "floor_mean").replace("var_err", "floor_var")
                 refs = r.get("reference", {})
-                ref = refs.get(ref_key, refs.get(f"floor_{key}", ""))
+                base = key.split(",")[0]  # e.g. fd_lenet@res=28,steps=2: the floor of fd_lenet@res=28
+                ref = refs.get(ref_key, refs.get(f"floor_{key}", refs.get(f"floor_{base}", "")))
                 lines.append(f"| {r['method']} | {r['config']} | {key} | {fmt(val)} | {fmt(ref)} | {r.get('train_steps', '')} | "
                              f"{r.get('train_seconds', '')} | {r.get('sample_seconds', '')} | {r.get('machine', r.get('device', ''))} |")
             if "command" in r:  # records written by a script rather than `funcgen bench`
@@ -100,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             cmds.append(f"funcgen bench {task} --method {r['method']} --config {r['config']} --seed {r['seed']}"
                         f"{' --minutes ' + str(r['minutes']) if 'minutes' in r else ''}"
-                        f"{' --max-steps ' + str(r['max_steps']) if r.get('max_steps') else ''} --out {r['_file']}"
+                        f"{' --max-steps ' + str(r['max_steps']) if r.get('max_steps') else ''}{eval_flags(r)} --out {r['_file']}"
                         f"  # commit {r['commit']}, torch {r['torch']}" + (f"; {r['note']}" if "note" in r else ""))
         lines += ["", "Commands:", "", "```", *cmds, "```", ""]
         if task == "robustness":
