@@ -38,9 +38,8 @@ def main() -> None:
     coords = dm.validation_coords(a.factor, a.num)
     ps = gen.sample(coords=coords, seed=a.seed, steps=a.steps, denormalize=False, progress=True)
     top = dm.render(ps.coords, ps.values, title=f"MDF samples at {ps.num_points} points")
-    if hasattr(dm, "reference"):  # a random field with an exact sampler: draw it at the same points
-        real, what = dm.reference(coords, torch.Generator().manual_seed(a.seed + 1)), "exact samples"
-    else:  # data at the training mesh's vertices (e.g. MNIST on the sphere): held-out functions
+    real, what = dm.reference(coords, torch.Generator().manual_seed(a.seed + 1)), "exact samples"
+    if real is None:  # no exact sampler (e.g. MNIST on the sphere): held-out functions at the vertices
         if a.factor != 1:
             raise SystemExit("held-out data lives on the training mesh: use --factor 1 for this data set")
         real, what = torch.stack([dm.val_set[i][1] for i in range(a.num)]), "held-out data"
