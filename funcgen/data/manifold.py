@@ -93,6 +93,26 @@ class _ManifoldDataModule(FunctionDataModule):
         return {"manifold": self.manifold.config, "points": "values[:, 0] are flat ambient manifold points"}
 
 
+class _LawDataModule(_ManifoldDataModule):
+    """Points drawn from a known law ``self.law`` (anything with ``sample(n, generator) -> [n, D]``):
+    seeded training and validation sets, and exact fresh draws for the evaluation."""
+
+    law: Any
+    num_train: int
+    num_val: int
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = _points_dataset(self.law.sample(self.num_train, make_generator(self.seed, STREAM_TRAIN)))
+        if self.val_set is None:
+            self.val_set = _points_dataset(self.law.sample(self.num_val, make_generator(self.seed, STREAM_VAL)))
+
+    def reference(self, coords: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Exact fresh draws ``[B, N, D]`` (one independent point per entry of ``coords`` ``[B, N, 1]``)."""
+        b, n = coords.shape[:2]
+        return self.law.sample(b * n, generator).reshape(b, n, -1).to(coords.device)
+
+
 class EarthDataModule(_ManifoldDataModule):
     """Earth event locations on S^2 (volcano, earthquake, fire, flood) with the 80/10/10 benchmark split.
 
@@ -166,7 +186,7 @@ class HeatKernelMixture:
         return (torch.logsumexp(lp, -1) - math.log(c.shape[0])).to(x.dtype)
 
 
-class ManifoldMixtureDataModule(_ManifoldDataModule):
+class ManifoldMixtureDataModule(_LawDataModule):
     """Synthetic data with a known density: a mixture of heat kernels on S^2, SO(3), T^2 or SU(3).
 
     Args:
@@ -201,16 +221,9 @@ class ManifoldMixtureDataModule(_ManifoldDataModule):
         centers = self.manifold.random_uniform(self.num_components, make_generator(self.seed, 3), dtype=torch.float64)
         self.mixture = HeatKernelMixture(self.manifold, centers, self.sigma)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
-            self.train_set = _points_dataset(self.mixture.sample(self.num_train, make_generator(self.seed, STREAM_TRAIN)))
-        if self.val_set is None:
-            self.val_set = _points_dataset(self.mixture.sample(self.num_val, make_generator(self.seed, STREAM_VAL)))
-
-    def reference(self, coords: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Exact fresh draws ``[B, N, D]`` (one independent point per entry of ``coords`` ``[B, N, 1]``)."""
-        b, n = coords.shape[:2]
-        return self.mixture.sample(b * n, generator).reshape(b, n, -1).to(coords.device)
+    @property
+    def law(self) -> HeatKernelMixture:
+        return self.mixture
 
     def _extra_config(self) -> dict[str, Any]:
         return {**super()._extra_config(), "num_components": self.num_components, "sigma": self.sigma,

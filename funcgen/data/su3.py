@@ -22,8 +22,7 @@ import torch
 from torch import Tensor
 
 from ..geometry import SU3
-from .base import STREAM_TRAIN, STREAM_VAL, make_generator
-from .manifold import _ManifoldDataModule, _points_dataset
+from .manifold import _LawDataModule
 
 __all__ = ["WilsonTarget", "SU3WilsonDataModule"]
 
@@ -99,7 +98,7 @@ class WilsonTarget:
         raise RuntimeError(f"WilsonTarget sampling did not finish in {max_rounds} rounds")
 
 
-class SU3WilsonDataModule(_ManifoldDataModule):
+class SU3WilsonDataModule(_LawDataModule):
     """Points on SU(3) (``[.., 18]`` real, see :class:`funcgen.geometry.SU3`) from a :class:`WilsonTarget`.
 
     Args:
@@ -124,16 +123,9 @@ class SU3WilsonDataModule(_ManifoldDataModule):
         self.manifold = self.target.manifold
         self.num_train, self.num_val = int(num_train), int(num_val)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
-            self.train_set = _points_dataset(self.target.sample(self.num_train, make_generator(self.seed, STREAM_TRAIN)))
-        if self.val_set is None:
-            self.val_set = _points_dataset(self.target.sample(self.num_val, make_generator(self.seed, STREAM_VAL)))
-
-    def reference(self, coords: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Exact fresh draws ``[B, N, 18]`` (one independent point per entry of ``coords`` ``[B, N, 1]``)."""
-        b, n = coords.shape[:2]
-        return self.target.sample(b * n, generator).reshape(b, n, -1).to(coords.device)
+    @property
+    def law(self) -> WilsonTarget:
+        return self.target
 
     def _extra_config(self) -> dict[str, Any]:
         return {**super()._extra_config(), "beta": self.target.beta, "coeffs": list(self.target.coeffs),
