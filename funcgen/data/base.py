@@ -150,8 +150,10 @@ class JitteredImageDataset(Dataset):
 class FunctionDataModule(L.LightningDataModule):
     """Base class of funcgen datamodules.
 
-    Subclasses set the class or instance attributes below, fill ``self.train_set`` and
-    ``self.val_set`` in :meth:`setup` and may override :meth:`reference` and :meth:`_extra_config`.
+    Subclasses set the class or instance attributes below and fill ``self.train_set`` and
+    ``self.val_set``: generated data implement :meth:`_make_split` (the default :meth:`setup` draws
+    ``num_train`` / ``num_val`` functions from disjoint seed streams), data read from files override
+    :meth:`setup`. They may override :meth:`reference` and :meth:`_extra_config`.
     Model-space values are ``(data - shift) / scale``.
 
     Args:
@@ -191,6 +193,18 @@ class FunctionDataModule(L.LightningDataModule):
         self.num_workers = int(num_workers)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+
+    # --- data ---------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        """Draw the fixed training and validation sets (once each, from disjoint seed streams)."""
+        if self.train_set is None:
+            self.train_set = self._make_split(self.num_train, make_generator(self.seed, STREAM_TRAIN), train=True)
+        if self.val_set is None:
+            self.val_set = self._make_split(self.num_val, make_generator(self.seed, STREAM_VAL), train=False)
+
+    def _make_split(self, count: int, generator: torch.Generator, train: bool) -> Dataset:
+        """``count`` fresh functions drawn with ``generator`` (``train``: the training split)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _make_split or override setup")
 
     # --- values -------------------------------------------------------------------------
     def normalize(self, x: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ from torch import Tensor
 from funcgen.noise import GaussianRandomField, KernelName
 from funcgen.pointset import grid_coords
 
-from .base import STREAM_TRAIN, STREAM_VAL, FunctionDataModule, PointDataset, make_generator
+from .base import FunctionDataModule, PointDataset
 
 __all__ = ["GRFDataModule"]
 
@@ -78,7 +78,7 @@ class GRFDataModule(FunctionDataModule):
         per = n * n * 8 * (self.dim + 2) if per_function_matrix else n * 8 * 4
         return max(1, min(4096, _CHUNK_BYTES // per))
 
-    def _generate(self, count: int, generator: torch.Generator) -> PointDataset:
+    def _make_split(self, count: int, generator: torch.Generator, train: bool) -> PointDataset:
         if self.coords_mode == "grid":
             grid = grid_coords(self.train_shape)
             chunk = self._chunk(per_function_matrix=False)
@@ -95,13 +95,6 @@ class GRFDataModule(FunctionDataModule):
         values = torch.cat([self.noise.sample(coords[lo:lo + chunk], 1, generator)
                             for lo in range(0, count, chunk)])
         return PointDataset(coords, values)
-
-    def setup(self, stage: str | None = None) -> None:
-        """Generate the fixed train and validation functions (once)."""
-        if self.train_set is None:
-            self.train_set = self._generate(self.num_train, make_generator(self.seed, STREAM_TRAIN))
-        if self.val_set is None:
-            self.val_set = self._generate(self.num_val, make_generator(self.seed, STREAM_VAL))
 
     def reference(self, coords: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Exact fresh draws ``[B, N, 1]`` of the same field at ``coords`` ``[B, N, dim]``."""

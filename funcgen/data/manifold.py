@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from ..geometry import SO3, SU3, Manifold, Sphere, Torus, heat_kernel_log_prob, sample_heat_kernel
-from .base import STREAM_TRAIN, STREAM_VAL, FunctionDataModule, PointDataset, make_generator
+from .base import FunctionDataModule, PointDataset, make_generator
 
 __all__ = ["load_earth_csv", "latlon_to_sphere", "earth_split", "EarthDataModule", "ManifoldMixtureDataModule",
            "HeatKernelMixture", "EARTH_FORMAT"]
@@ -101,11 +101,8 @@ class _LawDataModule(_ManifoldDataModule):
     num_train: int
     num_val: int
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None:
-            self.train_set = _points_dataset(self.law.sample(self.num_train, make_generator(self.seed, STREAM_TRAIN)))
-        if self.val_set is None:
-            self.val_set = _points_dataset(self.law.sample(self.num_val, make_generator(self.seed, STREAM_VAL)))
+    def _make_split(self, count: int, generator: torch.Generator, train: bool) -> PointDataset:
+        return _points_dataset(self.law.sample(count, generator))
 
     def reference(self, coords: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Exact fresh draws ``[B, N, D]`` (one independent point per entry of ``coords`` ``[B, N, 1]``)."""

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from funcgen.geometry.mesh import (TriangleMesh, deformed_sphere, eigenbasis, icosphere, interpolate, read_mesh,
                                    sample_surface, subdivide, torus)
 
-from .base import STREAM_TRAIN, STREAM_VAL, FunctionDataModule, make_generator
+from .base import FunctionDataModule
 
 __all__ = ["MeshFunctionDataModule", "MeshGRFDataModule", "MNISTSphereDataModule", "SphereGRFDataModule",
            "MeshFieldDataset", "spectral_density", "build_mesh", "render_mesh_functions", "texture_hemisphere"]
@@ -231,16 +231,9 @@ class MeshGRFDataModule(MeshFunctionDataModule):
         return int(self.coef_std.shape[0])
 
     # --- data ---------------------------------------------------------------------------
-    def _dataset(self, count: int, generator: torch.Generator) -> MeshFieldDataset:
+    def _make_split(self, count: int, generator: torch.Generator, train: bool) -> MeshFieldDataset:
         w = torch.randn(count, self.num_modes, self.channels, generator=generator) * self.coef_std[:, None]
         return MeshFieldDataset(self.mesh, self.phi, w, self.num_points)
-
-    def setup(self, stage: str | None = None) -> None:
-        """Draw the fixed train and validation coefficients (once, from disjoint seed streams)."""
-        if self.train_set is None:
-            self.train_set = self._dataset(self.num_train, make_generator(self.seed, STREAM_TRAIN))
-        if self.val_set is None:
-            self.val_set = self._dataset(self.num_val, make_generator(self.seed, STREAM_VAL))
 
     def reference(self, coords: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Exact fresh draws ``[B, N, 1]`` of the field at eigen-coordinates ``coords`` ``[B, N, k]``."""

@@ -25,8 +25,7 @@ from torch.utils.data import Dataset
 
 from funcgen.pointset import grid_coords
 
-from .base import (STREAM_TRAIN, STREAM_VAL, CoordsOption, FunctionDataModule, check_coords_option,
-                   jitter_in_cells, make_generator)
+from .base import CoordsOption, FunctionDataModule, check_coords_option, jitter_in_cells
 
 __all__ = [
     "ProceduralImageDataModule",
@@ -196,16 +195,11 @@ class ProceduralImageDataModule(FunctionDataModule):
         self.dim, self.channels, self.kind = 2, 1, "image"
         self.train_shape = (self.resolution, self.resolution)
 
-    def setup(self, stage: str | None = None) -> None:
-        """Draw the fixed train and validation parameters (once)."""
-        grid = grid_coords(self.train_shape)
-        if self.train_set is None:
-            p = sample_params(self.family, self.num_train, make_generator(self.seed, STREAM_TRAIN))
-            jitter = self.train_shape if self.coords == "jitter" else None
-            self.train_set = ProceduralDataset(self.family, p, grid, jitter)
-        if self.val_set is None:
-            p = sample_params(self.family, self.num_val, make_generator(self.seed, STREAM_VAL))
-            self.val_set = ProceduralDataset(self.family, p, grid)
+    def _make_split(self, count: int, generator: torch.Generator, train: bool) -> ProceduralDataset:
+        """Fixed parameters of ``count`` functions; training coordinates may be jittered."""
+        jitter = self.train_shape if train and self.coords == "jitter" else None
+        return ProceduralDataset(self.family, sample_params(self.family, count, generator),
+                                 grid_coords(self.train_shape), jitter)
 
     def evaluate(self, params: Tensor, coords: Tensor) -> Tensor:
         """Model-space values ``[B, N, 1]`` of functions ``params`` ``[B, P]`` at ``coords`` ``[B, N, 2]``."""
