@@ -26,21 +26,14 @@ def test_earth_csv_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nothere\.csv.*latitude,longitude"):
         load_earth_csv(tmp_path / "nothere.csv")
     bad = tmp_path / "bad.csv"
-    bad.write_text("10,20\n1;2\n")
-    with pytest.raises(ValueError, match=r"bad\.csv, line 2: malformed row"):
-        load_earth_csv(bad)
-    bad.write_text("10,20\n95,20\n")
-    with pytest.raises(ValueError, match="line 2: latitude 95.0 out of range"):
-        load_earth_csv(bad)
-    bad.write_text("10,400\n")
-    with pytest.raises(ValueError, match="longitude 400.0 out of range"):
-        load_earth_csv(bad)
-    bad.write_text("nan,3\n")
-    with pytest.raises(ValueError, match="non-finite"):
-        load_earth_csv(bad)
-    bad.write_text("\n")
-    with pytest.raises(ValueError, match="no data rows"):
-        load_earth_csv(bad)
+    for text, message in (("10,20\n1;2\n", r"bad\.csv, line 2: malformed row"),
+                          ("10,20\n95,20\n", "line 2: latitude 95.0 out of range"),
+                          ("10,400\n", "longitude 400.0 out of range"),
+                          ("nan,3\n", "non-finite"),
+                          ("\n", "no data rows")):
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_earth_csv(bad)
     ok = tmp_path / "ok.csv"
     ok.write_text("-30.2,-178.47\n30.78,130.28\n")
     assert Sphere(2).belongs(load_earth_csv(ok)).all()
