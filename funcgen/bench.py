@@ -247,6 +247,13 @@ def _eval_mixture(gen, datamodule, seed: int, steps: int = 100, num_test: int = 
     return metrics, reference, seconds
 
 
+def _sample_scaling(gen, datamodule, seed: int, **sizes: Any) -> tuple[dict[str, float], dict[str, float], float]:
+    """Cost of one sample per size (:func:`funcgen.sample_scaling.eval_sample_scaling`); the data are unused."""
+    from .sample_scaling import eval_sample_scaling
+
+    return eval_sample_scaling(gen, seed, **sizes)
+
+
 TASKS: dict[str, Task] = {
     "grf1d": Task(minutes=25.0, evaluate=partial(_eval_grf, resolutions=(64, 256)),
                   quick=dict(num=32, steps=4, floor_repeats=2)),
@@ -259,7 +266,7 @@ TASKS: dict[str, Task] = {
     "mesh_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf, quick=dict(num=8, steps=4)),
     "earth": Task(minutes=20.0, evaluate=_eval_earth, config="earth_volcano", quick=dict(steps=4)),
     # cost, not quality: an UNTRAINED model from the config, one sample per size, few sampler steps
-    "sample-scaling": Task(minutes=0.0, evaluate=lambda gen, dm, seed, **kw: _sample_scaling(gen, seed, **kw),
+    "sample-scaling": Task(minutes=0.0, evaluate=_sample_scaling,
                            config="grf2d_sno", train=False, quick=dict(resolutions=(16, 32), steps=1)),
     "so3": Task(minutes=20.0, evaluate=_eval_mixture, config="so3_mixture",
                 quick=dict(steps=4, num_test=32, num_entropy=256)),
@@ -285,12 +292,6 @@ METHODS: dict[str, tuple[str, ...]] = {
 
 #: training steps of a ``--quick`` smoke run
 QUICK_MAX_STEPS = 3
-
-
-def _sample_scaling(gen, seed: int, **sizes: Any) -> tuple[dict[str, float], dict[str, float], float]:
-    from .sample_scaling import eval_sample_scaling
-
-    return eval_sample_scaling(gen, seed, **sizes)
 
 
 def _commit() -> str:
