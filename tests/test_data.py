@@ -100,6 +100,28 @@ def test_grf_uniform_coords() -> None:
     assert abs(float(z.var()) - 1.0) < 0.06, f"whitened variance {float(z.var()):.3f} (seed {seed})"
 
 
+def test_grf_shifted_coords() -> None:
+    """``shifted``: every function is an evenly spaced grid under its own translation, values exact there."""
+    seed = fresh_seed()
+    res = 12
+    dm = GRFDataModule(dim=1, resolution=res, kernel="se", lengthscale=0.2, num_train=3000, num_val=8,
+                       coords="shifted", seed=seed)
+    dm.setup("fit")
+    c = dm.train_set.coords.double()  # [M, N, 1]
+    assert c.shape == (3000, res, 1) and bool((c >= 0).all() and (c < 1).all())
+    gaps = c[:, 1:, 0] - c[:, :-1, 0]
+    assert torch.allclose(gaps, torch.full_like(gaps, 1 / res), atol=1e-6)
+    offsets = c[:, 0, 0] * res  # U[0, 1): mean 1/2, variance 1/12
+    assert abs(float(offsets.mean()) - 0.5) < 0.03 and abs(float(offsets.var()) - 1 / 12) < 0.01, (seed,)
+    # exactness: whitening each function by the Cholesky factor of its own (translated) kernel matrix -> N(0, I)
+    chol = torch.linalg.cholesky(kernel_matrix(c, c, "se", 0.2) + 1e-6 * torch.eye(res, dtype=c.dtype))
+    z = torch.linalg.solve_triangular(chol, dm.train_set.values.double(), upper=False)
+    assert abs(float(z.mean())) < 0.03, f"whitened mean {float(z.mean()):.3f} (seed {seed})"
+    assert abs(float(z.var()) - 1.0) < 0.05, f"whitened variance {float(z.var()):.3f} (seed {seed})"
+    with pytest.raises(ValueError, match="shifted"):
+        GRFDataModule(coords="sideways")
+
+
 def test_grf_reference() -> None:
     dm = GRFDataModule(dim=1, resolution=16, num_train=8, num_val=8)
     g = torch.Generator().manual_seed(fresh_seed())
