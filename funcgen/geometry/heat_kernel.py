@@ -60,8 +60,11 @@ Exact sampling: radial rejection sampling. The distance ``theta`` has density
 the Euclidean radial law ``theta = sigma' |N(0, I_k)|`` (chi_k; ratio
 ``f/g = p (2 pi sigma'^2)^(k/2) e^(theta^2/(2 sigma'^2)) (s(theta)/theta)^(k-1)``: note ``(s/theta)``, not
 the inverted factor of the reference code; ``sigma'`` slightly below sigma matches the curvature), or the uniform law (ratio ``|M| p(theta) <= |M| p(0)``).
-The chi bound is the maximum of the ratio on a 256-point grid times 1.05; a proposal whose ratio
-exceeds the bound raises instead of silently biasing. Directions are uniform (isotropy).
+The chi bound is the maximum of the ratio on a ``RADIAL_BOUND_NODES`` = 32-point grid times 1.05; a
+proposal whose ratio exceeds the bound raises instead of silently biasing. The ratio is smooth on the scale
+of the grid: over 1500 sigmas from 1e-3 to 4 where chi is chosen, the 32-point maximum falls short of an
+8192-point one by at most 1.4e-4 nats on S^2 (0 on S^5 and SO(3)), 350x inside the 1.05 margin; the
+256-point grid it replaces made the bound 0.12 s of a 0.27 s training draw of 512 points on S^2. Directions are uniform (isotropy).
 On ``S^n`` with ``n > 10`` (where the chi proposal degrades and the grid bound met the kernel's far
 tail) the radial law ``sin^(n-1) p`` is sampled instead by rejection from tangent-line envelopes of its
 log-concave density at 32 nodes over its bulk (:mod:`funcgen.geometry.envelope`), inflated by 0.1
@@ -129,25 +132,35 @@ def _log_dims(ls: Tensor, n: int) -> Tensor:
             - torch.lgamma(ls + 1))
 
 
+SERIES_CHUNK = 2**21  # elements of one [rows, L] block of the S^n series (float64: 16 MB)
+
+
 def _sphere_series(th: Tensor, s: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """(log p, cancellation ratio) from the Gegenbauer series (normalised polynomials, log weights)."""
-    lam = 0.5 * (n - 1)
+    """(log p, cancellation ratio) from the Gegenbauer series (normalised polynomials, log weights).
+
+    Row blocks of ``[rows, L]`` (:data:`SERIES_CHUNK` elements): the log-weights of all terms in one op and
+    a two-op recurrence per degree, so small inputs (a training batch's pending draws) do not pay ~14
+    tensor ops per term; memory stays bounded for large ones.
+    """
     L = _num_terms(n, float(s.min()))
+    rows = max(1, SERIES_CHUNK // L)
+    if th.numel() > rows:
+        parts = [_sphere_series(a, b, n) for a, b in zip(th.reshape(-1).split(rows), s.reshape(-1).split(rows))]
+        return (torch.cat([p[0] for p in parts]).reshape(th.shape),
+                torch.cat([p[1] for p in parts]).reshape(th.shape))
+    lam = 0.5 * (n - 1)
     t = torch.cos(th)
-    logd = _log_dims_table(n)[:L].tolist()
-    s2 = s**2 / 2
-    wmax = torch.full_like(th, -math.inf)
-    for l in range(L):  # running max of the log-weights (no [..., L] tensor: memory stays O(numel))
-        wmax = torch.maximum(wmax, logd[l] - l * (l + n - 1) * s2)
-    total = torch.exp(logd[0] - wmax) + torch.exp(logd[1] - n * s2 - wmax) * t
-    absum = torch.exp(logd[0] - wmax) + torch.exp(logd[1] - n * s2 - wmax) * t.abs()
-    p_prev, p_cur = torch.ones_like(t), t
+    ls = torch.arange(L, dtype=th.dtype, device=th.device)
+    logw = (_log_dims_table(n)[:L].to(th.device) - ls * (ls + n - 1) * (s[..., None] ** 2 / 2))  # [..., L]
+    wmax = logw.amax(-1)
+    w = torch.exp(logw - wmax[..., None])
+    polys = [torch.ones_like(t), t]  # C_l / C_l(1) by the three-term recurrence
     for l in range(2, L):
-        p_next = (2 * t * (l + lam - 1) * p_cur - (l - 1) * p_prev) / (l + 2 * lam - 1)
-        w = torch.exp(logd[l] - l * (l + n - 1) * s2 - wmax)
-        total = total + w * p_next
-        absum = absum + w * p_next.abs()
-        p_prev, p_cur = p_cur, p_next
+        a, b = 2 * (l + lam - 1) / (l + 2 * lam - 1), (l - 1) / (l + 2 * lam - 1)
+        polys.append(torch.addcmul(polys[-2] * -b, t, polys[-1], value=a))
+    pl = torch.stack(polys[:L], -1)
+    total = (w * pl).sum(-1)
+    absum = (w * pl.abs()).sum(-1)
     cancel = absum / total.clamp_min(1e-300)
     cancel = torch.where(total > 0, cancel, torch.full_like(cancel, math.inf))
     return wmax + torch.log(total.clamp_min(1e-300)) - _log_sphere_area(n), cancel
@@ -396,13 +409,17 @@ def _sample_radius_envelope(manifold: Sphere, s: Tensor, generator: torch.Genera
     return out
 
 
+MAX_PROPOSALS_PER_ROUND = 64  # cap of the per-element proposals of one rejection round (2, 4, 8, ... per round)
+RADIAL_BOUND_NODES = 32  # grid of the chi bound (module docstring: measured deficit <= 1.4e-4 nats vs log 1.05)
+
+
 def _sample_radius_bounded(manifold: Manifold, sigma: Tensor, generator: torch.Generator | None = None,
                            max_rounds: int = 10000) -> Tensor:
     """Radial draws by the chi / uniform proposals with a grid bound (module docstring)."""
     k, _ = _radial_setup(manifold)
     s = sigma.to(_F64).reshape(-1)
     b = s.shape[0]
-    grid = torch.linspace(0.0, math.pi * (1 - 1e-6), 256, dtype=_F64, device=s.device)
+    grid = torch.linspace(0.0, math.pi * (1 - 1e-6), RADIAL_BOUND_NODES, dtype=_F64, device=s.device)
     su, inv = torch.unique(s, return_inverse=True)  # bounds once per distinct sigma
     log_m_uni = radial_log_heat_kernel(manifold, torch.zeros_like(su), su) + manifold.log_volume()
     # the chi bound (a grid maximum) is only needed where chi can beat the exact uniform bound
@@ -415,18 +432,24 @@ def _sample_radius_bounded(manifold: Manifold, sigma: Tensor, generator: torch.G
     use_chi = log_m_chi < log_m_uni
     out = torch.full_like(s, math.nan)
     todo = torch.arange(b, device=s.device)
-    for _ in range(max_rounds):
+    for rnd in range(max_rounds):
         if todo.numel() == 0:
             return out
-        st, chi = s[todo], use_chi[todo]
-        m = todo.numel()
+        # element e gets `reps` i.i.d. proposals this round and keeps its first accepted one (exact: the
+        # first success of a sequence of independent trials); doubling `reps` each round ends the loop
+        # in a few rounds where elements with a low acceptance would otherwise take dozens, each paying
+        # the per-op overhead of the series on a handful of points
+        reps = min(2 ** (rnd + 1), MAX_PROPOSALS_PER_ROUND)
+        rows = todo.repeat_interleave(reps)
+        st, chi = s[rows], use_chi[rows]
+        m = rows.numel()
         r = _randn((m, k), generator, like=st).norm(dim=-1) * _chi_scale(manifold, st)
         u = torch.rand((m,), generator=generator, device=generator.device if generator is not None else s.device,
                        dtype=_F64).to(s.device)
         th = torch.where(chi, r, u * math.pi)
         # uniform proposal: theta has density proportional to s(theta)^(k-1); sample it by inversion-free rejection
-        log_ratio = torch.where(chi, _log_ratio_chi(manifold, th.clamp(max=math.pi), st) - log_m_chi[todo],
-                                radial_log_heat_kernel(manifold, th, st) + manifold.log_volume() - log_m_uni[todo])
+        log_ratio = torch.where(chi, _log_ratio_chi(manifold, th.clamp(max=math.pi), st) - log_m_chi[rows],
+                                radial_log_heat_kernel(manifold, th, st) + manifold.log_volume() - log_m_uni[rows])
         bad = (log_ratio > 1e-9) & (th <= math.pi)
         if bad.any():
             raise RuntimeError("heat-kernel rejection bound violated (ratio > 1); please report these sigmas: "
@@ -435,8 +458,11 @@ def _sample_radius_bounded(manifold: Manifold, sigma: Tensor, generator: torch.G
         ok = (th <= math.pi) & (torch.log(acc_u) < log_ratio)
         if not bool(chi.all()):
             ok = ok & (chi | _accept_uniform_radius(manifold, th, generator))
-        out[todo[ok]] = th[ok]
-        todo = todo[~ok]
+        okm = ok.view(-1, reps)
+        hit = okm.any(1)
+        first = okm.to(torch.int8).argmax(1)  # index of the first accepted proposal of each element
+        out[todo[hit]] = th.view(-1, reps)[hit, first[hit]]
+        todo = todo[~hit]
     raise RuntimeError(f"heat-kernel rejection sampling did not finish in {max_rounds} rounds")
 
 
