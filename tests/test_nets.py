@@ -84,6 +84,24 @@ def test_perceiver_permutation_equivariance() -> None:
     torch.testing.assert_close(out_perm, out[:, perm], atol=1e-5, rtol=0)
 
 
+def test_perceiver_query_values_false_reads_out_through_the_latents_only() -> None:
+    """``query_values=False``: the value at a query reaches its output only through the latents, so the
+    outputs equal a read-out whose query values are replaced by anything, with the latents pooled from
+    the true values; and they still depend on the values (through the pooling)."""
+    seed = torch.seed()
+    net = _perturb_(PerceiverNet(2, C_IN, C_IN, width=32, num_latents=8, depth=2, heads=4, num_bands=4,
+                                 query_values=False))
+    coords, values, t = _inputs(3, 50, 2)
+    out = net(coords, values, t)
+    garbage = torch.randn_like(values) * 10
+    torch.testing.assert_close(net(coords, garbage, t, context=(coords, values)), out, atol=1e-5, rtol=0)
+    assert (net(coords, garbage, t) - out).abs().max() > 1e-3, f"outputs ignore the values (seed {seed})"
+    # the default keeps the per-point path: replacing only the query values changes the output
+    skip = PerceiverNet(**{**net.config["init_args"], "query_values": True})
+    skip.load_state_dict(net.state_dict())
+    assert (skip(coords, garbage, t, context=(coords, values)) - skip(coords, values, t)).abs().max() > 1e-3
+
+
 def test_perceiver_chunked_equals_unchunked() -> None:
     torch.manual_seed(3)
     big = _perturb_(FACTORIES["perceiver"](2))

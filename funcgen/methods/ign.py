@@ -24,7 +24,13 @@ Weights: 1 / 1 / 0.1 with ``D = L2`` (the paper's listing, the default) or 20 / 
 
 The backbone is any funcgen network called as ``net(coords, values, t)`` with the CONSTANT time
 ``t = t_value`` (0 by default): IGN has no time, the argument only satisfies the shared contract.
-It needs ``in_channels == out_channels``.
+It needs ``in_channels == out_channels``, and it needs a bottleneck: a backbone whose output at a point
+sees the input value there directly (``PerceiverNet``'s default per-point read-out) learns the identity,
+which fixes the data and is idempotent, so L_rec and L_idem vanish and the clamped tightness term
+(scale ``s = L_rec -> 0``) cannot push back; measured on MNIST (1772 steps) and grf1d (1500 steps):
+``f(z)`` scored like the source noise. The configs use ``PerceiverNet(query_values=False)``
+(coordinate-only read-out: values pass only through the latents), the role of the paper's
+encoder-decoder.
 
 Source noise ``z``: any :class:`funcgen.noise.FunctionNoise` evaluated at the batch's coordinates
 (a Gaussian random field for functions), or :class:`funcgen.noise_matched.SpectrumMatchedNoise` for

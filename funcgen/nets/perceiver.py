@@ -104,11 +104,17 @@ class PerceiverNet(Backbone):
             training grid and the net does not carry over to other resolutions.
         mlp_ratio: hidden-size multiplier of the MLPs.
         query_chunk: points per chunk when chunking is active (see above).
+        query_values: the read-out tokens include the input values at the query points (default, what a
+            denoiser wants: a per-point skip path). False: PerceiverIO's output queries, coordinates
+            only, so an output depends on the input values only through the ``num_latents x width``
+            latents: a bottleneck, which Idempotent Generative Networks need (with the skip path the
+            identity map is an exact, easily found minimiser of their reconstruction and idempotence
+            losses, and training collapses to it).
     """
 
     def __init__(self, dim: int, in_channels: int, out_channels: int, width: int = 128, num_latents: int = 64,
                  depth: int = 4, heads: int = 4, num_bands: int = 6, mlp_ratio: int = 2,
-                 query_chunk: int = 65536) -> None:
+                 query_chunk: int = 65536, query_values: bool = True) -> None:
         super().__init__(dim, in_channels, out_channels)
         if width % heads != 0:
             raise ValueError(f"PerceiverNet: width={width} must be divisible by heads={heads}")
@@ -116,6 +122,7 @@ class PerceiverNet(Backbone):
             raise ValueError(f"PerceiverNet: need query_chunk >= 1, num_latents >= 1, depth >= 0; got "
                              f"{query_chunk}, {num_latents}, {depth}")
         self.query_chunk = query_chunk
+        self.query_values = bool(query_values)
         self.fourier = FourierFeatures(dim, num_bands)
         self.token_in = nn.Linear(self.fourier.out_dim + in_channels, width)
         self.time = TimeEmbedding(width)
@@ -192,6 +199,8 @@ class PerceiverNet(Backbone):
         n = coords.shape[1]
         chunk = self.query_chunk if self._chunking() else n
         outs = []
+        if not self.query_values:
+            values = values.new_zeros(()).expand_as(values)  # coordinates-only output queries
         for s in range(0, n, chunk):
             x = self.tokens(coords[:, s:s + chunk], values[:, s:s + chunk], temb)
             x = x + self.dec_attn.out(F.scaled_dot_product_attention(self.dec_attn.q(self.dec_norm_q(x)), k, v))
