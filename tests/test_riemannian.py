@@ -138,6 +138,37 @@ def test_model_score_is_tangent_and_scaled_by_sigma(gen):
     assert torch.allclose(s * sigma[:, None, None], m.proj(x, net(torch.zeros(8, 1, 1), x, sigma)), atol=1e-6)
 
 
+def test_manifold_mlp_fourier_features(gen):
+    """Random Fourier input features: a fixed-seed basis of the requested scale, stored with the weights,
+    so a rebuilt net reproduces the outputs; the features change the function the net computes."""
+    a = ManifoldMLP(1, 3, 3, width=16, depth=2, fourier_features=2000, fourier_scale=7.0)
+    basis = a.state_dict()["fourier_basis"]
+    assert basis.shape == (3, 2000)
+    assert abs(float(basis.std()) / 7.0 - 1) < 0.05 and abs(float(basis.mean())) < 0.5
+    b = ManifoldMLP(1, 3, 3, width=16, depth=2, fourier_features=2000, fourier_scale=7.0)
+    torch.testing.assert_close(b.fourier_basis, basis)  # same basis from the fixed seed
+    with torch.no_grad():
+        for p in a.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    b.load_state_dict(a.state_dict())
+    x = Sphere(2).random_uniform(5, gen)[:, None]
+    sigma = torch.rand(5, generator=gen) + 0.1
+    c = torch.zeros(5, 1, 1)
+    torch.testing.assert_close(b(c, x, sigma), a(c, x, sigma))
+    # nearby points (0.01 rad apart) differ far more through features of scale 50 than through x alone
+    sharp = ManifoldMLP(1, 3, 3, width=16, depth=2, fourier_features=64, fourier_scale=50.0)
+    plain = ManifoldMLP(1, 3, 3, width=16, depth=2)
+    y = Sphere(2).exp(x, Sphere(2).proj(x, torch.randn(x.shape, generator=gen)) * 0.01 / 1.7)
+    for net in (sharp, plain):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.normal_(0, 0.3, generator=gen)
+    gap = lambda net: float((net(c, x, sigma) - net(c, y, sigma)).norm())  # noqa: E731
+    assert gap(sharp) > 5 * gap(plain), (gap(sharp), gap(plain))
+    with pytest.raises(ValueError, match="fourier"):
+        ManifoldMLP(1, 3, 3, fourier_features=-1)
+
+
 def test_bad_inputs_are_rejected():
     m = Sphere(2)
     with pytest.raises(ValueError, match="sigma_min < sigma_max"):
