@@ -226,8 +226,10 @@ class SpectralNoise(FunctionNoise):
 
     Spectra ``S(w)`` (then normalised so the point variance equals ``variance``):
         ``fdp``: ``r(w) / b(w)`` of the official Functional Diffusion Processes SDE,
-            ``b = 1/(|w|^2 + 0.3) + ((|w|^2 + 2)/33^2)^(1/4)``, ``r = 1/(|w|^2 + 2)`` (``w`` in units of
-            the frequency index, as in the reference code's FFT grid).
+            ``b = 1/(|w|^2 + 0.3) + ((|w|^2 + 2)/33^2)^(1/4)``, ``r = 1/(|w|^2 + 2)`` (``w`` in cycles per
+            unit length, the frequency index of the reference code's FFT on the unit box; ``k / period``
+            for mode ``k``, so a larger ``period`` with proportionally more ``modes`` gives the same local
+            covariance without tying the two ends of the unit domain together).
         ``matern``: ``(1 + |w|^2 l^2)^(-(nu + d/2))``, ``nu = smoothness``.
         ``se``: ``exp(-|w|^2 l^2 / 2)``.
 
@@ -265,6 +267,7 @@ class SpectralNoise(FunctionNoise):
 
     def _density(self, k2: Tensor) -> Tensor:
         if self.spectrum == "fdp":
+            k2 = k2 / self.period**2  # cycles per unit length: the same field for any box, up to its wrap-around
             b = 1.0 / (k2 + 0.3) + ((k2 + 2.0) / 33.0**2) ** 0.25
             return (1.0 / (k2 + 2.0)) / b
         w2 = k2 * (2.0 * math.pi / self.period) ** 2

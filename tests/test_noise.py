@@ -106,3 +106,21 @@ def test_spectral_noise_is_a_function_of_coords(gen):
     b = whole.sample(c, 2, torch.Generator().manual_seed(s))
     assert torch.allclose(a, b, atol=1e-5)
     assert abs(float(noise.covariance(c[0, :1], c[0, :1])) - 1.0) < 1e-6
+
+
+def test_fdp_spectrum_period_changes_only_the_wrap_around(gen):
+    """The ``fdp`` spectrum is in cycles per unit length: a box of period 2 with twice the modes has the
+    local covariance of the unit box, but no longer ties x = 0 to x = 1 (non-periodic data); its
+    draws have that covariance."""
+    unit, wide = SpectralNoise(1, "fdp", modes=32), SpectralNoise(1, "fdp", modes=64, period=2.0)
+    x = torch.rand(200, 1, generator=gen, dtype=torch.float64)
+    lag = (x - x.T).abs()
+    cu, cw = unit.covariance(x, x), wide.covariance(x, x)
+    near = lag < 0.3
+    assert float((cu - cw)[near].abs().max()) < 0.03
+    ends = torch.tensor([[0.0], [0.99]], dtype=torch.float64)
+    assert float(unit.covariance(ends, ends)[0, 1]) > 0.9 and abs(float(wide.covariance(ends, ends)[0, 1])) < 0.05
+    coords = grid_coords((40,)).double().expand(4000, -1, -1)
+    v = wide.sample(coords, 1, gen)[..., 0]
+    k = wide.covariance(coords[0], coords[0])
+    assert float((torch.cov(v.T) - k).norm() / k.norm()) < 0.08
