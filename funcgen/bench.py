@@ -264,7 +264,7 @@ TASKS: dict[str, Task] = {
                        quick=dict(num=16, quality_num=16, alphas=(0.1,), bits=(6,), steps=(4,))),
     "sphere_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf, quick=dict(num=8, steps=4)),
     "mesh_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf, quick=dict(num=8, steps=4)),
-    "earth": Task(minutes=20.0, evaluate=_eval_earth, config="earth_volcano", quick=dict(steps=4)),
+    "earth": Task(minutes=30.0, evaluate=_eval_earth, config="earth_volcano", quick=dict(steps=4)),
     # cost, not quality: an UNTRAINED model from the config, one sample per size, few sampler steps
     "sample-scaling": Task(minutes=0.0, evaluate=_sample_scaling,
                            config="grf2d_sno", train=False, quick=dict(resolutions=(16, 32), steps=1)),
