@@ -79,7 +79,7 @@ def sample_radius(manifold: Manifold, sigma: Tensor, generator: torch.Generator 
 
 ENVELOPE_NODES = 32
 ENVELOPE_MARGIN = 0.1  # nats added to the envelope: covers the <= 0.07 jump where the S^n kernel switches from
-# the series to Varadhan beyond ~4 standard deviations of the radial law (S^127, sigma = 0.1; see module docstring)
+# the series to Varadhan beyond ~4 standard deviations of the radial law (S^127, sigma = 0.1; see the heat_kernel docstring)
 
 
 def _sample_radius_envelope(manifold: Sphere, s: Tensor, generator: torch.Generator | None) -> Tensor:
