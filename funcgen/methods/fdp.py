@@ -17,10 +17,18 @@ grid FFT of the state and is not used here.
 Loss: mean squared error of the network's target over the points, a Monte Carlo estimate of the
 ``L^2(Omega)`` norm of the residual function. Sampler: DDIM with ``eta = 0`` is the first-order
 exponential integrator of the probability-flow ODE; ``eta = 1`` is ancestral (reverse-SDE) sampling.
+``solver="dpm2m"`` is the second-order multistep exponential integrator of the same ODE
+(DPM-Solver++(2M), Lu et al. 2022, eq. 9 / Alg. 2): in ``lambda = log(alpha / sigma)``,
+
+    x_i = (sigma_i / sigma_{i-1}) x_{i-1} - alpha_i (exp(-h_i) - 1) D_i,    h_i = lambda_i - lambda_{i-1},
+    D_i = (1 + 1 / (2 r_i)) x0_{i-1} - 1 / (2 r_i) x0_{i-2},              r_i = h_{i-1} / h_i,
+
+with ``D_i = x0_{i-1}`` (the DDIM step) where no finite previous step exists.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Literal
 
 import torch
@@ -35,6 +43,7 @@ from .base import Method, masked_mean, stratified_times
 __all__ = ["FunctionalDiffusion"]
 
 Prediction = Literal["x0", "eps", "v"]
+Solver = Literal["ddim", "dpm2m"]
 
 
 class FunctionalDiffusion(Method):
@@ -47,6 +56,9 @@ class FunctionalDiffusion(Method):
             function) or ``v = alpha eps - sigma x0``.
         steps: default number of sampler steps.
         eta: DDIM stochasticity, 0 = probability-flow ODE, 1 = ancestral sampling.
+        solver: ``ddim`` (first order, any ``eta``) or ``dpm2m`` (second-order multistep solver of the
+            probability-flow ODE, needs ``eta = 0``; same cost per step, much smaller
+            discretisation error at 25-100 steps).
         clip_x0: clamp predicted ``x0`` to ``[-clip_x0, clip_x0]`` while sampling (None: never).
         t_min: smallest training time (avoids the degenerate ``sigma = 0``).
         loss_space: ``x0``: mean squared error between the predicted and the true ``x0`` function,
@@ -58,9 +70,14 @@ class FunctionalDiffusion(Method):
 
     def __init__(self, noise: FunctionNoise, schedule: ScheduleName = "cosine", prediction: Prediction = "v",
                  steps: int = 100, eta: float = 0.0, clip_x0: float | None = None, t_min: float = 1e-3,
-                 loss_space: Literal["x0", "target"] = "x0") -> None:
+                 loss_space: Literal["x0", "target"] = "x0", solver: Solver = "ddim") -> None:
         if prediction not in ("x0", "eps", "v"):
             raise ValueError(f"unknown prediction {prediction!r}; choose x0, eps or v")
+        if solver not in ("ddim", "dpm2m"):
+            raise ValueError(f"unknown solver {solver!r}; choose ddim or dpm2m")
+        if solver == "dpm2m" and eta != 0.0:
+            raise ValueError(f"solver='dpm2m' integrates the probability-flow ODE and needs eta=0; got eta={eta} "
+                             "(use solver='ddim' for stochastic sampling)")
         if steps <= 0 or not 0.0 <= eta <= 1.0:
             raise ValueError(f"need steps > 0 and 0 <= eta <= 1; got steps={steps}, eta={eta}")
         self.noise = noise
@@ -70,6 +87,7 @@ class FunctionalDiffusion(Method):
             raise ValueError(f"unknown loss_space {loss_space!r}; choose x0 or target")
         self.steps, self.eta, self.clip_x0, self.t_min = int(steps), float(eta), clip_x0, float(t_min)
         self.loss_space = loss_space
+        self.solver = solver
 
     # ----------------------------------------------------------------- forward process
     def marginal(self, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -146,6 +164,7 @@ class FunctionalDiffusion(Method):
         b = coords.shape[0]
         ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
         x = self.noise.sample(coords, channels, generator)
+        prev: tuple[Tensor, float] | None = None  # (x0 prediction, h) of the previous dpm2m step
         for i in tqdm(range(steps), disable=not progress, desc="sampling", leave=False):
             t = torch.full((b,), float(ts[i]), device=coords.device, dtype=coords.dtype)
             x0, eps = self.denoise(self.network(net, coords, x, generator), coords, x, t)
@@ -155,6 +174,15 @@ class FunctionalDiffusion(Method):
                 break
             a_t, s_t = float(self.schedule.alpha(ts[i])), float(self.schedule.sigma(ts[i]))
             a_s, s_s = float(self.schedule.alpha(s_next)), float(self.schedule.sigma(s_next))
+            if self.solver == "dpm2m":
+                h = math.log(a_s / s_s) - (math.log(a_t / s_t) if a_t > 0 else -math.inf)
+                d = x0
+                if prev is not None and math.isfinite(prev[1]) and math.isfinite(h):
+                    r = prev[1] / h
+                    d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * prev[0]
+                prev = (x0, h)
+                x = (s_s / s_t) * x + (a_s - s_s * a_t / s_t) * d  # alpha_i (1 - exp(-h)) = a_s - s_s a_t / s_t
+                continue
             c = self.eta * ((s_s**2 / s_t**2) * (1.0 - (a_t / a_s) ** 2)) ** 0.5
             x = a_s * x0 + max(s_s**2 - c**2, 0.0) ** 0.5 * eps
             if c > 0:
