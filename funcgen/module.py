@@ -34,7 +34,10 @@ class GenerativeModule(L.LightningModule):
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
         warmup_steps: linear learning-rate warm-up steps.
-        lr_schedule: ``constant`` after warm-up, or ``cosine`` decay to 10% over the run.
+        lr_schedule: ``constant`` after warm-up, or ``cosine`` decay to 10% over the run's budget: the
+            progress is the larger of ``step / trainer.max_steps`` and, when ``trainer.max_time`` is set,
+            the fraction of that time spent training (Lightning's ``Timer``, which checkpoints carry),
+            so a time-budgeted run ends at the low learning rate too instead of stopping mid-decay.
         ema_decay: decay of the exponential moving average of the weights used for sampling.
         val_num_samples: functions drawn at each validation.
         val_upsample: the second validation resolution is this factor times the training one.
@@ -143,17 +146,30 @@ class GenerativeModule(L.LightningModule):
         warm = max(1, self.hparams.warmup_steps)
         total = max(self.trainer.estimated_stepping_batches if self._trainer else 1, warm + 1)
         cosine = self.hparams.lr_schedule == "cosine"
+        timer = self._budget_timer()
 
         def factor(step: int) -> float:
             if step < warm:
                 return (step + 1) / warm
-            if not cosine or not math.isfinite(total):
+            if not cosine:
                 return 1.0
-            p = min(1.0, (step - warm) / max(1, total - warm))
+            p = (step - warm) / max(1, total - warm) if math.isfinite(total) else 0.0
+            if timer is not None:
+                p = max(p, timer.time_elapsed("train") / timer._duration)
+            p = min(1.0, p)
             return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * p))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def _budget_timer(self) -> Any:
+        """Lightning's ``Timer`` callback when the trainer has a ``max_time`` budget, else None."""
+        if self._trainer is None:
+            return None
+        from lightning.pytorch.callbacks import Timer
+
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        return timer if timer is not None and getattr(timer, "_duration", None) else None
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:

@@ -147,6 +147,30 @@ def test_demo_runs_end_to_end(tmp_path):
     assert gen.sample(1, 20, steps=2).values.shape == (1, 400, 1)
 
 
+@pytest.mark.parametrize("budget", ["time", "steps"])
+def test_cosine_schedule_decays_over_the_budget_that_ends_first(budget, tmp_path, monkeypatch):
+    """A run stopped by max_time ends at the cosine floor (10% of the peak), as one stopped by max_steps
+    does, not mid-decay. The Timer's clock is replaced by 10 s per step: a 100 s budget is 10 steps."""
+    from lightning.pytorch.callbacks import Timer
+
+    dm = GRFDataModule(dim=1, resolution=8, num_train=64, num_val=8, batch_size=4)
+    module = tiny_module(1)
+    if budget == "time":
+        monkeypatch.setattr(Timer, "time_elapsed", lambda self, stage="train": 10.0 * module.global_step)
+        tr = trainer(tmp_path, max_time={"seconds": 100}, max_steps=1000, limit_val_batches=0)
+    else:
+        tr = trainer(tmp_path, max_steps=10, limit_val_batches=0)
+    lrs = []
+    monkeypatch.setattr(GenerativeModule, "on_train_batch_start",
+                        lambda self, *a: lrs.append(self.optimizers().param_groups[0]["lr"]), raising=False)
+    tr.fit(module, datamodule=dm)
+    assert module.global_step == 10
+    peak = module.hparams.lr
+    assert lrs[1] == pytest.approx(peak, rel=0.05)  # warm-up is one step
+    assert all(a >= b - 1e-12 for a, b in zip(lrs[1:], lrs[2:]))  # decreasing
+    assert tr.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * peak, rel=1e-6)
+
+
 def test_ema_update_follows_its_formula(gen):
     module = tiny_module(1)
     with torch.no_grad():
