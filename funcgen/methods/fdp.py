@@ -174,15 +174,14 @@ class FunctionalDiffusion(Method):
                 break
             a_t, s_t = float(self.schedule.alpha(ts[i])), float(self.schedule.sigma(ts[i]))
             a_s, s_s = float(self.schedule.alpha(s_next)), float(self.schedule.sigma(s_next))
-            if self.solver == "dpm2m":
+            if self.solver == "dpm2m":  # the DDIM (eta = 0) step below, taken with the extrapolated D_i
                 h = math.log(a_s / s_s) - (math.log(a_t / s_t) if a_t > 0 else -math.inf)
-                d = x0
+                raw = x0
                 if prev is not None and math.isfinite(prev[1]) and math.isfinite(h):
                     r = prev[1] / h
-                    d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * prev[0]
-                prev = (x0, h)
-                x = (s_s / s_t) * x + (a_s - s_s * a_t / s_t) * d  # alpha_i (1 - exp(-h)) = a_s - s_s a_t / s_t
-                continue
+                    x0 = (1.0 + 0.5 / r) * x0 - (0.5 / r) * prev[0]
+                    eps = (x - a_t * x0) / s_t
+                prev = (raw, h)
             c = self.eta * ((s_s**2 / s_t**2) * (1.0 - (a_t / a_s) ** 2)) ** 0.5
             x = a_s * x0 + max(s_s**2 - c**2, 0.0) ** 0.5 * eps
             if c > 0:
