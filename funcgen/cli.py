@@ -188,7 +188,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true",
                    help="smoke run: a few training steps, tiny evaluation sizes; records marked quick")
     b.add_argument("--config", default=None, help="config YAML (default configs/METHOD/TASK.yaml)")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0,
+                   help="seed_everything of the run; on earth also the split seed (the protocol's 0..4)")
     b.add_argument("--out", default=None, help="JSON result file (`all`: output folder, default runs/bench_quick)")
     b.add_argument("--ckpt", default=None, help="evaluate this checkpoint instead of training")
     b.add_argument("--minutes", type=float, default=None, help="training budget (default: the task's)")
