@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Train functional diffusion on MNIST and draw digits at 28x28, 56x56 and 112x112 (docs/figures).
-#   FUNCGEN_DATA=../shared/data scripts/mnist_fdp.sh [MAX_TIME DD:HH:MM:SS, default 00:01:15:00]
+#   FUNCGEN_DATA=../shared/data scripts/mnist_fdp.sh [MAX_TIME DD:HH:MM:SS, default 00:01:52:00]
 # With CKPT=path/to/last.ckpt (or an export .safetensors) set, skips training and only samples.
 # CONFIG picks the config (default configs/fdp/mnist_sno.yaml: sparse neural operator, near-white noise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-max_time=${1:-00:01:15:00}
+max_time=${1:-00:01:52:00}
 config=${CONFIG:-configs/fdp/mnist_sno.yaml}
 root=runs/$(basename "$config" .yaml | sed "s/^/fdp-/; s/_/-/g")  # the config's default_root_dir
 if [ -z "${CKPT:-}" ]; then
