@@ -32,13 +32,11 @@ for name in ("solver", "eta"):
             p.error(f"--{name} applies to functional diffusion models; this one is {type(gen.method).__name__}")
         setattr(gen.method, name, getattr(ns, name))
 if ns.task == "grf1d":
-    dm = GRFDataModule(dim=1, resolution=64, kernel="se", lengthscale=0.1, num_train=16, num_val=16)
+    evaluate, dm, res = _eval_grf, GRFDataModule(dim=1, resolution=64, kernel="se", lengthscale=0.1,
+                                                 num_train=16, num_val=16), tuple(ns.res or (64, 256))
     dm.setup("fit")
-    res = tuple(ns.res or (64, 256))
 else:
-    dm = MNISTDataModule()
-    res = tuple(ns.res or (28,))
-evaluate = _eval_grf if ns.task == "grf1d" else _eval_mnist
+    evaluate, dm, res = _eval_mnist, MNISTDataModule(), tuple(ns.res or (28,))
 for k in ns.steps:
     metrics, reference, _ = evaluate(gen, dm, 0, res, num=ns.num, steps=k)
     print(json.dumps({"steps": k, "metrics": metrics}))

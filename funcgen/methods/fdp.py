@@ -67,8 +67,9 @@ class FunctionalDiffusion(Method):
             With ``prediction="v"`` this is the x0 loss weighted by ``1 + SNR(t)``, so small ``t``,
             where the fine and mid-scale detail is resolved, weighs more. It carries an irreducible
             error at small ``t`` (the low-frequency part of ``xi`` is unidentifiable there), which only
-            adds a constant to the loss. On grf1d it is the better choice: covariance error 0.071
-            against 0.089 for ``x0`` at the same budget (docs/results/extra.md).
+            adds a constant to the loss. On grf1d it is the better choice: covariance error 0.071 and
+            0.087 (two seeds) against 0.089 for ``x0`` (one seed) at the same budget, and a lower
+            spectral error in both seeds (docs/results/extra.md).
     """
 
     def __init__(self, noise: FunctionNoise, schedule: ScheduleName = "cosine", prediction: Prediction = "v",
