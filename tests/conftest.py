@@ -22,8 +22,12 @@ def gen() -> torch.Generator:
 
 
 @pytest.fixture
-def data_root() -> Path:
+def data_root(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The reference data folder, made absolute (also in ``FUNCGEN_DATA``), so tests that change the
+    working directory still find it when the variable holds a relative path such as ``../shared/data``."""
     root = os.environ.get("FUNCGEN_DATA")
     if not root or not Path(root).is_dir():
         pytest.skip("reference data not found: set FUNCGEN_DATA to the folder holding mnist/ (../shared/data)")
-    return Path(root)
+    path = Path(root).resolve()
+    monkeypatch.setenv("FUNCGEN_DATA", str(path))
+    return path
