@@ -101,7 +101,8 @@ def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 
                 batch_size: int = 250, refine: tuple[int, ...] | None = None
                 ) -> tuple[dict[str, float], dict[str, float], float]:
     """FD_LeNet of ``num`` samples at each resolution (downsampled to 28x28 by area averaging) against
-    the 2000 test images 8000..9999.
+    the 2000 test images 8000..9999, and the fraction of samples the classifier calls one digit with
+    probability >= 0.99 (``recognisable@...``; reference ``real_recognisable``: the test images').
 
     ``refine``: sampler step counts also evaluated at the first resolution (keys
     ``fd_lenet@res=28,steps=K``); for IGN, ``steps = K`` is ``f`` applied ``K`` times. Default: IGN's
@@ -114,7 +115,7 @@ def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 
     ``lenet`` defaults to the cached classifier (:func:`funcgen.metrics.get_lenet`).
     """
     from .data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
-    from .metrics import feature_frechet_distance, get_lenet, lenet_features
+    from .metrics import feature_frechet_distance, get_lenet, lenet_confident_fraction, lenet_features
 
     root = getattr(datamodule, "root", None)
     net = get_lenet(root) if lenet is None else lenet
@@ -132,6 +133,7 @@ def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 
         # intensities live in [0, 1]: clip overshoot as an image writer would (FD pipelines quantise to uint8)
         samples = pointset_to_grid(ps.values, (r, r))[:, 0].clamp(0.0, 1.0)
         metrics[key] = feature_frechet_distance(lenet_features(samples, net), test)
+        metrics[key.replace("fd_lenet", "recognisable")] = lenet_confident_fraction(samples, net)
     floors = []
     for rep in range(floor_repeats):
         idx = torch.randperm(NUM_TRAIN_PROTOCOL, generator=torch.Generator().manual_seed(seed + 2 + rep))[:num]
@@ -139,6 +141,7 @@ def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 
     floor = float(torch.tensor(floors, dtype=torch.float64).median())
     # real images are 28x28: the floor is the same at every resolution, repeated so every metric has one
     reference = {f"floor_fd_lenet@res={r}": floor for r in resolutions}
+    reference["real_recognisable"] = lenet_confident_fraction(images[NUM_TRAIN_PROTOCOL:], net)
     if "test_accuracy" in net.info:
         reference["lenet_test_accuracy"] = float(net.info["test_accuracy"])
     return metrics, reference, sample_seconds

@@ -86,12 +86,16 @@ def test_mnist_evaluation_runs_with_stand_in_generators(mnist_and_net, gen):
     real = x[torch.randperm(8000, generator=gen)[:300]]
     metrics, reference, seconds = _eval_mnist(_ImageStandIn(real), _DM(), 0, num=300, lenet=net, floor_repeats=2,
                                               refine=(2,))
-    assert set(metrics) == {"fd_lenet@res=28", "fd_lenet@res=56", "fd_lenet@res=28,steps=2"}
+    keys = {"fd_lenet@res=28", "fd_lenet@res=56", "fd_lenet@res=28,steps=2"}
+    assert set(metrics) == keys | {k.replace("fd_lenet", "recognisable") for k in keys}
     assert metrics["fd_lenet@res=28,steps=2"] == pytest.approx(metrics["fd_lenet@res=28"], rel=1e-9)  # same images
-    assert set(reference) == {"floor_fd_lenet@res=28", "floor_fd_lenet@res=56"}  # a fresh net has no test accuracy
+    # a fresh net has no test accuracy
+    assert set(reference) == {"floor_fd_lenet@res=28", "floor_fd_lenet@res=56", "real_recognisable"}
     assert seconds >= 0 and all(math.isfinite(v) and v >= 0 for v in (*metrics.values(), *reference.values()))
+    assert all(0.0 <= metrics[k] <= 1.0 for k in metrics if k.startswith("recognisable")) and reference["real_recognisable"] <= 1
     # constant 2x2 blocks are averaged back to the same images: resolution-consistent by construction
     assert metrics["fd_lenet@res=56"] == pytest.approx(metrics["fd_lenet@res=28"], rel=1e-9)
+    assert metrics["recognisable@res=56"] == pytest.approx(metrics["recognisable@res=28"], abs=1e-12)
     noise, _, _ = _eval_mnist(_ImageStandIn(torch.rand(300, 28, 28, generator=gen)), _DM(), 0, num=300,
                               resolutions=(28,), lenet=net, floor_repeats=2)
     assert noise["fd_lenet@res=28"] > 10 * reference["floor_fd_lenet@res=28"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from funcgen.data.mnist import load_mnist_idx
-from funcgen.metrics import area_downsample, fd_lenet, get_lenet, lenet_features
+from funcgen.metrics import LeNet, area_downsample, fd_lenet, get_lenet, lenet_confident_fraction, lenet_features
 from funcgen.metrics.lenet import lenet_accuracy, lenet_cache_path, load_lenet, save_lenet, train_lenet
 
 
@@ -26,6 +26,31 @@ def tiny_net(mnist):
     seed = int(torch.randint(0, 2**31 - 1, ()).item())
     print(f"lenet seed {seed}")
     return train_lenet(x[:600], y[:600], epochs=2, seed=seed)
+
+
+class _MeanLogitNet(LeNet):
+    """Logits ``[k * mean(image), 0, ..., 0]``: the top softmax probability is known in closed form."""
+
+    def __init__(self, k: float) -> None:
+        super().__init__()
+        self.k = k
+
+    def forward(self, x):
+        return torch.nn.functional.pad(self.k * x.mean(dim=(1, 2, 3))[:, None], (0, 9))
+
+
+def test_confident_fraction_counts_images_above_the_threshold(gen):
+    n = int(torch.randint(20, 200, (), generator=gen))
+    level = torch.rand(n, generator=gen)  # constant images at these intensities
+    net = _MeanLogitNet(k=float(torch.empty(()).uniform_(3.0, 9.0, generator=gen)))
+    top = 1.0 / (1.0 + 9.0 * torch.exp(-net.k * level.double()))  # softmax of [k*level, 0 x 9], class 0 on top
+    threshold = float(torch.empty(()).uniform_(0.3, 0.8, generator=gen))
+    images = level[:, None, None].expand(n, 56, 56).contiguous()  # at 2x: area averaging keeps the constant
+    got = lenet_confident_fraction(images, net, threshold=threshold)
+    assert got == pytest.approx(float((top >= threshold).double().mean()), abs=1e-12)
+    assert lenet_confident_fraction(images, net, threshold=1e-3) == 1.0
+    with pytest.raises(ValueError, match="threshold"):
+        lenet_confident_fraction(images, net, threshold=1.0)
 
 
 def test_area_downsample_is_block_mean(gen):

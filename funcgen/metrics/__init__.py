@@ -4,7 +4,7 @@ from .distances import (coverage, coverage_mmd, energy_distance, median_bandwidt
                         pairwise_sq_distances)
 from .spectrum import power_spectrum, radial_power_spectrum, spectrum_error
 from .frechet import feature_frechet_distance, fit_gaussian, frechet_distance
-from .lenet import LeNet, area_downsample, fd_lenet, get_lenet, lenet_features
+from .lenet import LeNet, area_downsample, fd_lenet, get_lenet, lenet_confident_fraction, lenet_features
 from .moments import covariance_error, mean_error, variance_error, moment_report
 
 __all__ = ["covariance_error", "mean_error", "variance_error", "moment_report",
@@ -12,4 +12,4 @@ __all__ = ["covariance_error", "mean_error", "variance_error", "moment_report",
            "coverage", "min_matching_distance", "coverage_mmd",
            "power_spectrum", "radial_power_spectrum", "spectrum_error",
            "fit_gaussian", "frechet_distance", "feature_frechet_distance",
-           "LeNet", "get_lenet", "lenet_features", "area_downsample", "fd_lenet"]
+           "LeNet", "get_lenet", "lenet_features", "lenet_confident_fraction", "area_downsample", "fd_lenet"]

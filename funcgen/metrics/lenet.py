@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from .frechet import feature_frechet_distance
 
 __all__ = ["LeNet", "train_lenet", "lenet_accuracy", "save_lenet", "load_lenet", "get_lenet", "lenet_cache_path",
-           "area_downsample", "lenet_features", "fd_lenet"]
+           "area_downsample", "lenet_features", "lenet_confident_fraction", "fd_lenet"]
 
 LENET_VERSION = 1  # bump when the architecture or training recipe changes: cached files are then retrained
 _META_KEY = "funcgen_lenet"
@@ -219,6 +219,25 @@ def lenet_features(images: Tensor, net: LeNet, batch_size: int = 500) -> Tensor:
     x = area_downsample(images)
     net.eval()
     return torch.cat([net.features(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+@torch.no_grad()
+def lenet_confident_fraction(images: Tensor, net: LeNet, threshold: float = 0.99, batch_size: int = 500) -> float:
+    """Fraction of ``images`` ``[n, H, W]`` in ``[0, 1]`` (downsampled to 28x28) to which ``net`` gives one
+    class a softmax probability of at least ``threshold``: a proxy for "recognisable digits", to be read
+    next to the same fraction on real test images (FD_LeNet measures the distribution, not the digits).
+
+    With the cached classifier and the default 0.99: real test images 0.83, uniform noise and
+    pixel-shuffled digits 0.0, digits blurred by a 5x5 box filter 0.22 (at 0.9 uniform noise already
+    scores 0.37, hence the strict default)."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+    x = area_downsample(images)
+    was = net.training
+    net.eval()
+    top = torch.cat([net(x[i:i + batch_size]).softmax(1).amax(1) for i in range(0, x.shape[0], batch_size)])
+    net.train(was)
+    return float((top >= threshold).double().mean())
 
 
 def fd_lenet(images: Tensor, reference: Tensor, net: LeNet | None = None, *,
