@@ -353,7 +353,10 @@ def run_bench(task: str, method: str, config: str | None = None, seed: int = 0, 
     budget = spec.minutes if minutes is None else minutes
     secs = int(budget * 60)
     max_time = f"{secs // 86400:02d}:{secs % 86400 // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
-    args = ["--config", str(cfg), f"--seed_everything={seed}", f"--trainer.max_time={max_time}"]
+    # the seed seeds everything: initialisation, the data module's generation and shuffling, and the
+    # task's own seeded choices (the Earth split)
+    args = ["--config", str(cfg), f"--seed_everything={seed}", f"--trainer.max_time={max_time}",
+            f"--data.init_args.seed={seed}"]
     args += [a.format(seed=seed) for a in spec.seed_args]
     if quick:
         max_steps = QUICK_MAX_STEPS if max_steps is None else max_steps

@@ -189,7 +189,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="smoke run: a few training steps, tiny evaluation sizes; records marked quick")
     b.add_argument("--config", default=None, help="config YAML (default configs/METHOD/TASK.yaml)")
     b.add_argument("--seed", type=int, default=0,
-                   help="seed_everything of the run; on earth also the split seed (the protocol's 0..4)")
+                   help="seed of the run: seed_everything and the data module's seed (data generation, "
+                        "shuffling); on earth also the split seed (the protocol's 0..4)")
     b.add_argument("--out", default=None, help="JSON result file (`all`: output folder, default runs/bench_quick)")
     b.add_argument("--ckpt", default=None, help="evaluate this checkpoint instead of training")
     b.add_argument("--minutes", type=float, default=None, help="training budget (default: the task's)")

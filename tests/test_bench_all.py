@@ -97,4 +97,5 @@ def test_earth_bench_seed_is_the_split_seed(tmp_path, monkeypatch, data_root):
     rec = bench.run_bench("earth", "riemannian", seed=seed, quick=True, out=str(tmp_path / "earth.json"))
     assert rec["seed"] == seed
     assert rec["model"]["data"]["split_seed"] == seed
+    assert rec["model"]["data"]["seed"] == seed  # the shuffling seed too
     assert math.isfinite(rec["metrics"]["nll@dataset=volcano"])
