@@ -131,8 +131,29 @@ class GenerativeModule(L.LightningModule):
             self._resume_rng = None
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._ema_step == self.global_step and self._trainer is not None:
-            return  # already folded in by on_save_checkpoint (callbacks run before this hook)
+        if not (self._ema_step == self.global_step and self._trainer is not None):
+            self._update_ema()  # unless already folded in by on_save_checkpoint (callbacks run before this hook)
+        trainer = self._trainer
+        if trainer is not None and (trainer.should_stop or 0 < trainer.max_steps <= self.global_step):
+            self._save_last_checkpoints()
+
+    def _save_last_checkpoints(self) -> None:
+        """Write every ``save_last`` checkpoint at the final step. Lightning's ``ModelCheckpoint`` saves on
+        its own schedule (e.g. every N steps), so a run stopped by ``max_time`` (its ``Timer`` sets
+        ``should_stop`` in an earlier batch-end hook) or by ``max_steps`` would otherwise leave
+        ``last.ckpt`` up to N-1 steps behind: sampling from it, or resuming, would lose that training.
+        Saved from this hook, where the scheduled saves happen, so a resume continues the run exactly."""
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        step = {"epoch": torch.tensor(self.current_epoch), "step": torch.tensor(self.global_step)}
+        for cb in self.trainer.checkpoint_callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath is not None:
+                path = cb.format_checkpoint_name(step, cb.CHECKPOINT_NAME_LAST)
+                self.trainer.save_checkpoint(path)
+                cb.last_model_path = path
+
+    def _update_ema(self) -> None:
+        """EMA of the weights, decay ``min(ema_decay, (1 + step) / (10 + step))``; buffers are copied."""
         self._ema_step = step = self.global_step
         decay = min(self.hparams.ema_decay, (1.0 + step) / (10.0 + step))
         with torch.no_grad():
@@ -229,7 +250,7 @@ class GenerativeModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         from .checkpoint import rng_state
         if self._trainer is not None and self.trainer.training and self._ema_step != self.global_step:
-            self.on_train_batch_end(None, None, 0)  # saved from a callback's on_train_batch_end: EMA first
+            self._update_ema()  # saved from a callback's on_train_batch_end: EMA first
             checkpoint["state_dict"].update({f"ema_net.{k}": v.detach().clone()
                                              for k, v in self.ema_net.state_dict().items()})
         checkpoint["funcgen_rng"] = rng_state()

@@ -102,6 +102,45 @@ def test_resumed_loss_curve_equals_uninterrupted(k, tmp_path):
     assert t_res.lr_scheduler_configs[0].scheduler.last_epoch == t_full.lr_scheduler_configs[0].scheduler.last_epoch
 
 
+class StopAt(Callback):
+    """Stops training after step ``at`` the way Lightning's ``Timer`` does at ``max_time``."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.at:
+            trainer.should_stop = True
+
+
+def test_last_checkpoint_holds_the_final_step_and_resumes_exactly(tmp_path):
+    """A run stopped between ModelCheckpoint's scheduled saves (as by ``max_time``) still leaves last.ckpt
+    at its final step, and resuming from it continues the uninterrupted run."""
+    every = 5
+    k = int(torch.randint(6, 10, ()))  # not a multiple of the save interval
+    n = k + 3
+    module, dm = make()
+    log = LossLog()
+    t_full = fit(module, dm, tmp_path / "full", n, [log])
+
+    module2, dm2 = make()
+    ckpt_cb = ModelCheckpoint(dirpath=tmp_path / "ck", every_n_train_steps=every, save_last=True, save_top_k=0)
+    fit(module2, dm2, tmp_path / "first", n, [ckpt_cb, StopAt(k)])
+    last = tmp_path / "ck" / "last.ckpt"
+    assert ckpt_cb.last_model_path == str(last)
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == k
+
+    module3, dm3 = make()
+    log3 = LossLog()
+    t_res = fit(module3, dm3, tmp_path / "res", n, [log3], ckpt_path=str(last))
+    assert sorted(log3.losses) == list(range(k + 1, n + 1))
+    for step in range(k + 1, n + 1):
+        assert torch.equal(log3.losses[step], log.losses[step]), step
+    full, res = state(module, t_full), state(module3, t_res)
+    for key in full:
+        assert torch.equal(full[key], res[key]), key
+
+
 def test_epoch_sampler_is_a_function_of_seed_and_epoch():
     data = list(range(10))
     s = EpochShuffleSampler(data, seed=5)
