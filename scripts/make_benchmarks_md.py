@@ -102,7 +102,10 @@ def main(argv: list[str] | None = None) -> None:
                 ref_key = key.replace("cov_err", "floor").replace("mean_err", "floor_mean").replace("var_err", "floor_var")
                 refs = r.get("reference", {})
                 base = key.split(",")[0]  # e.g. fd_lenet@res=28,steps=2: the floor of fd_lenet@res=28
-                ref = refs.get(ref_key, refs.get(f"floor_{key}", refs.get(f"floor_{base}", refs.get(f"real_{base.split('@')[0]}", ""))))
+                # the first reference that exists: the floor of this key or its base, or a real-data value
+                # (recognisable@res=28 -> real_recognisable)
+                candidates = (ref_key, f"floor_{key}", f"floor_{base}", f"real_{base.split('@')[0]}")
+                ref = next((refs[c] for c in candidates if c in refs), "")
                 lines.append(f"| {r['method']} | {r['config']} | {key} | {fmt(val)} | {fmt(ref)} | {r.get('train_steps', '')} | "
                              f"{r.get('train_seconds', '')} | {r.get('sample_seconds', '')} | {r.get('machine', r.get('device', ''))} |")
             if "command" in r:  # records written by a script rather than `funcgen bench`

@@ -98,13 +98,20 @@ def area_downsample(images: Tensor, size: int = SIZE) -> Tensor:
 
 
 @torch.no_grad()
-def lenet_accuracy(net: LeNet, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
-    """Fraction of ``images`` ``[n, 28, 28]`` in ``[0, 1]`` classified as ``labels`` ``[n]``."""
+def _logits(net: LeNet, images: Tensor, batch_size: int) -> Tensor:
+    """Class logits ``[n, 10]`` of ``images`` ``[n, H, W]`` in ``[0, 1]`` (downsampled to 28x28), in eval
+    mode, batched; the net's training mode is restored."""
     x = area_downsample(images)
     was = net.training
     net.eval()
-    pred = torch.cat([net(x[i:i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)])
+    out = torch.cat([net(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
     net.train(was)
+    return out
+
+
+def lenet_accuracy(net: LeNet, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
+    """Fraction of ``images`` ``[n, 28, 28]`` in ``[0, 1]`` classified as ``labels`` ``[n]``."""
+    pred = _logits(net, images, batch_size).argmax(1)
     return float((pred == labels.long()).double().mean())
 
 
@@ -221,7 +228,6 @@ def lenet_features(images: Tensor, net: LeNet, batch_size: int = 500) -> Tensor:
     return torch.cat([net.features(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
 
 
-@torch.no_grad()
 def lenet_confident_fraction(images: Tensor, net: LeNet, threshold: float = 0.99, batch_size: int = 500) -> float:
     """Fraction of ``images`` ``[n, H, W]`` in ``[0, 1]`` (downsampled to 28x28) to which ``net`` gives one
     class a softmax probability of at least ``threshold``: a proxy for "recognisable digits", to be read
@@ -232,11 +238,7 @@ def lenet_confident_fraction(images: Tensor, net: LeNet, threshold: float = 0.99
     scores 0.37, hence the strict default)."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
-    x = area_downsample(images)
-    was = net.training
-    net.eval()
-    top = torch.cat([net(x[i:i + batch_size]).softmax(1).amax(1) for i in range(0, x.shape[0], batch_size)])
-    net.train(was)
+    top = _logits(net, images, batch_size).softmax(1).amax(1)
     return float((top >= threshold).double().mean())
 
 
