@@ -22,12 +22,13 @@ nothing larger (:mod:`funcgen.nets.sno_ops`). No compiled sparse-conv library is
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from funcgen.nets.base import Backbone, TimeEmbedding
+from funcgen.nets.grid_unet import GridUNet
 from funcgen.nets.sno_ops import grid_local_integral, knn, pairs_local_integral
 from funcgen.noise import _grid_shape
 from funcgen.pointset import grid_coords
@@ -78,8 +79,13 @@ def idw_interpolate(queries: Tensor, sources: Tensor, h: Tensor, k: int = 3, chu
     queries at a time, sources scanned in chunks: memory ``O(B (Q + N) C)``, never ``Q x N``.
     """
     out = h.new_empty(h.shape[0], queries.shape[1], h.shape[-1])
+    # functions observed at the same points (grids, the sampler): one neighbour search serves the batch
+    shared = queries.shape[0] > 1 and bool((queries == queries[:1]).all()) and bool((sources == sources[:1]).all())
     for lo in range(0, queries.shape[1], chunk):
-        d, idx = knn(queries[:, lo:lo + chunk], sources, k)
+        if shared:
+            d, idx = (a.expand(queries.shape[0], *a.shape[1:]) for a in knn(queries[:1, lo:lo + chunk], sources[:1], k))
+        else:
+            d, idx = knn(queries[:, lo:lo + chunk], sources, k)
         wgt = 1.0 / (d + eps)
         wgt = wgt / wgt.sum(-1, keepdim=True)
         b, q, kk = idx.shape
@@ -133,14 +139,24 @@ class SparseNeuralOperator(Backbone):
         radius: physical radius of the local kernels (e.g. 2-3 pixels of the training grid).
         grid_size: cells per axis of the fixed coarse grid.
         depth: local blocks before and after the coarse grid (each).
-        grid_depth: conv layers of the coarse-grid net.
+        grid_depth: conv layers of the coarse-grid net (``grid_net="conv"``; ignored by ``"unet"``).
         chunk: points per chunk of every point-wise layer and of the neighbour search (bounds memory).
         max_pairs: neighbour pairs held at once by a local integral on scattered points (bounds memory).
+        grid_net: the coarse-grid stage: ``conv``, ``grid_depth`` residual 3x3 convolutions at one
+            scale (receptive field ``2 grid_depth + 1`` cells), or ``unet``, a multi-scale U-Net
+            (:class:`funcgen.nets.grid_unet.GridUNet`, the infty-Diff choice) whose receptive field
+            covers the whole grid; a grid as fine as the training data (``grid_size`` 28 on MNIST)
+            then lets it model shapes as a pixel-space diffusion U-Net does, while the local blocks
+            and the interpolation keep every other resolution available.
+        grid_mults: the U-Net's channel multipliers per level (``len - 1`` halvings of the grid).
+        grid_blocks: the U-Net's residual blocks per level.
+        grid_attention: self-attention on the U-Net's coarsest grid.
     """
 
     def __init__(self, dim: int, in_channels: int, out_channels: int, width: int = 64, radius: float = 0.08,
                  grid_size: int = 16, depth: int = 1, grid_depth: int = 2, chunk: int = 1024,
-                 max_pairs: int = 2**18) -> None:
+                 max_pairs: int = 2**18, grid_net: Literal["conv", "unet"] = "conv",
+                 grid_mults: Sequence[int] = (1, 2, 2), grid_blocks: int = 1, grid_attention: bool = True) -> None:
         super().__init__(dim, in_channels, out_channels)
         if dim > 3:
             raise ValueError(f"SparseNeuralOperator supports dim 1, 2 or 3; got {dim}")
@@ -151,12 +167,19 @@ class SparseNeuralOperator(Backbone):
         self.time = TimeEmbedding(width)
         self.down = nn.ModuleList([_LocalBlock(dim, width, radius, chunk, max_pairs) for _ in range(depth)])
         self.up = nn.ModuleList([_LocalBlock(dim, width, radius, chunk, max_pairs) for _ in range(depth)])
-        conv = getattr(nn, f"Conv{dim}d")
-        layers: list[nn.Module] = []
-        for _ in range(grid_depth):
-            layers += [nn.GroupNorm(1, width), nn.SiLU(), conv(width, width, 3, padding=1, padding_mode="replicate")]
-        self.grid_net = nn.Sequential(*layers)
-        self.grid_time = nn.Linear(width, width)
+        if grid_net not in ("conv", "unet"):
+            raise ValueError(f"unknown grid_net {grid_net!r}; choose conv or unet")
+        self.grid_kind = grid_net
+        if grid_net == "unet":
+            self.grid_net: nn.Module = GridUNet(dim, width, width, grid_mults, grid_blocks, grid_attention)
+        else:
+            conv = getattr(nn, f"Conv{dim}d")
+            layers: list[nn.Module] = []
+            for _ in range(grid_depth):
+                layers += [nn.GroupNorm(1, width), nn.SiLU(),
+                           conv(width, width, 3, padding=1, padding_mode="replicate")]
+            self.grid_net = nn.Sequential(*layers)
+            self.grid_time = nn.Linear(width, width)
         self.head = nn.Sequential(nn.LayerNorm(width), nn.SiLU(), nn.Linear(width, out_channels))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
@@ -176,7 +199,10 @@ class SparseNeuralOperator(Backbone):
         grid = self.grid.to(coords.dtype).expand(b, -1, -1)
         g = idw_interpolate(grid, coords, h, chunk=chunk)  # [B, G^d, C]: reads h at 3 points per node
         g = g.transpose(1, 2).reshape(b, width, *(self.grid_size,) * self.dim)
-        g = g + self.grid_net(g + self.grid_time(temb).reshape(b, width, *(1,) * self.dim))
+        if self.grid_kind == "unet":
+            g = g + self.grid_net(g, temb)
+        else:
+            g = g + self.grid_net(g + self.grid_time(temb).reshape(b, width, *(1,) * self.dim))
         g = g.reshape(b, width, -1).transpose(1, 2)
         h = chunked_map(lambda sl: h[:, sl] + idw_interpolate(coords[:, sl], grid, g, chunk=chunk), n, chunk,
                         out=None if torch.is_grad_enabled() else h)
