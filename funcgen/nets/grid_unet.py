@@ -28,8 +28,10 @@ __all__ = ["GridUNet"]
 
 
 def _groups(channels: int) -> int:
-    """The largest of 8, 4, 2, 1 dividing ``channels`` (GroupNorm groups)."""
-    return next(g for g in (8, 4, 2, 1) if channels % g == 0)
+    """GroupNorm groups: the largest of 8, 4, 2 dividing ``channels`` with at least two channels per
+    group, else 1. With one channel per group the norm would subtract the per-channel time bias that
+    the residual block adds just before it, and the block would ignore the time."""
+    return next((g for g in (8, 4, 2) if channels % g == 0 and channels // g >= 2), 1)
 
 
 class _ResBlock(nn.Module):

@@ -142,8 +142,9 @@ class SparseNeuralOperator(Backbone):
         grid_depth: conv layers of the coarse-grid net (``grid_net="conv"``; ignored by ``"unet"``).
         chunk: points per chunk of every point-wise layer and of the neighbour search (bounds memory).
         max_pairs: neighbour pairs held at once by a local integral on scattered points (bounds memory).
-        grid_net: the coarse-grid stage: ``conv``, ``grid_depth`` residual 3x3 convolutions at one
-            scale (receptive field ``2 grid_depth + 1`` cells), or ``unet``, a multi-scale U-Net
+        grid_net: the coarse-grid stage: ``conv``, ``grid_depth`` 3x3 convolutions at one scale (each
+            cell mixes features from at most ``grid_depth`` cells away, beyond the GroupNorm
+            statistics), or ``unet``, a multi-scale U-Net
             (:class:`funcgen.nets.grid_unet.GridUNet`, the infty-Diff choice) whose receptive field
             covers the whole grid; a grid as fine as the training data (``grid_size`` 28 on MNIST)
             then lets it model shapes as a pixel-space diffusion U-Net does, while the local blocks
