@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 __all__ = ["main", "make_cli"]
 
@@ -91,11 +91,29 @@ def make_cli(args: Sequence[str] | None, run: bool = True):
                         save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
 
 
+def parse_assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
+    """``["eta=1", "solver=ddim"] -> {"eta": 1, "solver": "ddim"}`` (values read as YAML scalars)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{flag} takes NAME=VALUE; got {item!r}")
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, (dict, list)):
+            raise ValueError(f"{flag} {item!r}: VALUE must be a number, a string, true/false or null")
+        out[name.strip()] = parsed
+    return out
+
+
 def _cmd_sample(ns: argparse.Namespace) -> int:
     from .generator import load
     from .plotting import render, save_png, write_summary_html
 
     gen = load(ns.ckpt)
+    if ns.method_arg:
+        gen = gen.with_method_args(**parse_assignments(ns.method_arg, "--method-arg"))
     res = None if ns.resolution is None else ns.resolution
     ps = gen.sample(ns.num, res, seed=ns.seed, steps=ns.steps, progress=True, denormalize=False)
     out = Path(ns.out)
@@ -114,6 +132,7 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
         "resolution": f"{'x'.join(map(str, shape))}{' (training resolution)' if res is None else ''}",
         "number": ps.batch_size, "points per function": ps.num_points, "seed": ns.seed,
         "steps": "method default" if ns.steps is None else ns.steps,
+        "method settings changed": ", ".join(ns.method_arg) or "none",
         "value range (data units)": f"[{float(values.min()):.4g}, {float(values.max()):.4g}]",
         "files": "samples.npz (coords, values), samples.png"}, title=f"funcgen samples: {Path(ns.ckpt).name}")
     print(f"wrote {out / 'samples.npz'} (coords {tuple(ps.coords.shape)}, values {tuple(ps.values.shape)}), {png} and {html}")
@@ -171,6 +190,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="samples", help="output folder (samples.npz, samples.png, summary.html)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--steps", type=int, default=None, help="sampler steps (default: the method's)")
+    s.add_argument("--method-arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="change one of the method's sampling settings for this run, e.g. --method-arg eta=1 "
+                        "(ancestral functional diffusion); repeatable; VALUE is read as YAML")
 
     e = sub.add_parser("export", help="write weights + config to a safetensors file")
     e.add_argument("--ckpt", required=True)

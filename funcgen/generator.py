@@ -171,6 +171,21 @@ class FunctionGenerator:
             values = self.denormalize(values)
         return PointSet(coords, values)
 
+    def with_method_args(self, **overrides: Any) -> "FunctionGenerator":
+        """A generator with the same weights whose method is rebuilt with some constructor arguments
+        changed, e.g. ``gen.with_method_args(eta=1.0, steps=100)`` for ancestral sampling with a
+        functional diffusion model. The method's own checks apply (``solver="dpm2m"`` with ``eta=1``
+        is refused); an argument the method does not take raises ``ValueError`` naming the ones it does.
+        """
+        config = self.method.config
+        known = config.get("init_args", {})
+        unknown = sorted(set(overrides) - set(known))
+        if unknown:
+            raise ValueError(f"{config['class_path']} takes no argument {', '.join(map(repr, unknown))}; "
+                             f"its arguments: {', '.join(sorted(known))}")
+        method = build({**config, "init_args": {**known, **overrides}}, Method)
+        return type(self)(method, self.net, self.data)
+
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict[str, Any]:
         return {"format": FORMAT_VERSION, "version": __version__, "method": self.method.config,

@@ -96,6 +96,33 @@ def test_checkpoint_loads_weights_only_and_cli_sample_export(tmp_path):
     assert torch.allclose(funcgen.load(exported).sample(2, 32, seed=3).values, ref)
 
 
+def test_method_args_change_the_sampler_and_bad_ones_are_refused(tmp_path, capsys):
+    """``with_method_args(eta=1)`` samples exactly as a generator built with ``eta=1`` would (same weights,
+    same seed), leaves the original untouched; the CLI's ``--method-arg`` does the same."""
+    module = tiny_module(1)
+    module.data_config = GRFDataModule(dim=1, resolution=16).data_config()
+    gen = module.generator()
+    seed = int(torch.randint(0, 2**31 - 1, ()))
+    ancestral = gen.with_method_args(eta=1.0, steps=3)
+    direct = funcgen.FunctionGenerator(FunctionalDiffusion(SpectralNoise(1, "fdp", modes=8), steps=3, eta=1.0),
+                                       gen.net, gen.data)
+    a = ancestral.sample(2, 24, seed=seed).values
+    assert torch.equal(a, direct.sample(2, 24, seed=seed).values)
+    assert not torch.allclose(a, gen.sample(2, 24, seed=seed, steps=3).values)
+    assert gen.method.eta == 0.0 and ancestral.net is gen.net
+    with pytest.raises(ValueError, match="takes no argument 'temperature'.*eta"):
+        gen.with_method_args(temperature=0.5)
+    with pytest.raises(ValueError, match="dpm2m"):
+        gen.with_method_args(solver="dpm2m", eta=1.0)
+    path = gen.save(tmp_path / "m.safetensors")
+    out = tmp_path / "s"
+    assert main(["sample", "--ckpt", str(path), "--resolution", "24", "--num", "2", "--seed", str(seed),
+                 "--out", str(out), "--method-arg", "eta=1", "--method-arg", "steps=3"]) == 0
+    assert np.allclose(np.load(out / "samples.npz")["values"], gen.denormalize(a).numpy(), atol=1e-6)
+    assert main(["sample", "--ckpt", str(path), "--out", str(out), "--method-arg", "eta"]) == 2
+    assert "NAME=VALUE" in capsys.readouterr().err
+
+
 def test_load_errors_name_the_file(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="nothere"):
         funcgen.load(tmp_path / "nothere.safetensors")
