@@ -331,13 +331,16 @@ def _quick_args(cfg: Path, root_dir: str) -> list[str]:
 def run_bench(task: str, method: str, config: str | None = None, seed: int = 0, out: str | None = None,
               ckpt: str | None = None, minutes: float | None = None, max_steps: int | None = None,
               save: str | None = None, eval_options: dict[str, Any] | None = None,
-              quick: bool = False) -> dict[str, Any]:
+              quick: bool = False, method_args: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train (or load ``ckpt``) and evaluate; returns the JSON record (also written to ``out``).
 
     ``eval_options``: keyword arguments of the task's evaluation (e.g. ``num``: generated functions
     per evaluation, ``steps``: sampler steps), recorded in the JSON; empty means the protocol's defaults.
 
     ``save``: also export the trained generator there (safetensors), to re-evaluate it with ``ckpt``.
+    ``method_args``: sampling settings of the method changed for the evaluation only
+    (:meth:`funcgen.FunctionGenerator.with_method_args`, e.g. ``{"eta": 1.0}``); the export keeps the
+    trained ones, the record lists them under ``method_args``.
     ``quick``: a smoke run: :data:`QUICK_MAX_STEPS` training steps (unless ``max_steps``), the task's
     tiny evaluation sizes (:attr:`Task.quick`), no logger; the record says ``"quick": true`` and its
     numbers mean nothing beyond "the pipeline runs" (docs/benchmarks.md leaves such records out).
@@ -365,6 +368,9 @@ def run_bench(task: str, method: str, config: str | None = None, seed: int = 0, 
     if max_steps is not None:
         args.append(f"--trainer.max_steps={max_steps}")
     cli = make_cli(args, run=False)
+    if method_args:  # refuse a bad setting now, not after the training budget is spent
+        from .generator import method_with_args
+        method_with_args(cli.model.method, **method_args)
     cli.datamodule.setup("fit")
     train_seconds = 0.0
     if ckpt is None and not spec.train:
@@ -380,12 +386,14 @@ def run_bench(task: str, method: str, config: str | None = None, seed: int = 0, 
             gen.save(save)
     else:
         gen, steps = load(ckpt), -1
+    if method_args:
+        gen = gen.with_method_args(**method_args)
     eval_options = {**(spec.quick if quick else {}), **(eval_options or {})}
     metrics, reference, sample_seconds = spec.evaluate(gen, cli.datamodule, seed, **eval_options)
     record = {
         "task": task, "method": method, "seed": seed, "minutes": budget, "config": str(cfg.relative_to(REPO) if cfg.is_relative_to(REPO) else cfg),
         "model": gen.config(), "metrics": metrics, "reference": reference, "train_steps": steps, "max_steps": max_steps,
-        "eval_options": eval_options,
+        "eval_options": eval_options, **({"method_args": dict(method_args)} if method_args else {}),
         "train_seconds": round(train_seconds, 1), "sample_seconds": round(sample_seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "torch": torch.__version__, "commit": commit, "machine": f"{platform.machine()} {torch.get_num_threads()} threads",

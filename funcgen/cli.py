@@ -161,8 +161,9 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
     if ns.task == "all":
         from .benchsuite import run_all
 
-        if ns.config or ns.ckpt or ns.save:
-            raise ValueError("bench all trains every pair from its default config: drop --config/--ckpt/--save")
+        if ns.config or ns.ckpt or ns.save or ns.method_arg:
+            raise ValueError("bench all trains every pair from its default config: drop "
+                             "--config/--ckpt/--save/--method-arg")
         records = run_all(ns.out or ("runs/bench_quick" if ns.quick else "runs/bench_all"), quick=ns.quick,
                           seed=ns.seed, method=ns.method, max_steps=ns.max_steps, minutes=ns.minutes)
         return 0 if all(r["status"] == "ok" for r in records) else 1
@@ -170,6 +171,7 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
         raise ValueError(f"bench {ns.task} needs --method (or run every pair: funcgen bench all --quick)")
     result = run_bench(ns.task, ns.method, config=ns.config, seed=ns.seed, out=ns.out, ckpt=ns.ckpt,
                        minutes=ns.minutes, max_steps=ns.max_steps, save=ns.save, quick=ns.quick,
+                       method_args=parse_assignments(ns.method_arg, "--method-arg"),
                        eval_options={k: v for k, v in (("num", ns.eval_num), ("steps", ns.eval_steps),
                                                        ("resolutions", tuple(ns.eval_res) if ns.eval_res else None))
                                      if v is not None})
@@ -221,6 +223,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--eval-num", type=int, default=None,
                    help="generated functions per evaluation (default: the protocol's, e.g. 2000; floors use the same)")
     b.add_argument("--eval-steps", type=int, default=None, help="sampler steps in the evaluation (default: the method's)")
+    b.add_argument("--method-arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="change one of the method's sampling settings for the evaluation, e.g. --method-arg eta=1")
     b.add_argument("--eval-res", type=int, nargs="+", default=None,
                    help="resolutions evaluated on grid tasks (default: the protocol's, e.g. 28 56 for mnist)")
     return p

@@ -177,14 +177,7 @@ class FunctionGenerator:
         functional diffusion model. The method's own checks apply (``solver="dpm2m"`` with ``eta=1``
         is refused); an argument the method does not take raises ``ValueError`` naming the ones it does.
         """
-        config = self.method.config
-        known = config.get("init_args", {})
-        unknown = sorted(set(overrides) - set(known))
-        if unknown:
-            raise ValueError(f"{config['class_path']} takes no argument {', '.join(map(repr, unknown))}; "
-                             f"its arguments: {', '.join(sorted(known))}")
-        method = build({**config, "init_args": {**known, **overrides}}, Method)
-        return type(self)(method, self.net, self.data)
+        return type(self)(method_with_args(self.method, **overrides), self.net, self.data)
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict[str, Any]:
@@ -220,6 +213,18 @@ class FunctionGenerator:
         except RuntimeError as e:
             raise ValueError(f"{source}: weight shapes do not match the config: {e}") from e
         return cls(method, net, config["data"])
+
+
+def method_with_args(method: Method, **overrides: Any) -> Method:
+    """A new ``method`` built from its recorded config with some constructor arguments replaced
+    (its constructor's checks apply); ``ValueError`` for an argument it does not take."""
+    config = method.config
+    known = config.get("init_args", {})
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ValueError(f"{config['class_path']} takes no argument {', '.join(map(repr, unknown))}; "
+                         f"its arguments: {', '.join(sorted(known))}")
+    return build({**config, "init_args": {**known, **overrides}}, Method)
 
 
 def read_safetensors(path: str | Path, remedy: str) -> tuple[dict[str, Tensor], dict[str, str]]:

@@ -34,6 +34,7 @@ def eval_flags(r: dict) -> str:
     flags = "".join(f" --eval-{name} {' '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
                     for key, name in (("num", "num"), ("steps", "steps"), ("resolutions", "res"))
                     if (v := opts.get(key)) is not None)
+    flags += "".join(f" --method-arg {k}={v}" for k, v in (r.get("method_args") or {}).items())
     return flags + (" --ckpt SAVED.safetensors" if r.get("train_steps") == -1 else "")
 
 
