@@ -76,7 +76,9 @@ def test_ddp_two_cpu_processes_match_one_process_on_the_combined_batch(tmp_path)
     nonzero = 0
     for name, g in single.items():
         assert torch.equal(rank0[name], rank1[name]), name  # all-reduced: identical on both ranks
-        assert torch.allclose(rank0[name], g, rtol=1e-4, atol=1e-7), (name, (rank0[name] - g).abs().max())
+        # float32 sums in another order: errors scale with the largest entry, not with each entry
+        tol = 1e-5 * float(g.abs().max()) + 1e-7
+        assert torch.allclose(rank0[name], g, rtol=1e-4, atol=tol), (name, (rank0[name] - g).abs().max())
         nonzero += int(g.abs().max() > 0)
     assert nonzero > len(single) // 2
     # the check has power: one rank's half of the batch alone gives a different gradient
