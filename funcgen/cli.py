@@ -107,6 +107,13 @@ def parse_assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
     return out
 
 
+def _add_method_arg(parser: argparse.ArgumentParser, scope: str) -> None:
+    """The repeatable ``--method-arg NAME=VALUE`` option (read by :func:`parse_assignments`)."""
+    parser.add_argument("--method-arg", action="append", default=[], metavar="NAME=VALUE",
+                        help=f"change one of the method's sampling settings for {scope}, e.g. --method-arg eta=1 "
+                             "(ancestral functional diffusion); repeatable; VALUE is read as YAML")
+
+
 def _cmd_sample(ns: argparse.Namespace) -> int:
     from .generator import load
     from .plotting import render, save_png, write_summary_html
@@ -192,9 +199,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="samples", help="output folder (samples.npz, samples.png, summary.html)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--steps", type=int, default=None, help="sampler steps (default: the method's)")
-    s.add_argument("--method-arg", action="append", default=[], metavar="NAME=VALUE",
-                   help="change one of the method's sampling settings for this run, e.g. --method-arg eta=1 "
-                        "(ancestral functional diffusion); repeatable; VALUE is read as YAML")
+    _add_method_arg(s, "this run")
 
     e = sub.add_parser("export", help="write weights + config to a safetensors file")
     e.add_argument("--ckpt", required=True)
@@ -223,8 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--eval-num", type=int, default=None,
                    help="generated functions per evaluation (default: the protocol's, e.g. 2000; floors use the same)")
     b.add_argument("--eval-steps", type=int, default=None, help="sampler steps in the evaluation (default: the method's)")
-    b.add_argument("--method-arg", action="append", default=[], metavar="NAME=VALUE",
-                   help="change one of the method's sampling settings for the evaluation, e.g. --method-arg eta=1")
+    _add_method_arg(b, "the evaluation")
     b.add_argument("--eval-res", type=int, nargs="+", default=None,
                    help="resolutions evaluated on grid tasks (default: the protocol's, e.g. 28 56 for mnist)")
     return p
