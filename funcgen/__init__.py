@@ -4,9 +4,8 @@ Every model consumes and produces coordinate-value point sets, so one trained mo
 any resolution and on any query points. Start with ``funcgen demo`` or :func:`funcgen.load`.
 """
 
-__version__ = "0.1.0"
-
 from .generator import FunctionGenerator, load  # noqa: E402
+from .io import VERSION as __version__  # noqa: E402
 from .pointset import PointSet, grid_coords, query_coords  # noqa: E402
 
 __all__ = ["__version__", "FunctionGenerator", "load", "PointSet", "grid_coords", "query_coords"]

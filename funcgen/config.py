@@ -14,7 +14,17 @@ import importlib
 import inspect
 from typing import Any, TypeVar
 
-__all__ = ["Configurable", "build", "to_jsonable", "known_classes"]
+__all__ = ["Configurable", "build", "to_jsonable", "known_classes", "MOVED"]
+
+#: modules that moved when the package took its layered layout: old module path -> new one. Configs
+#: written before the move (exports, checkpoints) name the old paths; :func:`build` reads them through
+#: this table, so they rebuild the same objects. Add a line here whenever a public class moves.
+MOVED: dict[str, str] = {
+    "funcgen.noise": "funcgen.processes.noise",
+    "funcgen.noise_matched": "funcgen.processes.matched",
+    "funcgen.mollify": "funcgen.processes.mollify",
+    "funcgen.schedules": "funcgen.processes.schedules",
+}
 
 T = TypeVar("T")
 
@@ -81,6 +91,7 @@ def _resolve(class_path: str) -> type:
     if not isinstance(class_path, str) or not class_path.startswith("funcgen.") or class_path.count(".") < 2:
         raise ValueError(f"refusing to build {class_path!r}: only classes inside the funcgen package can be rebuilt")
     module_name, _, name = class_path.rpartition(".")
+    module_name = MOVED.get(module_name, module_name)
     try:
         module = importlib.import_module(module_name)
         return getattr(module, name)

@@ -10,38 +10,19 @@ from __future__ import annotations
 
 import json
 import numbers
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from . import __version__
 from .config import build
+from .io import CONFIG_KEY, FORMAT_VERSION, VERSION, atomic_write, read_safetensors
 from .methods.base import Method
 from .pointset import PointSet, query_coords
 
-__all__ = ["FunctionGenerator", "load", "CONFIG_KEY", "atomic_write"]
+__all__ = ["FunctionGenerator", "load", "CONFIG_KEY"]
 
-CONFIG_KEY = "funcgen_config"
-FORMAT_VERSION = 1
-
-
-def atomic_write(path: str | Path, write: Any) -> Path:
-    """Call ``write(tmp_path)`` then atomically rename the file to ``path`` (no truncated files on crash)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 class FunctionGenerator:
@@ -181,7 +162,7 @@ class FunctionGenerator:
 
     # ------------------------------------------------------------------ persistence
     def config(self) -> dict[str, Any]:
-        return {"format": FORMAT_VERSION, "version": __version__, "method": self.method.config,
+        return {"format": FORMAT_VERSION, "version": VERSION, "method": self.method.config,
                 "net": self.net.config, "data": self.data}
 
     def save(self, path: str | Path) -> Path:
@@ -198,7 +179,7 @@ class FunctionGenerator:
         fmt = config.get("format") if isinstance(config, dict) else None
         if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
             raise ValueError(f"{source}: funcgen file format {fmt!r} (library {config.get('version') if isinstance(config, dict) else '?'}) "
-                             f"is not readable by funcgen {__version__} (format {FORMAT_VERSION}); upgrade funcgen")
+                             f"is not readable by funcgen {VERSION} (format {FORMAT_VERSION}); upgrade funcgen")
         try:
             method = build(config["method"], Method)
             net = build(config["net"], nn.Module)
@@ -225,22 +206,6 @@ def method_with_args(method: Method, **overrides: Any) -> Method:
         raise ValueError(f"{config['class_path']} takes no argument {', '.join(map(repr, unknown))}; "
                          f"its arguments: {', '.join(sorted(known))}")
     return build({**config, "init_args": {**known, **overrides}}, Method)
-
-
-def read_safetensors(path: str | Path, remedy: str) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """Tensors and string metadata of a safetensors file (never unpickles anything).
-
-    Raises ``ValueError`` naming ``path`` and saying ``remedy`` when the file is unreadable or corrupt.
-    """
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        return load_file(str(path)), meta
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e}); {remedy}") from e
 
 
 def _load_safetensors(path: Path) -> FunctionGenerator:

@@ -7,6 +7,7 @@ tensor (:func:`grid_coords`), nothing else.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "shares_points", "grid_shape", "shared_grid_shape",
     "PointSet",
     "grid_coords",
     "grid_to_pointset",
@@ -150,6 +152,26 @@ def query_coords(resolution: int | Sequence[int], dim: int, batch_size: int = 1,
         raise ValueError(f"batch_size must be positive; got {batch_size}")
     return grid_coords(shape, device=device, dtype=dtype).unsqueeze(0).expand(batch_size, -1, -1).contiguous()
 
+
+
+def shares_points(coords: Tensor) -> bool:
+    """Whether all ``B`` functions of ``coords`` ``[B, N, d]`` sit at the same ``N`` points."""
+    return bool((coords == coords[:1]).all())
+
+
+def grid_shape(coords: Tensor) -> tuple[int, ...] | None:
+    """The shape of the cell-centre grid (:func:`grid_coords`) that ``coords`` ``[N, d]`` is, or None."""
+    n, d = coords.shape
+    shape = tuple(int(torch.unique(coords[:, k]).numel()) for k in range(d))
+    if math.prod(shape) != n:
+        return None
+    ref = grid_coords(shape, device=coords.device, dtype=coords.dtype)
+    return shape if torch.allclose(ref, coords, atol=1e-6) else None
+
+
+def shared_grid_shape(coords: Tensor) -> tuple[int, ...] | None:
+    """The grid shape when every function of ``coords`` ``[B, N, d]`` sits on one cell-centre grid, else None."""
+    return grid_shape(coords[0]) if shares_points(coords) else None
 
 def grid_to_pointset(x: Tensor) -> PointSet:
     """Turn a batch of gridded signals ``[B, c, *spatial]`` (e.g. images ``[B, c, H, W]``) into a PointSet."""

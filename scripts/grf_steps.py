@@ -12,7 +12,7 @@ diffusion model's sampler (e.g. to re-evaluate a model trained before DPM-Solver
 import argparse
 import json
 
-from funcgen.bench import _eval_grf, _eval_mnist
+from funcgen.bench.run import _eval_grf, _eval_mnist
 from funcgen.data import GRFDataModule, MNISTDataModule
 from funcgen.generator import load
 

@@ -17,8 +17,8 @@ import torch
 
 from funcgen.data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
 from funcgen.generator import load
-from funcgen.plotting import image_grid, save_png
 from funcgen.pointset import grid_coords
+from funcgen.viz.plotting import image_grid, save_png
 
 
 def main() -> None:

@@ -24,8 +24,8 @@ RATES = (1.0, 0.5, 0.25, 0.125)
 def one_rate(rate: float, steps: int, batch: int, device: str) -> dict[str, float]:
     from funcgen.methods import InftyDiff
     from funcgen.nets import PerceiverNet
-    from funcgen.noise import GaussianRandomField
     from funcgen.pointset import PointSet, grid_coords
+    from funcgen.processes.noise import GaussianRandomField
 
     gen = torch.Generator().manual_seed(0)
     net = PerceiverNet(2, 1, 1, width=96, num_latents=32, depth=3, heads=4, num_bands=5).to(device)

@@ -38,6 +38,47 @@ def eval_flags(r: dict) -> str:
     return flags + (" --ckpt SAVED.safetensors" if r.get("train_steps") == -1 else "")
 
 
+#: config files renamed when configs became base + method/dataset + ablation overrides: old path ->
+#: the files that compose the same model and data today (records keep the path they were run with)
+RENAMED: dict[str, list[str]] = {
+    "configs/fdp/grf1d_inr.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_inr.yaml"],
+    "configs/fdp/grf1d_matern.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_matern.yaml"],
+    "configs/fdp/grf1d_period2.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_period2.yaml"],
+    "configs/fdp/grf1d_period2_band16.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_period2_band16.yaml"],
+    "configs/fdp/grf1d_period2_band16_b32.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_period2_band16_b32.yaml"],
+    "configs/fdp/grf1d_period2_lat64.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_period2_lat64.yaml"],
+    "configs/fdp/grf1d_shifted.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_shifted.yaml"],
+    "configs/fdp/grf1d_uniform.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_uniform.yaml"],
+    "configs/fdp/mnist_sno.yaml": ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_sno.yaml"],
+    "configs/fdp/mnist_sno_vloss.yaml": ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_sno_vloss.yaml"],
+    "configs/pfgmpp/grf1d_D64.yaml": ["configs/pfgmpp/grf1d.yaml", "configs/ablations/pfgmpp/grf1d_D64.yaml"],
+    "configs/pfgmpp/grf1d_D8.yaml": ["configs/pfgmpp/grf1d.yaml", "configs/ablations/pfgmpp/grf1d_D8.yaml"],
+    "configs/pfgmpp/grf1d_Dinf.yaml": ["configs/pfgmpp/grf1d.yaml", "configs/ablations/pfgmpp/grf1d_Dinf.yaml"],
+    "configs/pfgmpp/mnist_D64.yaml": ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_D64.yaml"],
+    "configs/pfgmpp/mnist_D8.yaml": ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_D8.yaml"],
+    "configs/pfgmpp/mnist_Dinf.yaml": ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_Dinf.yaml"],
+    "configs/riemannian/earth_earthquake_plain.yaml": ["configs/riemannian/earth_earthquake.yaml", "configs/ablations/riemannian/earth_earthquake_plain.yaml"],
+    "configs/riemannian/earth_fire_plain.yaml": ["configs/riemannian/earth_fire.yaml", "configs/ablations/riemannian/earth_fire_plain.yaml"],
+    "configs/riemannian/earth_volcano_plain.yaml": ["configs/riemannian/earth_volcano.yaml", "configs/ablations/riemannian/earth_volcano_plain.yaml"],
+    "configs/fdp/mnist_unet.yaml": ["configs/fdp/mnist.yaml"],
+    "configs/fdp/mnist.yaml": ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_perceiver.yaml"],
+}
+
+
+def config_files(r: dict) -> list[str]:
+    """The config files that rebuild a record's run today."""
+    files = [r["config"]] if isinstance(r["config"], str) else list(r["config"])
+    return [g for f in files for g in RENAMED.get(f, [f])]
+
+
+def config_flags(r: dict) -> str:
+    return " ".join(f"--config {f}" for f in config_files(r))
+
+
+def config_label(r: dict) -> str:
+    return " + ".join(config_files(r))
+
+
 def fmt(v: float) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -46,7 +87,7 @@ def pivot(records: list[dict]) -> list[str]:
     """One column per run (e.g. per PFGM++ D), one row per metric: how each run degrades."""
     def label(r: dict) -> str:
         d = r.get("model", {}).get("method", {}).get("init_args", {}).get("D")
-        return f"{r['method']} D={d}" if d is not None else f"{r['method']} ({r['config']})"
+        return f"{r['method']} D={d}" if d is not None else f"{r['method']} ({config_label(r)})"
 
     runs = sorted(records, key=lambda r: float(r.get("model", {}).get("method", {}).get("init_args", {}).get("D", 0)))
     keys = list(dict.fromkeys(k for r in runs for k in r["metrics"] if k.startswith("cov_err")))
@@ -58,7 +99,7 @@ def pivot(records: list[dict]) -> list[str]:
 
 def coverage(records: list[dict]) -> list[str]:
     """Task x method table: the record files of each applicable pair, or "not run"."""
-    from funcgen.bench import METHODS
+    from funcgen.bench.run import METHODS
 
     out = ["## Coverage", "", "Every task x applicable method (`funcgen.bench.METHODS`); `funcgen bench all --quick` "
            "smoke-tests all of them.", "", "| task | method | records |", "| --- | --- | --- |"]
@@ -107,12 +148,12 @@ def main(argv: list[str] | None = None) -> None:
                 # (recognisable@res=28 -> real_recognisable)
                 candidates = (ref_key, f"floor_{key}", f"floor_{base}", f"real_{base.split('@')[0]}")
                 ref = next((refs[c] for c in candidates if c in refs), "")
-                lines.append(f"| {r['method']} | {r['config']} | {key} | {fmt(val)} | {fmt(ref)} | {r.get('train_steps', '')} | "
+                lines.append(f"| {r['method']} | {config_label(r)} | {key} | {fmt(val)} | {fmt(ref)} | {r.get('train_steps', '')} | "
                              f"{r.get('train_seconds', '')} | {r.get('sample_seconds', '')} | {r.get('machine', r.get('device', ''))} |")
             if "command" in r:  # records written by a script rather than `funcgen bench`
                 cmds.append(f"{r['command']}  # commit {r['commit']}, torch {r['torch']}" + (f"; {r['note']}" if "note" in r else ""))
                 continue
-            cmds.append(f"funcgen bench {task} --method {r['method']} --config {r['config']} --seed {r['seed']}"
+            cmds.append(f"funcgen bench {task} --method {r['method']} {config_flags(r)} --seed {r['seed']}"
                         f"{' --minutes ' + str(r['minutes']) if 'minutes' in r else ''}"
                         f"{' --max-steps ' + str(r['max_steps']) if r.get('max_steps') else ''}{eval_flags(r)} --out {r['_file']}"
                         f"  # commit {r['commit']}, torch {r['torch']}" + (f"; {r['note']}" if "note" in r else ""))

@@ -16,9 +16,9 @@ import argparse
 import numpy as np
 import torch
 
-from funcgen.cli import make_cli
+from funcgen.apps.cli import make_cli
 from funcgen.generator import load
-from funcgen.plotting import save_png
+from funcgen.viz.plotting import save_png
 
 
 def main() -> None:

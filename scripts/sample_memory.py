@@ -14,7 +14,7 @@ torch.set_num_threads(1)
 from funcgen import FunctionGenerator
 from funcgen.methods import FunctionalDiffusion
 from funcgen.nets import PerceiverNet
-from funcgen.noise import SpectralNoise
+from funcgen.processes.noise import SpectralNoise
 net = PerceiverNet(1, 1, 1, width=96, num_latents=32, depth=3, heads=4, num_bands=6)
 gen = FunctionGenerator(FunctionalDiffusion(SpectralNoise(1, "fdp", modes=32), steps=2), net,
                         {"dim": 1, "channels": 1, "train_shape": [64]})

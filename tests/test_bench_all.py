@@ -15,9 +15,9 @@ import torch
 import yaml
 
 from funcgen import bench
-from funcgen.bench import METHODS, QUICK_MAX_STEPS, TASKS, default_config
-from funcgen.benchsuite import pairs, run_all
-from funcgen.cli import main
+from funcgen.apps.cli import main
+from funcgen.bench.run import METHODS, QUICK_MAX_STEPS, TASKS, default_config
+from funcgen.bench.suite import pairs, run_all
 
 #: configs/METHOD/ folder -> the method class its configs must train
 METHOD_CLASSES = {"fdp": "FunctionalDiffusion", "pfgmpp": "PFGMPP", "ign": "IdempotentGenerative",

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from funcgen.bench import TASKS, _eval_grf, _eval_mnist
+from funcgen.bench.run import TASKS, _eval_grf, _eval_mnist
 from funcgen.data import GRFDataModule
 from funcgen.data.mnist import load_mnist_idx
 from funcgen.metrics.lenet import train_lenet

@@ -23,8 +23,8 @@ from funcgen.data import (
     load_mnist_idx,
     resolve_data_root,
 )
-from funcgen.noise import kernel_matrix
 from funcgen.pointset import grid_coords
+from funcgen.processes.noise import kernel_matrix
 
 
 def fresh_seed() -> int:

@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from funcgen.data.mesh import MeshGRFDataModule, MNISTSphereDataModule, SphereGRFDataModule, texture_hemisphere
+from funcgen.data.mesh import (
+    MeshGRFDataModule,
+    MNISTSphereDataModule,
+    SphereGRFDataModule,
+    texture_hemisphere,
+)
 
 
 def small(**kw):

@@ -11,9 +11,9 @@ import torch.distributed as dist
 
 from funcgen.data import GRFDataModule
 from funcgen.methods.base import Method, masked_mean
-from funcgen.module import GenerativeModule
 from funcgen.nets import PerceiverNet
 from funcgen.pointset import PointSet
+from funcgen.train.module import GenerativeModule
 
 
 class Regression(Method):

@@ -5,8 +5,15 @@ import math
 import pytest
 import torch
 
-from funcgen.metrics import (coverage, coverage_mmd, energy_distance, median_bandwidth, min_matching_distance,
-                             mmd2, pairwise_sq_distances)
+from funcgen.metrics import (
+    coverage,
+    coverage_mmd,
+    energy_distance,
+    median_bandwidth,
+    min_matching_distance,
+    mmd2,
+    pairwise_sq_distances,
+)
 
 Z = 4.5  # standard errors allowed for Monte Carlo checks
 

@@ -6,9 +6,9 @@ from torch import nn
 
 from funcgen.methods import FunctionalDiffusion
 from funcgen.methods.base import stratified_times
-from funcgen.noise import GaussianRandomField, SpectralNoise
 from funcgen.pointset import PointSet, grid_coords
-from funcgen.solvers import euler_maruyama
+from funcgen.processes.noise import GaussianRandomField, SpectralNoise
+from funcgen.samplers.steppers import euler_maruyama
 
 S = 4000
 

@@ -8,8 +8,17 @@ import pytest
 import torch
 from scipy import stats
 
-from funcgen.geometry import (SO3, Sphere, Torus, heat_kernel_log_prob, heat_kernel_score, sample_heat_kernel,
-                              so3_log_heat_kernel, sphere_log_heat_kernel, torus_log_heat_kernel)
+from funcgen.geometry import (
+    SO3,
+    Sphere,
+    Torus,
+    heat_kernel_log_prob,
+    heat_kernel_score,
+    sample_heat_kernel,
+    so3_log_heat_kernel,
+    sphere_log_heat_kernel,
+    torus_log_heat_kernel,
+)
 from funcgen.geometry.heat_kernel import radial_dlogp_dtheta, radial_log_heat_kernel
 
 F64 = torch.float64

@@ -8,7 +8,13 @@ import pytest
 import torch
 from scipy import stats
 
-from funcgen.geometry import Sphere, heat_kernel_log_prob, heat_kernel_score, sample_heat_kernel, sphere_log_heat_kernel
+from funcgen.geometry import (
+    Sphere,
+    heat_kernel_log_prob,
+    heat_kernel_score,
+    sample_heat_kernel,
+    sphere_log_heat_kernel,
+)
 from funcgen.geometry.envelope import TangentEnvelope
 
 F64 = torch.float64

@@ -9,17 +9,22 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from funcgen.cli import make_cli
+from funcgen.apps.cli import make_cli
 from funcgen.config import build
 from funcgen.data import GRFDataModule
 from funcgen.methods import IdempotentGenerative, Method
 from funcgen.methods.ign import clamp_tight, distance
-from funcgen.module import GenerativeModule
 from funcgen.nets import PerceiverNet
 from funcgen.nets.base import Backbone
-from funcgen.noise import FunctionNoise, GaussianRandomField, SpectralNoise, WhiteNoise
-from funcgen.noise_matched import SpectrumMatchedNoise, half_lattice
 from funcgen.pointset import PointSet, grid_coords
+from funcgen.processes.matched import SpectrumMatchedNoise, half_lattice
+from funcgen.processes.noise import (
+    FunctionNoise,
+    GaussianRandomField,
+    SpectralNoise,
+    WhiteNoise,
+)
+from funcgen.train.module import GenerativeModule
 
 REPO = Path(__file__).resolve().parents[1]
 

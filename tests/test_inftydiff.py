@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from funcgen.methods import InftyDiff
-from funcgen.mollify import mollify, mollify_grid
 from funcgen.nets import PerceiverNet
-from funcgen.noise import GaussianRandomField
 from funcgen.pointset import PointSet, grid_coords
+from funcgen.processes.mollify import mollify, mollify_grid
+from funcgen.processes.noise import GaussianRandomField
 
 
 def rel_err(a, b):
@@ -148,7 +148,7 @@ def test_fast_dev_run_fit_and_sample_above_training_resolution(tmp_path):
     import lightning as L
 
     from funcgen.data import GRFDataModule
-    from funcgen.module import GenerativeModule
+    from funcgen.train.module import GenerativeModule
 
     dm = GRFDataModule(dim=2, resolution=8, num_train=8, num_val=4, batch_size=4, coords="grid")
     net = PerceiverNet(dim=2, in_channels=1, out_channels=1, width=16, num_latents=4, depth=1, heads=2, num_bands=2)

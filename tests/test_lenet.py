@@ -7,8 +7,21 @@ import pytest
 import torch
 
 from funcgen.data.mnist import load_mnist_idx
-from funcgen.metrics import LeNet, area_downsample, fd_lenet, get_lenet, lenet_confident_fraction, lenet_features
-from funcgen.metrics.lenet import lenet_accuracy, lenet_cache_path, load_lenet, save_lenet, train_lenet
+from funcgen.metrics import (
+    LeNet,
+    area_downsample,
+    fd_lenet,
+    get_lenet,
+    lenet_confident_fraction,
+    lenet_features,
+)
+from funcgen.metrics.lenet import (
+    lenet_accuracy,
+    lenet_cache_path,
+    load_lenet,
+    save_lenet,
+    train_lenet,
+)
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,16 @@ import torch
 
 import funcgen
 from funcgen.data import EarthDataModule, ManifoldMixtureDataModule
-from funcgen.data.manifold import HeatKernelMixture, earth_split, latlon_to_sphere, load_earth_csv
+from funcgen.data.manifold import (
+    HeatKernelMixture,
+    earth_split,
+    latlon_to_sphere,
+    load_earth_csv,
+)
 from funcgen.geometry import SO3, Sphere, Torus
 from funcgen.methods import RiemannianDiffusion
-from funcgen.module import GenerativeModule
 from funcgen.nets import ManifoldMLP
+from funcgen.train.module import GenerativeModule
 
 
 def test_latlon_embedding_known_points():

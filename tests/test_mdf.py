@@ -168,7 +168,7 @@ def test_one_step_fit_logs_mesh_pictures_and_samples_at_4x(tmp_path):
     from lightning.pytorch.loggers import CSVLogger
 
     from funcgen.data.mesh import SphereGRFDataModule
-    from funcgen.module import GenerativeModule
+    from funcgen.train.module import GenerativeModule
 
     dm = SphereGRFDataModule(subdivisions=2, num_eigs=K, num_train=8, num_val=4, batch_size=4)
     module = GenerativeModule(ManifoldDiffusionField(steps=2, num_context=32, num_queries=64), tiny_net(),

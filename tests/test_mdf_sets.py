@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from funcgen.metrics.mdf_sets import cov_mmd, coverage, minimum_matching_distance, pairwise_l2
+from funcgen.metrics.mdf_sets import (
+    cov_mmd,
+    coverage,
+    minimum_matching_distance,
+    pairwise_l2,
+)
 
 
 def test_distances_match_a_brute_force_loop(gen):

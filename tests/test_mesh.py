@@ -5,9 +5,20 @@ import numpy as np
 import pytest
 import torch
 
-from funcgen.geometry.mesh import (TriangleMesh, cotangent_laplacian, deformed_sphere, eigenbasis, icosphere,
-                                   interpolate, mass_matrix, read_mesh, sample_surface, subdivide, torus,
-                                   vertex_locations)
+from funcgen.geometry.mesh import (
+    TriangleMesh,
+    cotangent_laplacian,
+    deformed_sphere,
+    eigenbasis,
+    icosphere,
+    interpolate,
+    mass_matrix,
+    read_mesh,
+    sample_surface,
+    subdivide,
+    torus,
+    vertex_locations,
+)
 from funcgen.geometry.mesh_io import write_obj
 
 

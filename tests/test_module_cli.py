@@ -8,15 +8,29 @@ import pytest
 import torch
 
 import funcgen
-from funcgen.cli import main, make_cli
+from funcgen.apps.cli import main, make_cli
 from funcgen.data import GRFDataModule, ProceduralImageDataModule
 from funcgen.methods import FunctionalDiffusion
-from funcgen.module import GenerativeModule
 from funcgen.nets import AdaptiveINR, PerceiverNet
-from funcgen.noise import SpectralNoise
+from funcgen.processes.noise import SpectralNoise
+from funcgen.train.fit import prepare
+from funcgen.train.module import GenerativeModule
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+BASE = REPO / "configs" / "base" / "trainer.yaml"
+CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if p != BASE)
+
+
+def composition(config: Path) -> list[Path]:
+    """The files a config is used with: the trainer base, then for an ablation
+    ``configs/ablations/METHOD/BASE_VARIANT.yaml`` its ``configs/METHOD/BASE.yaml``, then the config."""
+    rel = config.relative_to(REPO / "configs")
+    if rel.parts[0] != "ablations":
+        return [BASE, config]
+    stems = [p.stem for p in (REPO / "configs" / rel.parts[1]).glob("*.yaml")]
+    base = max((s for s in stems if config.stem.startswith(s + "_")), key=len, default=None)
+    assert base is not None, f"ablation {rel} names no configs/{rel.parts[1]}/BASE.yaml (its name must start with BASE_)"
+    return [BASE, REPO / "configs" / rel.parts[1] / f"{base}.yaml", config]
 
 
 def tiny_module(dim: int = 1, net: str = "perceiver") -> GenerativeModule:
@@ -38,11 +52,21 @@ def trainer(tmp_path, **kw) -> L.Trainer:
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(REPO / "configs")) for c in CONFIGS])
 def test_every_config_instantiates(config, tmp_path, monkeypatch):
     monkeypatch.setenv("FUNCGEN_DATA", str(tmp_path))  # instantiation must not need the data
-    cli = make_cli(["--config", str(config), f"--trainer.default_root_dir={tmp_path}",
-                    "--trainer.logger=false"], run=False)
-    assert isinstance(cli.model, GenerativeModule)
-    coords = torch.rand(2, 5, cli.model.net.dim)
-    assert cli.model.net(coords, torch.randn(2, 5, cli.model.net.in_channels), torch.rand(2)).shape[:2] == (2, 5)
+    run = prepare(composition(config), settings={"trainer.default_root_dir": str(tmp_path), "trainer.logger": False})
+    assert isinstance(run.module, GenerativeModule)
+    net = run.module.net
+    coords = torch.rand(2, 5, net.dim)
+    assert net(coords, torch.randn(2, 5, net.in_channels), torch.rand(2)).shape[:2] == (2, 5)
+
+
+def test_method_configs_hold_model_and_data_only():
+    """The trainer settings live in configs/base/trainer.yaml; a method config may only set its own max_steps."""
+    import yaml
+
+    for config in CONFIGS:
+        cfg = yaml.safe_load(config.read_text()) or {}
+        assert set(cfg) <= {"model", "data", "trainer"}, (config, sorted(cfg))
+        assert set(cfg.get("trainer", {})) <= {"max_steps"}, (config, cfg.get("trainer"))
 
 
 @pytest.mark.parametrize("net", ["perceiver", "inr"])
@@ -143,8 +167,8 @@ def test_exported_weights_must_match_config(tmp_path):
     module.data_config = GRFDataModule(dim=1, resolution=16).data_config()
     g = module.generator()
     path = g.save(tmp_path / "m.safetensors")
-    from safetensors.torch import load_file, save_file
     from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()

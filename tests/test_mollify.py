@@ -6,10 +6,19 @@ import pytest
 import scipy.fft
 import torch
 
-from funcgen.mollify import (MollifiedNoise, dct2, heat_multiplier, idct2, mollify, mollify_grid,
-                             neumann_heat_kernel, wiener_deconvolve, wiener_deconvolve_grid)
-from funcgen.noise import mollified_white_noise
 from funcgen.pointset import grid_coords
+from funcgen.processes.mollify import (
+    MollifiedNoise,
+    dct2,
+    heat_multiplier,
+    idct2,
+    mollify,
+    mollify_grid,
+    neumann_heat_kernel,
+    wiener_deconvolve,
+    wiener_deconvolve_grid,
+)
+from funcgen.processes.noise import mollified_white_noise
 
 
 def test_dct_pair_matches_scipy_and_inverts(gen):

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from funcgen.config import build
-from funcgen.nets import AdaptiveINR, Backbone, FourierFeatures, PerceiverNet, SirenNet, TimeEmbedding
+from funcgen.nets import (
+    AdaptiveINR,
+    Backbone,
+    FourierFeatures,
+    PerceiverNet,
+    SirenNet,
+    TimeEmbedding,
+)
 from funcgen.pointset import query_coords
 
 C_IN, C_OUT = 2, 3

@@ -3,8 +3,14 @@ import math
 import pytest
 import torch
 
-from funcgen.noise import GaussianRandomField, SpectralNoise, WhiteNoise, kernel_matrix, mollified_white_noise
 from funcgen.pointset import grid_coords
+from funcgen.processes.noise import (
+    GaussianRandomField,
+    SpectralNoise,
+    WhiteNoise,
+    kernel_matrix,
+    mollified_white_noise,
+)
 
 S = 6000  # samples for covariance estimates; relative Frobenius error ~ sqrt(N_eff / S)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from funcgen.notebook import SMOKE_ENV, NotebookError, code_cells, run_notebook
+from funcgen.apps.notebook import SMOKE_ENV, NotebookError, code_cells, run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))

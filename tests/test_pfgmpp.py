@@ -10,12 +10,18 @@ from scipy import stats
 import funcgen
 from funcgen.data import GRFDataModule
 from funcgen.methods import PFGMPP
-from funcgen.module import GenerativeModule
 from funcgen.nets import PerceiverNet
-from funcgen.noise import GaussianRandomField, StudentTProcess, WhiteNoise, kernel_matrix, sample_chi2_over_dof
 from funcgen.pointset import PointSet
-from funcgen.schedules import karras_sigmas
-from funcgen.solvers import sigma_ode
+from funcgen.processes.noise import (
+    GaussianRandomField,
+    StudentTProcess,
+    WhiteNoise,
+    kernel_matrix,
+    sample_chi2_over_dof,
+)
+from funcgen.processes.schedules import karras_sigmas
+from funcgen.samplers.steppers import sigma_ode
+from funcgen.train.module import GenerativeModule
 
 # KS critical value at significance 1e-4 is about 2.2 / sqrt(n): a correct sampler fails 1 run in 10^4
 KS_C = 2.2
@@ -233,7 +239,7 @@ def test_pfgmpp_trains_and_samples_at_n_and_4n_and_roundtrips(tmp_path, gen):
 
 
 def test_quantize_weights_levels_and_error(gen):
-    from funcgen.robustness import quantize_weights
+    from funcgen.bench.robustness import quantize_weights
 
     net = PerceiverNet(1, 1, 1, width=16, num_latents=4, depth=1, heads=2, num_bands=3)
     with torch.no_grad():
@@ -254,8 +260,8 @@ def test_quantize_weights_levels_and_error(gen):
 
 
 def test_noise_injection_option_and_robustness_eval(tmp_path):
-    from funcgen.bench import _eval_robustness
-    from funcgen.robustness import with_method_options
+    from funcgen.bench.robustness import with_method_options
+    from funcgen.bench.run import _eval_robustness
 
     dm = GRFDataModule(dim=1, resolution=16, num_train=32, num_val=8, batch_size=8)
     net = PerceiverNet(1, 1, 1, width=16, num_latents=4, depth=1, heads=2, num_bands=3)

@@ -1,8 +1,15 @@
 import pytest
 import torch
 
-from funcgen.pointset import (PointSet, collate_pointsets, grid_coords, grid_to_pointset, pointset_to_grid,
-                              query_coords, random_subset)
+from funcgen.pointset import (
+    PointSet,
+    collate_pointsets,
+    grid_coords,
+    grid_to_pointset,
+    pointset_to_grid,
+    query_coords,
+    random_subset,
+)
 
 
 def test_valid_pointset_properties():

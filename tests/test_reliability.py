@@ -21,14 +21,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import funcgen
-from funcgen.cli import main, make_cli
+from funcgen.apps.cli import main, make_cli
 from funcgen.data import GRFDataModule, load_mnist_idx
-from funcgen.generator import FunctionGenerator, atomic_write
+from funcgen.generator import FunctionGenerator
+from funcgen.io import atomic_write
 from funcgen.methods import PFGMPP, FunctionalDiffusion
-from funcgen.module import GenerativeModule
 from funcgen.nets import PerceiverNet
-from funcgen.noise import SpectralNoise
 from funcgen.pointset import PointSet
+from funcgen.processes.noise import SpectralNoise
+from funcgen.train.module import GenerativeModule
 
 REPO = Path(__file__).resolve().parents[1]
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -250,9 +251,10 @@ def test_cli_unknown_names_list_the_known_ones(capsys):
 
 
 def test_exported_metadata_and_foreign_class_paths(tmp_path):
+    import json
+
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
-    import json
 
     module = tiny_module()
     module.data_config = small_dm().data_config()
@@ -291,7 +293,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_lightning_checkpoints_are_written_by_safe_io(tmp_path):
-    from funcgen.checkpoint import SafeCheckpointIO
+    from funcgen.train.checkpoint import SafeCheckpointIO
 
     t = trainer(tmp_path, max_steps=1)
     t.fit(tiny_module(), datamodule=small_dm())

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from funcgen.bench import METHODS
-from funcgen.cli import main
+from funcgen.apps.cli import main
+from funcgen.bench.run import METHODS
 from funcgen.generator import FunctionGenerator
 from funcgen.methods import FunctionalDiffusion
 from funcgen.nets import PerceiverNet
-from funcgen.noise import SpectralNoise
+from funcgen.processes.noise import SpectralNoise
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))

@@ -18,9 +18,9 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from funcgen.data import GRFDataModule
 from funcgen.data.base import EpochShuffleSampler
 from funcgen.methods import FunctionalDiffusion
-from funcgen.module import GenerativeModule
 from funcgen.nets import PerceiverNet
-from funcgen.noise import SpectralNoise
+from funcgen.processes.noise import SpectralNoise
+from funcgen.train.module import GenerativeModule
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from funcgen.geometry import (SO3, Sphere, Torus, heat_kernel_log_prob, heat_kernel_score, sample_heat_kernel)
+from funcgen.geometry import (
+    SO3,
+    Sphere,
+    Torus,
+    heat_kernel_log_prob,
+    heat_kernel_score,
+    sample_heat_kernel,
+)
 from funcgen.methods import RiemannianDiffusion
 from funcgen.nets import ManifoldMLP
 from funcgen.pointset import PointSet

@@ -172,9 +172,9 @@ def test_sampler_chunked_equals_unchunked(gen):
 
 def test_sample_scaling_task_reports_every_size(gen):
     """The bench task's evaluation: one fresh process per size, keys per N, peak >= memory before sampling."""
-    from funcgen.bench import TASKS
+    from funcgen.bench.run import TASKS
+    from funcgen.bench.sample_scaling import eval_sample_scaling
     from funcgen.generator import FunctionGenerator
-    from funcgen.sample_scaling import eval_sample_scaling
 
     assert not TASKS["sample-scaling"].train
     net = make_net(gen, 64, 1000).float()

@@ -7,9 +7,19 @@ import pytest
 import torch
 
 from funcgen.data.su3 import WilsonTarget
-from funcgen.geometry import SU3, heat_kernel_log_prob, heat_kernel_score, sample_heat_kernel
-from funcgen.geometry.su3 import (LOG_VOLUME, minimal_angles, su3_character_log_kernel, su3_images_log_kernel,
-                                  su3_log_heat_kernel)
+from funcgen.geometry import (
+    SU3,
+    heat_kernel_log_prob,
+    heat_kernel_score,
+    sample_heat_kernel,
+)
+from funcgen.geometry.su3 import (
+    LOG_VOLUME,
+    minimal_angles,
+    su3_character_log_kernel,
+    su3_images_log_kernel,
+    su3_log_heat_kernel,
+)
 from funcgen.methods import RiemannianDiffusion
 from funcgen.pointset import PointSet
 

@@ -4,11 +4,10 @@ import csv
 
 import lightning as L
 import pytest
+from test_module_cli import tiny_module
 
 from funcgen.data import GRFDataModule, ProceduralImageDataModule
-from funcgen.tracking import default_logger
-
-from test_module_cli import tiny_module
+from funcgen.train.tracking import default_logger
 
 
 @pytest.mark.parametrize("kind", ["wandb", "csv"])

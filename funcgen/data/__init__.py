@@ -4,7 +4,6 @@ from .base import FunctionDataModule, PointDataset
 from .grf import GRFDataModule
 from .manifold import EarthDataModule, ManifoldMixtureDataModule
 from .mnist import MNISTDataModule, load_mnist_idx, resolve_data_root
-from .su3 import SU3WilsonDataModule
 from .procedural import (
     ProceduralDataset,
     ProceduralImageDataModule,
@@ -13,6 +12,7 @@ from .procedural import (
     sample_blob_params,
     sample_shape_params,
 )
+from .su3 import SU3WilsonDataModule
 
 __all__ = [
     "FunctionDataModule",

@@ -7,8 +7,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from funcgen.noise import GaussianRandomField, KernelName
 from funcgen.pointset import grid_coords
+from funcgen.processes.noise import GaussianRandomField, KernelName
 
 from .base import FunctionDataModule, PointDataset
 
@@ -20,7 +20,7 @@ _CHUNK_BYTES = 2**28  # memory budget of one generation chunk (float64 work arra
 class GRFDataModule(FunctionDataModule):
     """Exact Gaussian random field samples on ``[0, 1]^dim``.
 
-    Every function is an exact draw of ``GP(0, k)`` (:class:`funcgen.noise.GaussianRandomField`):
+    Every function is an exact draw of ``GP(0, k)`` (:class:`funcgen.processes.noise.GaussianRandomField`):
     Kronecker sampling on the grid for ``kernel="se"``, a dense Cholesky otherwise. The fixed
     train and validation sets are generated at :meth:`setup` from disjoint seed streams.
 

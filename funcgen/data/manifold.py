@@ -2,7 +2,7 @@
 
 Every item is ``(coords [1, 1], values [1, D])``: one manifold point stored as flat ambient
 coordinates in ``values`` (``D = 3`` on S^2, 9 on SO(3), ``n`` angles on the torus) with a dummy
-coordinate, so the shared :class:`funcgen.module.GenerativeModule` trains
+coordinate, so the shared :class:`funcgen.train.module.GenerativeModule` trains
 :class:`funcgen.methods.RiemannianDiffusion` unchanged (see that module's docstring).
 """
 
@@ -18,7 +18,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ..geometry import SO3, SU3, Manifold, Sphere, Torus, heat_kernel_log_prob, sample_heat_kernel
+from ..geometry import (
+    SO3,
+    SU3,
+    Manifold,
+    Sphere,
+    Torus,
+    heat_kernel_log_prob,
+    sample_heat_kernel,
+)
 from .base import FunctionDataModule, PointDataset, make_generator
 
 __all__ = ["load_earth_csv", "latlon_to_sphere", "earth_split", "EarthDataModule", "ManifoldMixtureDataModule",

@@ -26,8 +26,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from funcgen.geometry.mesh import (TriangleMesh, deformed_sphere, eigenbasis, icosphere, interpolate, read_mesh,
-                                   sample_surface, subdivide, torus)
+from funcgen.geometry.mesh import (
+    TriangleMesh,
+    deformed_sphere,
+    eigenbasis,
+    icosphere,
+    interpolate,
+    read_mesh,
+    sample_surface,
+    subdivide,
+    torus,
+)
 
 from .base import FunctionDataModule
 
@@ -133,7 +142,7 @@ class MeshFunctionDataModule(FunctionDataModule):
     """Base of datamodules serving functions on a mesh at its eigen-coordinates ``[N, k]``.
 
     Subclasses call :meth:`_init_mesh`; this class provides the evaluation hooks that
-    :class:`funcgen.module.GenerativeModule` uses on non-grid domains (``validation_coords``, ``render``).
+    :class:`funcgen.train.module.GenerativeModule` uses on non-grid domains (``validation_coords``, ``render``).
     """
 
     mesh: TriangleMesh

@@ -18,7 +18,13 @@ import torch
 
 from funcgen.pointset import grid_coords, pointset_to_grid
 
-from .base import CoordsOption, FunctionDataModule, JitteredImageDataset, PointDataset, check_coords_option
+from .base import (
+    CoordsOption,
+    FunctionDataModule,
+    JitteredImageDataset,
+    PointDataset,
+    check_coords_option,
+)
 
 __all__ = ["MNISTDataModule", "load_mnist_idx", "resolve_data_root", "IMAGES_FILE", "LABELS_FILE"]
 

@@ -16,7 +16,16 @@ from .heat_kernel import (
     torus_log_heat_kernel,
 )
 from .heat_sampling import sample_heat_kernel, sample_radius
-from .manifolds import SO3, Manifold, Sphere, Torus, quaternion_to_matrix, skew_to_vector, vector_to_skew, wrap_angle
+from .manifolds import (
+    SO3,
+    Manifold,
+    Sphere,
+    Torus,
+    quaternion_to_matrix,
+    skew_to_vector,
+    vector_to_skew,
+    wrap_angle,
+)
 from .su3 import SU3, sample_su3_heat_kernel, su3_heat_kernel_score, su3_log_heat_kernel
 
 __all__ = [

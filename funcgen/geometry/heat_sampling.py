@@ -27,7 +27,14 @@ import math
 import torch
 from torch import Tensor
 
-from .heat_kernel import _F64, _log_theta_over_sin, _sigma_like, radial_dlogp_dtheta, radial_log_heat_kernel, sphere_log_heat_kernel
+from .heat_kernel import (
+    _F64,
+    _log_theta_over_sin,
+    _sigma_like,
+    radial_dlogp_dtheta,
+    radial_log_heat_kernel,
+    sphere_log_heat_kernel,
+)
 from .manifolds import SO3, Manifold, Sphere, Torus, _randn, _so3_exp_vec, wrap_angle
 from .su3 import SU3, sample_su3_heat_kernel
 

@@ -1,7 +1,7 @@
 """The method contract: a strategy object with a loss and a sampler, nothing else.
 
 Methods know nothing about Lightning, optimizers or logging; the one
-:class:`funcgen.module.GenerativeModule` trains any of them. Adding a method = one file here.
+:class:`funcgen.train.module.GenerativeModule` trains any of them. Adding a method = one file here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Functional diffusion (Functional Diffusion Processes, Franzese et al., NeurIPS 2023).
 
 Forward process in function space, driven by a Gaussian random field ``xi ~ GP(0, C)`` whose law
-does not depend on the number of points (:mod:`funcgen.noise`):
+does not depend on the number of points (:mod:`funcgen.processes.noise`):
 
     dX_t = -1/2 beta(t) X_t dt + sqrt(beta(t)) C^(1/2) dW_t,
     X_t | X_0 ~ GP(alpha(t) X_0, sigma(t)^2 C),   alpha^2 + sigma^2 = 1.                 (FDP eq. 5)
@@ -35,9 +35,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..noise import FunctionNoise
 from ..pointset import PointSet
-from ..schedules import ScheduleName, make_schedule
+from ..processes.noise import FunctionNoise
+from ..processes.schedules import ScheduleName, make_schedule
 from .base import Method, masked_mean, stratified_times
 
 __all__ = ["FunctionalDiffusion"]

@@ -32,8 +32,8 @@ which fixes the data and is idempotent, so L_rec and L_idem vanish and the clamp
 (coordinate-only read-out: values pass only through the latents), the role of the paper's
 encoder-decoder.
 
-Source noise ``z``: any :class:`funcgen.noise.FunctionNoise` evaluated at the batch's coordinates
-(a Gaussian random field for functions), or :class:`funcgen.noise_matched.SpectrumMatchedNoise` for
+Source noise ``z``: any :class:`funcgen.processes.noise.FunctionNoise` evaluated at the batch's coordinates
+(a Gaussian random field for functions), or :class:`funcgen.processes.matched.SpectrumMatchedNoise` for
 images (the paper's per-frequency mean/std of the data FFT): its statistics are collected from the
 first full training batches (:meth:`observe_batch`, before any point subsampling, so they must lie
 on the training grid; a validation batch is used only while no statistics exist yet, e.g. in
@@ -57,9 +57,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..noise import FunctionNoise
-from ..noise_matched import SpectrumMatchedNoise
 from ..pointset import PointSet
+from ..processes.matched import SpectrumMatchedNoise
+from ..processes.noise import FunctionNoise
 from .base import Method, masked_mean
 
 __all__ = ["IdempotentGenerative", "distance", "clamp_tight"]

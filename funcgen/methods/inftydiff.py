@@ -1,7 +1,7 @@
 """infty-Diff (Bond-Taylor & Willcocks, ICLR 2024): mollified diffusion trained on random coordinate subsets.
 
 Mollified states (paper eq. 6-8), with ``T`` the heat-kernel blur of std ``width`` in physical units
-(:mod:`funcgen.mollify`) and ``xi`` continuum white noise:
+(:mod:`funcgen.processes.mollify`) and ``xi`` continuum white noise:
 
     x_t = T(sqrt(abar_t) x0 + sqrt(1 - abar_t) xi) = alpha_t T x0 + sigma_t T xi,
     x_t | x0 ~ GP(alpha_t T x0, sigma_t^2 C),   C(x, y) = Neumann heat kernel of std sqrt(2) width.
@@ -38,10 +38,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..mollify import MollifiedNoise, mollify, require_grid, wiener_deconvolve
-from ..noise import _grid_shape
-from ..pointset import PointSet, random_subset
-from ..schedules import ScheduleName
+from ..pointset import PointSet, random_subset, shared_grid_shape
+from ..processes.mollify import MollifiedNoise, mollify, require_grid, wiener_deconvolve
+from ..processes.schedules import ScheduleName
 from .base import masked_mean
 from .fdp import FunctionalDiffusion
 
@@ -109,6 +108,6 @@ class InftyDiff(FunctionalDiffusion):
     def decode(self, values: Tensor, coords: Tensor) -> Tensor:
         """:meth:`deconvolve` where ``coords`` ``[B, N, d]`` is one full cell-centre grid; elsewhere the
         samples of ``T x0`` unchanged (no dense grid to deconvolve on). ``[B, N, c]``."""
-        if bool((coords == coords[:1]).all()) and _grid_shape(coords[0]) is not None:
+        if shared_grid_shape(coords) is not None:
             return self.deconvolve(values, coords)
         return values

@@ -29,9 +29,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..noise import WhiteNoise
 from ..pointset import PointSet
-from ..schedules import ScheduleName
+from ..processes.noise import WhiteNoise
+from ..processes.schedules import ScheduleName
 from .fdp import FunctionalDiffusion
 
 __all__ = ["ManifoldDiffusionField", "random_index"]
@@ -48,7 +48,7 @@ class ManifoldDiffusionField(FunctionalDiffusion):
     """DDPM over function values at eigenfunction coordinates, with query/context point sets.
 
     Args:
-        schedule: ``cosine`` or ``linear`` variance-preserving schedule (:mod:`funcgen.schedules`).
+        schedule: ``cosine`` or ``linear`` variance-preserving schedule (:mod:`funcgen.processes.schedules`).
         steps: default number of sampler steps.
         eta: DDIM stochasticity; 1 (default) is DDPM ancestral sampling, 0 the probability-flow ODE.
         num_context: context points ``|C|`` per function, in training and at every sampler step

@@ -7,7 +7,7 @@ Perturbation kernel (paper eq. 4) with the alignment ``r = sigma sqrt(D)``::
     <=>  x = y + sigma eps / sqrt(w),   eps ~ GP(0, C),   w ~ chi^2_D / D   (ONE w per function)
 
 The chi-square form never needs the number of points ``N``: the perturbation is a Student-t
-*process* (:class:`funcgen.noise.StudentTProcess`), so any subset of points has the same law as a
+*process* (:class:`funcgen.processes.noise.StudentTProcess`), so any subset of points has the same law as a
 perturbation drawn at the subset, and a model trained at 64 points is consistent at 256. (The paper's
 code draws ``R`` from a Beta distribution that depends on a fixed ``N`` and clips it, which biases the
 noise when ``N / D`` is large.) ``D = inf`` is Gaussian diffusion (EDM) through the same code path.
@@ -24,7 +24,7 @@ deviation ``sigma sqrt(D / (D - 2))`` of the Student-t perturbation. The squared
 points (a Monte Carlo estimate of the ``L^2(Omega)`` norm), so the loss does not depend on ``N``.
 
 Sampler: the prior is the same Student-t process at ``sigma_max``; then the ODE
-``dx/dsigma = (x - D_theta(x, sigma)) / sigma`` (:func:`funcgen.solvers.sigma_ode`, Heun or Euler on
+``dx/dsigma = (x - D_theta(x, sigma)) / sigma`` (:func:`funcgen.samplers.steppers.sigma_ode`, Heun or Euler on
 the rho-schedule). No Gaussian churn (it is inconsistent with the t-kernel); ``inject_alpha > 0``
 adds ``alpha sigma eps`` before each step for the paper's robustness study.
 """
@@ -38,10 +38,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..noise import FunctionNoise, StudentTProcess, WhiteNoise
 from ..pointset import PointSet
-from ..schedules import karras_sigmas
-from ..solvers import sigma_ode
+from ..processes.noise import FunctionNoise, StudentTProcess, WhiteNoise
+from ..processes.schedules import karras_sigmas
+from ..samplers.steppers import sigma_ode
 from .base import Method, masked_mean
 
 __all__ = ["PFGMPP"]

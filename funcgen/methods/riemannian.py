@@ -19,7 +19,7 @@ for small ambient dimension or Hutchinson's estimate ``xi^T J_v xi``, ``xi ~ N(0
 
 Batches: a PointSet whose ``values`` ``[B, N, D]`` hold flat ambient manifold points (one independent
 point per entry; datamodules use ``N = 1``) and whose ``coords`` are a dummy ``[B, N, 1]``. This keeps
-the shared :class:`funcgen.module.GenerativeModule` and :class:`funcgen.generator.FunctionGenerator`
+the shared :class:`funcgen.train.module.GenerativeModule` and :class:`funcgen.generator.FunctionGenerator`
 unchanged: ``generator.sample(K)`` draws ``K`` points (``values[:, 0]``).
 """
 
@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ..geometry import Manifold, heat_kernel_score, sample_heat_kernel
 from ..pointset import PointSet
-from ..solvers import exp_euler_maruyama
+from ..samplers.steppers import exp_euler_maruyama
 from .base import Method, masked_mean, stratified_times
 
 __all__ = ["RiemannianDiffusion", "tangent_divergence"]

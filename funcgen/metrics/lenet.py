@@ -163,7 +163,7 @@ def save_lenet(net: LeNet, path: str | os.PathLike) -> Path:
     """Write the weights and ``net.info`` (JSON metadata) to a safetensors file, atomically."""
     from safetensors.torch import save_file
 
-    from ..generator import atomic_write
+    from ..io import atomic_write
 
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     meta = {_META_KEY: json.dumps(net.info)}
@@ -172,7 +172,7 @@ def save_lenet(net: LeNet, path: str | os.PathLike) -> Path:
 
 def load_lenet(path: str | os.PathLike) -> LeNet:
     """Load a :class:`LeNet` written by :func:`save_lenet` (safetensors: no code is unpickled)."""
-    from ..generator import read_safetensors
+    from ..io import read_safetensors
 
     path = Path(path)
     state, meta = read_safetensors(path, "delete it to retrain the LeNet")

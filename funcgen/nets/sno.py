@@ -30,8 +30,7 @@ from torch import Tensor, nn
 from funcgen.nets.base import Backbone, TimeEmbedding
 from funcgen.nets.grid_unet import GridUNet
 from funcgen.nets.sno_ops import grid_local_integral, knn, pairs_local_integral
-from funcgen.noise import _grid_shape
-from funcgen.pointset import grid_coords
+from funcgen.pointset import grid_coords, shared_grid_shape, shares_points
 
 __all__ = ["LocalIntegral", "SparseNeuralOperator", "idw_interpolate"]
 
@@ -80,7 +79,7 @@ def idw_interpolate(queries: Tensor, sources: Tensor, h: Tensor, k: int = 3, chu
     """
     out = h.new_empty(h.shape[0], queries.shape[1], h.shape[-1])
     # functions observed at the same points (grids, the sampler): one neighbour search serves the batch
-    shared = queries.shape[0] > 1 and bool((queries == queries[:1]).all()) and bool((sources == sources[:1]).all())
+    shared = queries.shape[0] > 1 and shares_points(queries) and shares_points(sources)
     for lo in range(0, queries.shape[1], chunk):
         if shared:
             d, idx = (a.expand(queries.shape[0], *a.shape[1:]) for a in knn(queries[:1, lo:lo + chunk], sources[:1], k))
@@ -192,7 +191,7 @@ class SparseNeuralOperator(Backbone):
             raise ValueError("SparseNeuralOperator: coords contain NaN or inf")
         temb = self.time(t)
         n, chunk = coords.shape[1], self.chunk
-        shape = _grid_shape(coords[0]) if bool((coords == coords[:1]).all()) else None  # FFT path on grids
+        shape = shared_grid_shape(coords)  # FFT path on grids
         h = chunked_map(lambda sl: self.lift(torch.cat([coords[:, sl], values[:, sl]], dim=-1)), n, chunk)
         for blk in self.down:
             h = blk(coords, h, temb, shape)
