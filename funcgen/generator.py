@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from .config import build
 from .io import CONFIG_KEY, FORMAT_VERSION, VERSION, atomic_write, read_safetensors
 from .methods.base import Method
+from .methods.capabilities import SupportsLikelihood
 from .pointset import PointSet, query_coords
 
 __all__ = ["FunctionGenerator", "load", "CONFIG_KEY"]
@@ -151,6 +152,23 @@ class FunctionGenerator:
         if denormalize:
             values = self.denormalize(values)
         return PointSet(coords, values)
+
+    def log_likelihood(self, points: Tensor, *, steps: int | None = None, seed: int | None = 0,
+                       progress: bool = False) -> Tensor:
+        """Log-density (nats) of ``points`` under the model, for methods that offer one
+        (:class:`funcgen.methods.SupportsLikelihood`, e.g. Riemannian diffusion: points ``[M, D]`` on its
+        manifold, density w.r.t. the Riemannian volume) -> ``[M]``. ``seed`` seeds stochastic divergence
+        estimates.
+
+        Raises:
+            TypeError: the method offers no likelihood.
+        """
+        if not isinstance(self.method, SupportsLikelihood):
+            raise TypeError(f"{type(self.method).__name__} offers no likelihood (methods that do implement "
+                            "funcgen.methods.SupportsLikelihood)")
+        device = next(self.net.parameters()).device
+        gen = torch.Generator(device=device).manual_seed(int(seed) if seed is not None else int(torch.seed()))
+        return self.method.log_likelihood(self.net, points.to(device), steps=steps, generator=gen, progress=progress)
 
     def with_method_args(self, **overrides: Any) -> "FunctionGenerator":
         """A generator with the same weights whose method is rebuilt with some constructor arguments

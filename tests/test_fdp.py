@@ -8,7 +8,7 @@ from funcgen.methods import FunctionalDiffusion
 from funcgen.methods.base import stratified_times
 from funcgen.pointset import PointSet, grid_coords
 from funcgen.processes.noise import GaussianRandomField, SpectralNoise
-from funcgen.samplers.steppers import euler_maruyama
+from funcgen.samplers import euler_maruyama
 
 S = 4000
 

@@ -45,6 +45,8 @@ def test_loss_and_sampler_shapes_at_n_and_4n(gen):
 class Recorder(nn.Module):
     """Predicts zero noise and records every call's queries and context."""
 
+    accepts_context = True
+
     def __init__(self):
         super().__init__()
         self.calls = []
@@ -109,6 +111,8 @@ def test_forward_marginals_are_the_closed_form(gen):
 
 class ExactEps(nn.Module):
     """E[eps | y_t] for Gaussian data y_0 ~ N(0, Kmat) at fixed points (it conditions on all queries)."""
+
+    accepts_context = True
 
     def __init__(self, method, kmat):
         super().__init__()

@@ -20,7 +20,7 @@ from funcgen.processes.noise import (
     sample_chi2_over_dof,
 )
 from funcgen.processes.schedules import karras_sigmas
-from funcgen.samplers.steppers import sigma_ode
+from funcgen.samplers import sigma_ode
 from funcgen.train.module import GenerativeModule
 
 # KS critical value at significance 1e-4 is about 2.2 / sqrt(n): a correct sampler fails 1 run in 10^4
@@ -260,7 +260,6 @@ def test_quantize_weights_levels_and_error(gen):
 
 
 def test_noise_injection_option_and_robustness_eval(tmp_path):
-    from funcgen.bench.robustness import with_method_options
     from funcgen.bench.run import _eval_robustness
 
     dm = GRFDataModule(dim=1, resolution=16, num_train=32, num_val=8, batch_size=8)
@@ -270,11 +269,13 @@ def test_noise_injection_option_and_robustness_eval(tmp_path):
               enable_model_summary=False, limit_val_batches=0).fit(module, datamodule=dm)
     g = module.generator()
     base = g.sample(2, 16, seed=3).values
-    torch.testing.assert_close(with_method_options(g, inject_alpha=0.0).sample(2, 16, seed=3).values, base)
-    assert not torch.allclose(with_method_options(g, inject_alpha=0.2).sample(2, 16, seed=3).values, base)
+    torch.testing.assert_close(g.with_method_args(inject_alpha=0.0).sample(2, 16, seed=3).values, base)
+    assert not torch.allclose(g.with_method_args(inject_alpha=0.2).sample(2, 16, seed=3).values, base)
     assert g.method.inject_alpha == 0.0  # the original method is untouched
-    with pytest.raises(ValueError, match="no sampler option"):
-        with_method_options(g, churn=1.0)
+    with pytest.raises(ValueError, match="takes no argument 'churn'"):
+        g.with_method_args(churn=1.0)
+    with pytest.raises(ValueError, match="inject_alpha >= 0"):  # the constructor's checks apply
+        g.with_method_args(inject_alpha=-0.1)
     metrics, reference, _ = _eval_robustness(g, dm, 0, num=16, quality_num=16, steps=(2, 3), bits=(6,), alphas=(0.1,))
     assert set(metrics) >= {"cov_err@N=64", "cov_err@N=256", "cov_err@N=64,alpha=0.1", "cov_err@N=64,bits=6",
                             "cov_err@N=64,nfe=3", "cov_err@N=64,nfe=5"}

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..generator import FunctionGenerator
 
-__all__ = ["quantize_weights", "quantized", "with_method_options"]
+__all__ = ["quantize_weights", "quantized"]
 
 
 @torch.no_grad()
@@ -43,16 +43,3 @@ def quantize_weights(net: nn.Module, bits: int) -> nn.Module:
 def quantized(gen: FunctionGenerator, bits: int) -> FunctionGenerator:
     """``gen`` with its network's weights quantized to ``bits`` bits."""
     return FunctionGenerator(gen.method, quantize_weights(gen.net, bits), gen.data)
-
-
-def with_method_options(gen: FunctionGenerator, **options: float) -> FunctionGenerator:
-    """``gen`` with a copy of its method whose sampler options are changed (e.g. ``inject_alpha=0.1``).
-
-    Raises a clear error when the method has no such option (e.g. noise injection is a PFGM++ option).
-    """
-    method = copy.copy(gen.method)
-    for key, value in options.items():
-        if not hasattr(method, key):
-            raise ValueError(f"{type(method).__name__} has no sampler option {key!r}")
-        setattr(method, key, value)
-    return FunctionGenerator(method, gen.net, gen.data)

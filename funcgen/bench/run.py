@@ -167,7 +167,7 @@ def _eval_robustness(gen, datamodule, seed: int, num: int = 500, n: int = 64, qu
     ``n`` points under per-step noise injection (``alpha``), post-training weight quantization (``bits``)
     and fewer sampler steps (keys name the NFE). CPU-sized: 500 functions per setting (about 14
     evaluations of up to 35 network calls each); the floors are computed for the same number."""
-    from .robustness import quantized, with_method_options
+    from .robustness import quantized
 
     metrics, reference, seconds = _eval_grf(gen, datamodule, seed, (64, 256), num=quality_num)
     tag = f"@N={n}"
@@ -180,12 +180,11 @@ def _eval_robustness(gen, datamodule, seed: int, num: int = 500, n: int = 64, qu
         reference.setdefault(f"floor{tag},num={num}", r[f"floor{tag}"])
 
     for a in alphas:
-        one(with_method_options(gen, inject_alpha=a), f"alpha={a}")
+        one(gen.with_method_args(inject_alpha=a), f"alpha={a}")
     for b in bits:
         one(quantized(gen, b), f"bits={b}")
-    nfe = getattr(gen.method, "nfe", lambda k: k)
     for k in steps:
-        one(gen, f"nfe={nfe(k)}", steps=k)
+        one(gen, f"nfe={gen.method.nfe(k)}", steps=k)
     return metrics, reference, seconds
 
 
@@ -224,20 +223,19 @@ def _eval_earth(gen, datamodule, seed: int, steps: int = 100) -> tuple[dict[str,
     datamodule.setup("test")
     pts = datamodule.test_points.to(next(gen.net.parameters()).device)
     t0 = time.time()
-    ll = gen.method.log_likelihood(gen.net, pts, steps=steps, generator=torch.Generator().manual_seed(seed),
-                                   progress=True)
+    ll = gen.log_likelihood(pts, steps=steps, seed=seed, progress=True)
     name = datamodule.dataset
     metrics = {f"nll@dataset={name}": float(-ll.mean()), f"nll_std_err@dataset={name}": float(ll.std() / len(ll) ** 0.5)}
-    reference = {f"uniform_nll@dataset={name}": float(gen.method.manifold.log_volume()),
+    reference = {f"uniform_nll@dataset={name}": float(datamodule.manifold.log_volume()),
                  f"rfm_published_nll@dataset={name}": published.get(name, float("nan"))}
     return metrics, reference, time.time() - t0
 
 
 def _refinements(gen) -> tuple[int, ...]:
     """Extra step counts worth evaluating: IGN's refinement ``f(f(z))``, ``f(f(f(z)))``."""
-    from ..methods import IdempotentGenerative
+    from ..methods import SupportsRefinement
 
-    return (1, 2, 3) if isinstance(getattr(gen, "method", None), IdempotentGenerative) else ()
+    return tuple(gen.method.refinement_steps) if isinstance(gen.method, SupportsRefinement) else ()
 
 
 def _eval_mixture(gen, datamodule, seed: int, steps: int = 100, num_test: int = 1000,
@@ -251,8 +249,7 @@ def _eval_mixture(gen, datamodule, seed: int, steps: int = 100, num_test: int = 
     test = mix.sample(num_test, torch.Generator().manual_seed(seed + 7919))
     ent = -mix.log_prob(mix.sample(num_entropy, torch.Generator().manual_seed(seed + 104729)).double())
     t0 = time.time()
-    ll = gen.method.log_likelihood(gen.net, test.to(next(gen.net.parameters()).device), steps=steps,
-                                   generator=torch.Generator().manual_seed(seed), progress=True).double().cpu()
+    ll = gen.log_likelihood(test, steps=steps, seed=seed, progress=True).double().cpu()
     seconds = time.time() - t0
     se = lambda v: float(v.std() / len(v) ** 0.5)  # noqa: E731
     nll, h = float(-ll.mean()), float(ent.mean())
@@ -262,7 +259,7 @@ def _eval_mixture(gen, datamodule, seed: int, steps: int = 100, num_test: int = 
                f"kl_std_err{key}": (se(ll) ** 2 + se(ent) ** 2) ** 0.5, f"kl_paired{key}": float(paired.mean()),
                f"kl_paired_std_err{key}": se(paired)}
     reference = {f"entropy{key}": h, f"entropy_std_err{key}": se(ent),
-                 f"uniform_nll{key}": float(gen.method.manifold.log_volume())}
+                 f"uniform_nll{key}": float(datamodule.manifold.log_volume())}
     return metrics, reference, seconds
 
 

@@ -1,6 +1,7 @@
 """Generative methods: one small file each (objective + sampler)."""
 
 from .base import Method, masked_mean
+from .capabilities import SupportsLikelihood, SupportsProjection, SupportsRefinement
 from .fdp import FunctionalDiffusion
 from .ign import IdempotentGenerative
 from .inftydiff import InftyDiff
@@ -8,5 +9,5 @@ from .mdf import ManifoldDiffusionField
 from .pfgmpp import PFGMPP
 from .riemannian import RiemannianDiffusion
 
-__all__ = ["Method", "masked_mean", "FunctionalDiffusion", "IdempotentGenerative", "InftyDiff",
+__all__ = ["Method", "masked_mean", "SupportsLikelihood", "SupportsProjection", "SupportsRefinement", "FunctionalDiffusion", "IdempotentGenerative", "InftyDiff",
            "ManifoldDiffusionField", "PFGMPP", "RiemannianDiffusion"]

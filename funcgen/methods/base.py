@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ..config import Configurable
 from ..pointset import PointSet
+from ..samplers.base import Callback
 
 __all__ = ["Method", "masked_mean", "stratified_times"]
 
@@ -68,8 +69,16 @@ class Method(Configurable, ABC):
     @abstractmethod
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,
-               progress: bool = False) -> Tensor:
-        """Draw ``B`` functions at ``coords`` ``[B, N, d]`` -> values ``[B, N, channels]``."""
+               progress: bool = False, callback: Callback | None = None) -> Tensor:
+        """Draw ``B`` functions at ``coords`` ``[B, N, d]`` -> values ``[B, N, channels]``.
+
+        ``callback(i, t, x, x0_hat) -> x or None`` runs after every sampler step and may replace the state
+        (:mod:`funcgen.samplers.base`): the hook for conditioning and guidance.
+        """
+
+    def nfe(self, steps: int | None = None) -> int:
+        """Network evaluations of one :meth:`sample` call with ``steps`` steps (default: one per step)."""
+        return self.resolve_steps(steps)
 
     def resolve_steps(self, steps: int | None) -> int:
         """The sampler's step count: ``steps``, or the method's default when None; must be positive."""

@@ -28,16 +28,15 @@ with ``D_i = x0_{i-1}`` (the DDIM step) where no finite previous step exists.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Literal
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..pointset import PointSet
 from ..processes.noise import FunctionNoise
 from ..processes.schedules import ScheduleName, make_schedule
+from ..samplers import Callback, ModelFn, ddim, dpm_solver_2m, time_grid
 from .base import Method, masked_mean, stratified_times
 
 __all__ = ["FunctionalDiffusion"]
@@ -160,34 +159,23 @@ class FunctionalDiffusion(Method):
         return per_fn.mean(), {}
 
     # ----------------------------------------------------------------- sampling
+    def denoiser(self, net: nn.Module, coords: Tensor,
+                 generator: torch.Generator | None = None) -> ModelFn:
+        """The sampler's model callable ``D(x, t) -> x0_hat`` ``[B, N, c]`` at the query points ``coords``."""
+        def denoise(x: Tensor, t: float) -> Tensor:
+            tt = torch.full((coords.shape[0],), t, device=coords.device, dtype=coords.dtype)
+            return self.denoise(self.network(net, coords, x, generator), coords, x, tt)[0]
+
+        return denoise
+
     @torch.no_grad()
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,
-               progress: bool = False) -> Tensor:
-        steps = self.resolve_steps(steps)
-        b = coords.shape[0]
-        ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+               progress: bool = False, callback: Callback | None = None) -> Tensor:
+        ts = time_grid(self.resolve_steps(steps))
         x = self.noise.sample(coords, channels, generator)
-        prev: tuple[Tensor, float] | None = None  # (x0 prediction, h) of the previous dpm2m step
-        for i in tqdm(range(steps), disable=not progress, desc="sampling", leave=False):
-            t = torch.full((b,), float(ts[i]), device=coords.device, dtype=coords.dtype)
-            x0, eps = self.denoise(self.network(net, coords, x, generator), coords, x, t)
-            s_next = ts[i + 1]
-            if s_next <= 0:
-                x = x0
-                break
-            a_t, s_t = float(self.schedule.alpha(ts[i])), float(self.schedule.sigma(ts[i]))
-            a_s, s_s = float(self.schedule.alpha(s_next)), float(self.schedule.sigma(s_next))
-            if self.solver == "dpm2m":  # the DDIM (eta = 0) step below, taken with the extrapolated D_i
-                h = math.log(a_s / s_s) - (math.log(a_t / s_t) if a_t > 0 else -math.inf)
-                raw = x0
-                if prev is not None and math.isfinite(prev[1]) and math.isfinite(h):
-                    r = prev[1] / h
-                    x0 = (1.0 + 0.5 / r) * x0 - (0.5 / r) * prev[0]
-                    eps = (x - a_t * x0) / s_t
-                prev = (raw, h)
-            c = self.eta * ((s_s**2 / s_t**2) * (1.0 - (a_t / a_s) ** 2)) ** 0.5
-            x = a_s * x0 + max(s_s**2 - c**2, 0.0) ** 0.5 * eps
-            if c > 0:
-                x = x + c * self.noise.sample(coords, channels, generator)
-        return x
+        denoise = self.denoiser(net, coords, generator)
+        if self.solver == "dpm2m":
+            return dpm_solver_2m(denoise, self.schedule, x, ts, callback=callback, progress=progress)
+        return ddim(denoise, self.schedule, x, ts, eta=self.eta, callback=callback, progress=progress,
+                    noise=lambda: self.noise.sample(coords, channels, generator))

@@ -60,6 +60,7 @@ from torch.func import functional_call
 from ..pointset import PointSet
 from ..processes.matched import SpectrumMatchedNoise
 from ..processes.noise import FunctionNoise
+from ..samplers.base import Callback, apply_callback
 from .base import Method, masked_mean
 
 __all__ = ["IdempotentGenerative", "distance", "clamp_tight"]
@@ -99,6 +100,9 @@ class IdempotentGenerative(Method):
         t_value: the constant time fed to the backbone.
         min_scale: floor of the clamp's scale ``s`` (avoids 0/0 when a reconstruction is exact).
     """
+
+    #: one-step generation and the paper's refinement ``f(f(z))``, ``f(f(f(z)))``
+    refinement_steps: tuple[int, ...] = (1, 2, 3)
 
     def __init__(self, noise: FunctionNoise, distance: Distance = "l2", rec_weight: float = 1.0,
                  idem_weight: float = 1.0, tight_weight: float = 0.1, tight_clamp: float | None = 1.5,
@@ -213,8 +217,11 @@ class IdempotentGenerative(Method):
     @torch.no_grad()
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,
-               progress: bool = False) -> Tensor:
-        """``f^steps(z)`` with ``z`` the source noise at ``coords`` ``[B, N, d]`` -> ``[B, N, channels]``."""
-        steps = self.resolve_steps(steps)
-        z = self.noise.sample(coords, channels, generator)
-        return self.project(net, coords, z, k=steps)
+               progress: bool = False, callback: Callback | None = None) -> Tensor:
+        """``f^steps(z)`` with ``z`` the source noise at ``coords`` ``[B, N, d]`` -> ``[B, N, channels]``;
+        ``callback(i, i + 1, x, x)`` after the ``i``-th application of ``f``."""
+        x = self.noise.sample(coords, channels, generator)
+        for i in range(self.resolve_steps(steps)):
+            x = self.project(net, coords, x, k=1)
+            x = apply_callback(callback, i, float(i + 1), x, x)
+        return x

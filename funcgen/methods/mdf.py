@@ -23,7 +23,6 @@ plus its two hooks: ``training_points`` (the query set) and ``network`` (bind a 
 from __future__ import annotations
 
 import functools
-import inspect
 from typing import Callable
 
 import torch
@@ -83,9 +82,9 @@ class ManifoldDiffusionField(FunctionalDiffusion):
             net: a backbone accepting ``context=(coords [B, M, k], values [B, M, c])``.
             coords: ``[B, N, k]`` the query points; x_t: ``[B, N, c]`` the current noisy state there.
         """
-        if "context" not in inspect.signature(net.forward).parameters:
-            raise TypeError(f"ManifoldDiffusionField needs a backbone with a `context` argument (PerceiverNet); "
-                            f"{type(net).__name__}.forward has none")
+        if not getattr(net, "accepts_context", False):
+            raise TypeError(f"ManifoldDiffusionField needs a backbone that accepts a context point set "
+                            f"(Backbone.accepts_context, e.g. PerceiverNet); {type(net).__name__} does not")
         b, n, _ = coords.shape
         if self.num_context >= n:
             ctx = (coords, x_t)

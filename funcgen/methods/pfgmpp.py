@@ -24,7 +24,7 @@ deviation ``sigma sqrt(D / (D - 2))`` of the Student-t perturbation. The squared
 points (a Monte Carlo estimate of the ``L^2(Omega)`` norm), so the loss does not depend on ``N``.
 
 Sampler: the prior is the same Student-t process at ``sigma_max``; then the ODE
-``dx/dsigma = (x - D_theta(x, sigma)) / sigma`` (:func:`funcgen.samplers.steppers.sigma_ode`, Heun or Euler on
+``dx/dsigma = (x - D_theta(x, sigma)) / sigma`` (:func:`funcgen.samplers.sigma_ode`, Heun or Euler on
 the rho-schedule). No Gaussian churn (it is inconsistent with the t-kernel); ``inject_alpha > 0``
 adds ``alpha sigma eps`` before each step for the paper's robustness study.
 """
@@ -36,12 +36,11 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..pointset import PointSet
 from ..processes.noise import FunctionNoise, StudentTProcess, WhiteNoise
 from ..processes.schedules import karras_sigmas
-from ..samplers.steppers import sigma_ode
+from ..samplers import Callback, sigma_ode, sigma_ode_nfe
 from .base import Method, masked_mean
 
 __all__ = ["PFGMPP"]
@@ -130,25 +129,19 @@ class PFGMPP(Method):
     @torch.no_grad()
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,
-               progress: bool = False) -> Tensor:
+               progress: bool = False, callback: Callback | None = None) -> Tensor:
         b = coords.shape[0]
 
         def denoiser(x: Tensor, sigma: float) -> Tensor:
             return self.denoise(net, coords, x, torch.full((b,), sigma, device=x.device, dtype=x.dtype))
 
-        inject = None
-        if self.inject_alpha > 0:
-            def inject(x: Tensor, sigma: float) -> Tensor:
-                return x + self.inject_alpha * sigma * self.noise.sample(coords, channels, generator)
-
-        wrap = (lambda r: tqdm(r, desc="sampling", leave=False)) if progress else None
-        x = self.prior(coords, channels, generator)
-        return sigma_ode(denoiser, x, self.sigmas(steps), solver=self.solver, inject=inject, progress=wrap)
+        return sigma_ode(denoiser, self.prior(coords, channels, generator), self.sigmas(steps), solver=self.solver,
+                         noise=lambda: self.noise.sample(coords, channels, generator), inject_alpha=self.inject_alpha,
+                         callback=callback, progress=progress)
 
     def nfe(self, steps: int | None = None) -> int:
         """Network evaluations of one sampler call."""
-        k = self.steps if steps is None else int(steps)
-        return 2 * k - 1 if self.solver == "heun" else k
+        return sigma_ode_nfe(self.steps if steps is None else int(steps), self.solver)
 
     def __repr__(self) -> str:
         d = "inf" if math.isinf(self.D) else f"{self.D:g}"

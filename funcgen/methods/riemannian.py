@@ -30,11 +30,10 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..geometry import Manifold, heat_kernel_score, sample_heat_kernel
 from ..pointset import PointSet
-from ..samplers.steppers import exp_euler_maruyama
+from ..samplers import Callback, exp_euler_maruyama, manifold_ode_likelihood
 from .base import Method, masked_mean, stratified_times
 
 __all__ = ["RiemannianDiffusion", "tangent_divergence"]
@@ -130,26 +129,22 @@ class RiemannianDiffusion(Method):
     @torch.no_grad()
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,
-               progress: bool = False) -> Tensor:
+               progress: bool = False, callback: Callback | None = None) -> Tensor:
         m = self.manifold
         if channels != m.ambient_dim:
             raise ValueError(f"{m!r} points have {m.ambient_dim} ambient coordinates; got channels={channels}")
-        steps = self.steps if steps is None else int(steps)
-        if steps <= 0:
-            raise ValueError(f"steps must be positive; got {steps}")
+        steps = self.resolve_steps(steps)
         b, n = coords.shape[:2]
         x = m.random_uniform(b * n, generator, dtype=coords.dtype, device=coords.device).reshape(b, n, -1)
         ts = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64, device=coords.device)
         ode = self.sampler == "ode"
-        bar = tqdm(total=steps, disable=not progress, desc="sampling", leave=False)
 
         def drift(x: Tensor, t: Tensor) -> Tensor:
             sigma = self.sigma(t).to(x.dtype).expand(b)
             return -(0.5 if ode else 1.0) * self.g2(t).to(x.dtype) * self.score(net, coords, x, sigma)
 
         x = exp_euler_maruyama(x, ts, drift, None if ode else (lambda t: self.g2(t).sqrt().to(x.dtype)), m.exp,
-                               lambda x: m.random_tangent(x, generator), callback=lambda k, _: bar.update(1))
-        bar.close()
+                               lambda x: m.random_tangent(x, generator), callback=callback, progress=progress)
         return m.wrap(x)
 
     # ----------------------------------------------------------------- likelihood
@@ -158,17 +153,14 @@ class RiemannianDiffusion(Method):
                        progress: bool = False) -> Tensor:
         """``log p_0(x)`` ``[M]`` (w.r.t. the Riemannian volume) of points ``x`` ``[M, D]`` by the probability-flow ODE.
 
-        Heun's scheme on the manifold (second order): an exponential-map Euler predictor, the
-        velocity there projected back to the current tangent space, the trapezoidal average for both the
-        step and the divergence integral. Prior ``-log |M|``.
+        Heun's scheme on the manifold (second order, :func:`funcgen.samplers.manifold_ode_likelihood`).
+        Prior ``-log |M|``.
         """
         m = self.manifold
         x = m.wrap(m.check(x, "likelihood points"))
         if x.ndim != 2:
             raise ValueError(f"log_likelihood takes points [M, {m.ambient_dim}]; got {tuple(x.shape)}")
-        steps = self.steps if steps is None else int(steps)
-        if steps <= 0:
-            raise ValueError(f"steps must be positive; got {steps}")
+        steps = self.resolve_steps(steps)
         mode = self.divergence if divergence is None else divergence
         exact = mode == "exact" or (mode == "auto" and m.ambient_dim <= 16)
         xs = x.unsqueeze(1)  # [M, 1, D]
@@ -183,13 +175,5 @@ class RiemannianDiffusion(Method):
                 div = tangent_divergence(v, xg, m, exact, generator)
             return v.detach(), div[:, 0].detach().to(torch.float64)
 
-        delta = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-        v0, d0 = field(xs, ts[0])
-        for k in tqdm(range(steps), disable=not progress, desc="likelihood", leave=False):
-            dt = float(ts[k + 1] - ts[k])
-            pred = m.exp(xs, v0 * dt)
-            v1, d1 = field(pred, ts[k + 1])
-            xs = m.exp(xs, 0.5 * (v0 + m.proj(xs, v1)) * dt)
-            delta = delta + 0.5 * (d0 + d1) * dt
-            v0, d0 = field(xs, ts[k + 1]) if k + 1 < steps else (v1, d1)
+        _, delta = manifold_ode_likelihood(field, xs, ts, m.exp, m.proj, progress=progress)
         return (delta - m.log_volume()).to(x.dtype)

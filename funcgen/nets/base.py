@@ -37,6 +37,9 @@ class Backbone(Configurable, nn.Module, metaclass=abc.ABCMeta):
     dim: int
     in_channels: int
     out_channels: int
+    #: True when ``forward`` takes ``context=(coords [B, M, d], values [B, M, c_in])``: a separate point
+    #: set the prediction is conditioned on (the queries are their own context without it)
+    accepts_context: bool = False
 
     def __init__(self, dim: int, in_channels: int, out_channels: int) -> None:
         super().__init__()

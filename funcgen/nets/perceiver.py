@@ -112,6 +112,8 @@ class PerceiverNet(Backbone):
             losses, and training collapses to it).
     """
 
+    accepts_context = True
+
     def __init__(self, dim: int, in_channels: int, out_channels: int, width: int = 128, num_latents: int = 64,
                  depth: int = 4, heads: int = 4, num_bands: int = 6, mlp_ratio: int = 2,
                  query_chunk: int = 65536, query_values: bool = True) -> None:

@@ -27,7 +27,7 @@ passed to :meth:`observe`, which must lie on the training grid; they are then fr
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor

@@ -1,5 +1,17 @@
-"""Samplers: plain functions of a denoiser or a velocity field, a schedule and a starting state."""
+"""Samplers: plain functions of a model callable, a grid, a starting state, a noise sampler and a
+per-step callback (:mod:`funcgen.samplers.base`); they know nothing about training or about methods.
 
-from .steppers import euler_maruyama, exp_euler_maruyama, sigma_ode
+- :mod:`.diffusion`: DDIM / ancestral and DPM-Solver++(2M) for variance-preserving diffusions;
+- :mod:`.sigma`: Euler / Heun on the denoiser ODE in the noise level (EDM, PFGM++);
+- :mod:`.manifold`: exponential-map Euler(-Maruyama) and the probability-flow ODE likelihood on manifolds;
+- :mod:`.sde`: Euler-Maruyama in Euclidean space.
+"""
 
-__all__ = ["euler_maruyama", "exp_euler_maruyama", "sigma_ode"]
+from .base import Callback, ModelFn, NoiseFn, apply_callback
+from .diffusion import ddim, dpm_solver_2m, time_grid
+from .manifold import exp_euler_maruyama, manifold_ode_likelihood
+from .sde import euler_maruyama
+from .sigma import sigma_ode, sigma_ode_nfe
+
+__all__ = ["Callback", "ModelFn", "NoiseFn", "apply_callback", "ddim", "dpm_solver_2m", "time_grid",
+           "exp_euler_maruyama", "manifold_ode_likelihood", "euler_maruyama", "sigma_ode", "sigma_ode_nfe"]

@@ -1,0 +1,110 @@
+"""Samplers of variance-preserving diffusions in function space, from a denoiser ``x0_hat = D(x, t)``.
+
+The forward marginal is ``x_t = alpha(t) x_0 + sigma(t) xi`` with ``xi`` the method's function-space noise
+(:mod:`funcgen.processes.schedules`). With ``eps_hat = (x_t - alpha_t x0_hat) / sigma_t``, one step from
+``t`` to ``s < t`` (DDIM, Song et al. 2021, eq. 12) is
+
+    x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c xi',
+    c = eta sqrt(sigma_s^2 / sigma_t^2 (1 - alpha_t^2 / alpha_s^2)),
+
+``eta = 0`` the first-order exponential integrator of the probability-flow ODE, ``eta = 1`` ancestral
+(reverse-SDE) sampling, ``xi'`` a fresh draw of the same noise (the same ``C^(1/2)`` colouring as the
+forward process). DPM-Solver++(2M) (Lu et al. 2022, eq. 9 / Alg. 2) is the second-order multistep
+exponential integrator of the same ODE: in ``lambda = log(alpha / sigma)``,
+
+    x_s = (sigma_s / sigma_t) x_t - alpha_s (exp(-h) - 1) D,        h = lambda_s - lambda_t,
+    D = (1 + 1 / (2 r)) x0_hat - 1 / (2 r) x0_hat_prev,              r = h_prev / h,
+
+with ``D = x0_hat`` (the DDIM step) where no finite previous step exists. A step to ``s = 0`` returns
+``x0_hat``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..processes.schedules import VPSchedule
+from .base import Callback, ModelFn, NoiseFn, apply_callback, steps_of
+
+__all__ = ["ddim", "dpm_solver_2m", "time_grid"]
+
+
+def time_grid(steps: int, t_start: float = 1.0) -> Tensor:
+    """``steps + 1`` evenly spaced times from ``t_start`` down to 0, float64 ``[steps + 1]``."""
+    if steps < 1 or not 0.0 < t_start <= 1.0:
+        raise ValueError(f"need steps >= 1 and 0 < t_start <= 1; got steps={steps}, t_start={t_start}")
+    return torch.linspace(t_start, 0.0, steps + 1, dtype=torch.float64)
+
+
+def _check_grid(ts: Tensor) -> list[float]:
+    levels = [float(t) for t in ts]
+    if len(levels) < 2 or any(b >= a for a, b in zip(levels[:-1], levels[1:])) or levels[-1] < 0:
+        raise ValueError(f"the time grid must decrease over >= 2 non-negative times; got {levels}")
+    return levels
+
+
+def ddim(denoise: ModelFn, schedule: VPSchedule, x: Tensor, ts: Tensor, *, eta: float = 0.0,
+         noise: NoiseFn | None = None, callback: Callback | None = None, progress: bool = False) -> Tensor:
+    """DDIM / ancestral sampling from the state ``x`` ``[B, N, c]`` at ``ts[0]`` down the grid ``ts`` ``[K + 1]``.
+
+    Args:
+        denoise: ``D(x, t) -> x0_hat`` ``[B, N, c]``.
+        schedule: the variance-preserving schedule (``alpha(t)``, ``sigma(t)``).
+        x: the state at ``ts[0]`` (a draw of the noise at ``t = 1``, or a noised observation part-way).
+        ts: decreasing times; a final 0 returns the last ``x0_hat``.
+        eta: 0 (probability-flow ODE) to 1 (ancestral); ``noise`` is required when ``eta > 0``.
+        noise: draws a fresh function-space noise sample shaped like ``x``.
+        callback: ``callback(i, t, x, x0_hat)`` after each step (:mod:`funcgen.samplers.base`).
+    """
+    if not 0.0 <= eta <= 1.0 or (eta > 0 and noise is None):
+        raise ValueError(f"need 0 <= eta <= 1, and a noise sampler when eta > 0; got eta={eta}")
+    levels = _check_grid(ts)
+    for i in steps_of(len(levels) - 1, progress):
+        t, s = levels[i], levels[i + 1]
+        x0 = denoise(x, t)
+        if s <= 0:
+            x = x0
+        else:
+            a_t, s_t = float(schedule.alpha(ts[i])), float(schedule.sigma(ts[i]))
+            a_s, s_s = float(schedule.alpha(ts[i + 1])), float(schedule.sigma(ts[i + 1]))
+            eps = (x - a_t * x0) / s_t
+            c = eta * ((s_s**2 / s_t**2) * (1.0 - (a_t / a_s) ** 2)) ** 0.5
+            x = a_s * x0 + max(s_s**2 - c**2, 0.0) ** 0.5 * eps
+            if c > 0:
+                x = x + c * noise()
+        x = apply_callback(callback, i, s, x, x0)
+    return x
+
+
+def dpm_solver_2m(denoise: ModelFn, schedule: VPSchedule, x: Tensor, ts: Tensor, *,
+                  callback: Callback | None = None, progress: bool = False) -> Tensor:
+    """DPM-Solver++(2M) on the probability-flow ODE from ``x`` ``[B, N, c]`` at ``ts[0]`` down ``ts`` ``[K + 1]``.
+
+    Same arguments as :func:`ddim` (deterministic: no noise). The multistep memory is reset when the
+    callback replaces the state, so a conditioning step never mixes with a stale extrapolation.
+    """
+    levels = _check_grid(ts)
+    prev: tuple[Tensor, float] | None = None  # (x0_hat, h) of the previous step
+    for i in steps_of(len(levels) - 1, progress):
+        t, s = levels[i], levels[i + 1]
+        x0 = denoise(x, t)
+        if s <= 0:
+            x = apply_callback(callback, i, s, x0, x0)
+            continue
+        a_t, s_t = float(schedule.alpha(ts[i])), float(schedule.sigma(ts[i]))
+        a_s, s_s = float(schedule.alpha(ts[i + 1])), float(schedule.sigma(ts[i + 1]))
+        h = math.log(a_s / s_s) - (math.log(a_t / s_t) if a_t > 0 else -math.inf)
+        d = x0
+        if prev is not None and math.isfinite(prev[1]) and math.isfinite(h):
+            r = prev[1] / h
+            d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * prev[0]
+        prev = (x0, h)
+        eps = (x - a_t * d) / s_t
+        x_new = a_s * d + s_s * eps
+        x = apply_callback(callback, i, s, x_new, x0)
+        if x is not x_new:
+            prev = None
+    return x
