@@ -275,7 +275,7 @@ TASKS: dict[str, Task] = {
                   quick=dict(num=32, steps=4, floor_repeats=2)),
     "grf2d": Task(minutes=30.0, evaluate=partial(_eval_grf, resolutions=(32, 64), num=1000),
                   quick=dict(num=16, steps=4, floor_repeats=2)),
-    "mnist": Task(minutes=30.0, evaluate=_eval_mnist, quick=dict(num=32, steps=4, floor_repeats=1)),
+    "mnist": Task(minutes=60.0, evaluate=_eval_mnist, quick=dict(num=32, steps=4, floor_repeats=1)),
     "robustness": Task(minutes=25.0, evaluate=_eval_robustness, config="grf1d",
                        quick=dict(num=16, quality_num=16, alphas=(0.1,), bits=(6,), steps=(4,))),
     "sphere_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf, quick=dict(num=8, steps=4)),

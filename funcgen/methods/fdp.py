@@ -15,15 +15,10 @@ run on ANY coordinates. A per-mode ``b(w)`` (the reference code's Fourier-diagon
 grid FFT of the state and is not used here.
 
 Loss: mean squared error of the network's target over the points, a Monte Carlo estimate of the
-``L^2(Omega)`` norm of the residual function. Sampler: DDIM with ``eta = 0`` is the first-order
-exponential integrator of the probability-flow ODE; ``eta = 1`` is ancestral (reverse-SDE) sampling.
-``solver="dpm2m"`` is the second-order multistep exponential integrator of the same ODE
-(DPM-Solver++(2M), Lu et al. 2022, eq. 9 / Alg. 2): in ``lambda = log(alpha / sigma)``,
-
-    x_i = (sigma_i / sigma_{i-1}) x_{i-1} - alpha_i (exp(-h_i) - 1) D_i,    h_i = lambda_i - lambda_{i-1},
-    D_i = (1 + 1 / (2 r_i)) x0_{i-1} - 1 / (2 r_i) x0_{i-2},              r_i = h_{i-1} / h_i,
-
-with ``D_i = x0_{i-1}`` (the DDIM step) where no finite previous step exists.
+``L^2(Omega)`` norm of the residual function. Sampling: the shared samplers of
+:mod:`funcgen.samplers.diffusion` on the denoiser ``x0_hat(x_t, t)``: DDIM (``eta = 0``, the first-order
+exponential integrator of the probability-flow ODE; ``eta = 1``, ancestral sampling, whose fresh noise is
+a new draw of the same field) or DPM-Solver++(2M) (``solver="dpm2m"``, second order).
 """
 
 from __future__ import annotations
@@ -56,8 +51,8 @@ class FunctionalDiffusion(Method):
         steps: default number of sampler steps.
         eta: DDIM stochasticity, 0 = probability-flow ODE, 1 = ancestral sampling.
         solver: ``ddim`` (first order, any ``eta``) or ``dpm2m`` (second-order multistep solver of the
-            probability-flow ODE, needs ``eta = 0``; same cost per step, much smaller
-            discretisation error at 25-100 steps).
+            probability-flow ODE, needs ``eta = 0``; same cost per step, second-order discretisation
+            error).
         clip_x0: clamp predicted ``x0`` to ``[-clip_x0, clip_x0]`` while sampling (None: never).
         t_min: smallest training time (avoids the degenerate ``sigma = 0``).
         loss_space: ``x0``: mean squared error between the predicted and the true ``x0`` function,
@@ -66,9 +61,7 @@ class FunctionalDiffusion(Method):
             With ``prediction="v"`` this is the x0 loss weighted by ``1 + SNR(t)``, so small ``t``,
             where the fine and mid-scale detail is resolved, weighs more. It carries an irreducible
             error at small ``t`` (the low-frequency part of ``xi`` is unidentifiable there), which only
-            adds a constant to the loss. On grf1d it is the better choice: covariance error 0.071 and
-            0.087 (two seeds) against 0.089 for ``x0`` (one seed) at the same budget, and a lower
-            spectral error in both seeds (docs/results/extra.md).
+            adds a constant to the loss. The two are compared on grf1d in docs/results/extra.md.
     """
 
     def __init__(self, noise: FunctionNoise, schedule: ScheduleName = "cosine", prediction: Prediction = "v",

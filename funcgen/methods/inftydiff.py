@@ -29,8 +29,8 @@ Large resolutions: the prior and the fresh noise are DCTs on the grid (``O(N log
 :class:`funcgen.nets.SparseNeuralOperator` each network call is exact layer-by-layer passes over the
 points in chunks (local integrals by FFT on grids or by cell-grid neighbours; the coarse grid is
 built in one pass that reads the features at its nodes' nearest points), so the chunk sizes do
-not change the sample and peak memory is a few ``[N, width]`` buffers (one sample at 1024^2 in
-under 2 GB: ``funcgen bench sample-scaling --method inftydiff``).
+not change the sample and peak memory is a few ``[N, width]`` buffers (measured by
+``funcgen bench sample-scaling --method inftydiff``).
 """
 
 from __future__ import annotations

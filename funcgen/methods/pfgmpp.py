@@ -120,7 +120,7 @@ class PFGMPP(Method):
     # ----------------------------------------------------------------- sampling
     def sigmas(self, steps: int | None = None) -> Tensor:
         """The sampler's noise levels ``[steps + 1]`` (float64), from ``sigma_max`` down to 0."""
-        return karras_sigmas(self.steps if steps is None else int(steps), self.sigma_min, self.sigma_max, self.rho)
+        return karras_sigmas(self.resolve_steps(steps), self.sigma_min, self.sigma_max, self.rho)
 
     def prior(self, coords: Tensor, channels: int, generator: torch.Generator | None = None) -> Tensor:
         """A draw of the perturbation at ``sigma_max`` around 0 (the prior), ``[B, N, channels]``."""
@@ -141,7 +141,7 @@ class PFGMPP(Method):
 
     def nfe(self, steps: int | None = None) -> int:
         """Network evaluations of one sampler call."""
-        return sigma_ode_nfe(self.steps if steps is None else int(steps), self.solver)
+        return sigma_ode_nfe(self.resolve_steps(steps), self.solver)
 
     def __repr__(self) -> str:
         d = "inf" if math.isinf(self.D) else f"{self.D:g}"
