@@ -10,14 +10,13 @@ the Euclidean radial law ``theta = sigma' |N(0, I_k)|`` (chi_k; ratio
 the inverted factor of the reference code; ``sigma'`` slightly below sigma matches the curvature), or the uniform law (ratio ``|M| p(theta) <= |M| p(0)``).
 The chi bound is the maximum of the ratio on a ``RADIAL_BOUND_NODES`` = 32-point grid times 1.05; a
 proposal whose ratio exceeds the bound raises instead of silently biasing. The ratio is smooth on the scale
-of the grid: over 1500 sigmas from 1e-3 to 4 where chi is chosen, the 32-point maximum falls short of an
-8192-point one by at most 1.4e-4 nats on S^2 (0 on S^5 and SO(3)), 350x inside the 1.05 margin; the
-256-point grid it replaces made the bound 0.12 s of a 0.27 s training draw of 512 points on S^2. Directions are uniform (isotropy).
-On ``S^n`` with ``n > 10`` (where the chi proposal degrades and the grid bound met the kernel's far
+of the grid, so the grid maximum falls short of the true one by far less than the 1.05 margin
+(``tests/test_heat_kernel.py``: by less than ``log(1.05) / 10`` against a 4096-point grid on S^2, S^5 and SO(3)).
+Directions are uniform (isotropy).
+On ``S^n`` with ``n > 10`` (where the chi proposal degrades and a grid bound meets the kernel's far
 tail) the radial law ``sin^(n-1) p`` is sampled instead by rejection from tangent-line envelopes of its
 log-concave density at 32 nodes over its bulk (:mod:`funcgen.geometry.envelope`), inflated by 0.1
-nats; acceptance measured 0.88..0.91 on S^11..S^255 for sigma from 0.01 to 3 (it was a raised error
-at sigma = 0.2 on S^127 and 276 s for 2000 draws at sigma = 0.1 on S^255; now 0.1..2 s).
+nats. Acceptance rates and timings: docs/results/extra.md, "Numerical accuracy of the geometry code".
 """
 
 from __future__ import annotations
@@ -85,16 +84,16 @@ def sample_radius(manifold: Manifold, sigma: Tensor, generator: torch.Generator 
 
 
 ENVELOPE_NODES = 32
-ENVELOPE_MARGIN = 0.1  # nats added to the envelope: covers the <= 0.07 jump where the S^n kernel switches from
-# the series to Varadhan beyond ~4 standard deviations of the radial law (S^127, sigma = 0.1; see the heat_kernel docstring)
+ENVELOPE_MARGIN = 0.1  # nats added to the envelope: covers the jump where the S^n kernel switches from the
+# series to Varadhan beyond ~4 standard deviations of the radial law (see the heat_kernel docstring)
 
 
 def _sample_radius_envelope(manifold: Sphere, s: Tensor, generator: torch.Generator | None) -> Tensor:
     """Radial draws on a high-dimensional sphere: the radial density ``f = sin^(n-1)(theta) p_sigma(theta)`` is
     log-concave, so tangents of ``log f`` at nodes spread over ``arccos(e^(-n sigma^2/2)) +- 8 w``,
     ``w = sqrt((1 - e^(-n sigma^2)) / n)`` (its bulk), give an exact rejection sampler whose acceptance
-    stays high at every sigma (:class:`funcgen.geometry.envelope.TangentEnvelope`; measured >= 0.88 on
-    S^127 and S^255). Returns NaN where the density is not log-concave on the nodes."""
+    stays high at every sigma (:class:`funcgen.geometry.envelope.TangentEnvelope`). Returns NaN where the
+    density is not log-concave on the nodes."""
     from .envelope import TangentEnvelope
 
     n = manifold.n
@@ -124,7 +123,7 @@ def _sample_radius_envelope(manifold: Sphere, s: Tensor, generator: torch.Genera
 
 
 MAX_PROPOSALS_PER_ROUND = 64  # cap of the per-element proposals of one rejection round (2, 4, 8, ... per round)
-RADIAL_BOUND_NODES = 32  # grid of the chi bound (module docstring: measured deficit <= 1.4e-4 nats vs log 1.05)
+RADIAL_BOUND_NODES = 32  # grid of the chi bound (module docstring; its deficit is checked against log 1.05)
 
 
 def _sample_radius_bounded(manifold: Manifold, sigma: Tensor, generator: torch.Generator | None = None,

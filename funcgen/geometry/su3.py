@@ -32,15 +32,14 @@ general the irrep ``(p, q)`` has eigenvalue ``lam = 2 (p^2 + q^2 + p q + 3 p + 3
   ``p = (2 pi sigma^2)^-4 e^(sigma^2) sum_k prod_(i<j) phi_ij / (2 sin(theta_ij / 2)) exp(-|phi|^2 / (2 sigma^2))``,
   ``phi = theta + 2 pi k``, ``k`` in Z^3 with ``sum k = 0``, ``phi_ij = phi_i - phi_j``.
 
-Switch: characters for ``sigma >= SWITCH_SIGMA`` (1.0), images below, chosen by measurement (float64,
-max over 20000 Haar points of ``|log p_images - log p_characters|``): 8.5 at sigma = 0.3, 9e-6 at 0.6
-(the character series cancels: it sums terms up to ``d^2`` for a kernel as small as
-``e^(-|theta|^2 / (2 sigma^2))``), 9e-12 at 0.8, 3e-14 at 1.0 and <= 3e-14 from 1.2 to 2.5 (the image
-sum stays exact at large sigma here, but it divides by the Weyl denominator near the walls, the
-characters never do). ``|SU(3)| E_Haar p`` = 1.00001 +- 0.00014 (sigma = 2) and 1.0000006 +- 7e-6 (2.5)
-for the image sum over Haar samples, which confirms the volume; by the Weyl integration formula (2-d
-quadrature on the torus, grid points on the walls and the cut locus included) the switched kernel
-integrates to 1 within 2e-13 for sigma from 1e-3 to 4 and is finite everywhere.
+Switch: characters for ``sigma >= SWITCH_SIGMA`` (1.0), images below. At small sigma the character
+series cancels (it sums terms up to ``d^2`` for a kernel as small as ``e^(-|theta|^2 / (2 sigma^2))``);
+the image sum stays exact at large sigma too, but it divides by the Weyl denominator near the walls,
+the characters never do. ``tests/test_su3.py`` checks that the two agree to ``1e-9`` for sigma >= 0.8, that
+``|SU(3)| E_Haar p = 1`` over Haar samples (which also checks the volume), and that the switched kernel
+integrates to 1 within ``1e-9`` by the Weyl integration formula (2-d quadrature on the torus, grid points
+on the walls and the cut locus included) for sigma from 1e-3 to 4, finite everywhere. The measured
+differences that set the switch: docs/results/extra.md, "Numerical accuracy of the geometry code".
 
 Exact sampling by rejection (the acceptance bound is analytic, not a grid maximum):
 

@@ -27,8 +27,8 @@ The backbone is any funcgen network called as ``net(coords, values, t)`` with th
 It needs ``in_channels == out_channels``, and it needs a bottleneck: a backbone whose output at a point
 sees the input value there directly (``PerceiverNet``'s default per-point read-out) learns the identity,
 which fixes the data and is idempotent, so L_rec and L_idem vanish and the clamped tightness term
-(scale ``s = L_rec -> 0``) cannot push back; measured on MNIST (1772 steps) and grf1d (1500 steps):
-``f(z)`` scored like the source noise. The configs use ``PerceiverNet(query_values=False)``
+(scale ``s = L_rec -> 0``) cannot push back (docs/results/extra.md, "IGN with a bottlenecked
+backbone"). The configs use ``PerceiverNet(query_values=False)``
 (coordinate-only read-out: values pass only through the latents), the role of the paper's
 encoder-decoder.
 

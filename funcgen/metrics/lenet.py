@@ -3,9 +3,8 @@
 The classifier is trained by the project itself (no downloaded weights) on the benchmark's MNIST
 training images 0..7999 (``funcgen.data.mnist``), deterministically from a seed, and cached as a
 safetensors file (no pickles) under the user cache folder: ``$FUNCGEN_CACHE`` or
-``~/.cache/funcgen``. When the file is absent (or was trained with other settings) it is retrained:
-about a minute on one CPU thread. Its test accuracy on images 8000..9999 is stored in the file's
-metadata (``net.info["test_accuracy"]``).
+``~/.cache/funcgen``. When the file is absent (or was trained with other settings) it is retrained.
+Its test accuracy on images 8000..9999 is stored in the file's metadata (``net.info["test_accuracy"]``).
 
 Images are taken in the DATA range ``[0, 1]`` (pixel intensity / 255, what
 ``FunctionGenerator.sample(..., denormalize=True)`` returns for MNIST), as ``[n, H, W]`` or
@@ -232,10 +231,8 @@ def lenet_confident_fraction(images: Tensor, net: LeNet, threshold: float = 0.99
     """Fraction of ``images`` ``[n, H, W]`` in ``[0, 1]`` (downsampled to 28x28) to which ``net`` gives one
     class a softmax probability of at least ``threshold``: a proxy for "recognisable digits", to be read
     next to the same fraction on real test images (FD_LeNet measures the distribution, not the digits).
-
-    With the cached classifier and the default 0.99: real test images 0.83, uniform noise and
-    pixel-shuffled digits 0.0, digits blurred by a 5x5 box filter 0.22 (at 0.9 uniform noise already
-    scores 0.37, hence the strict default)."""
+    The strict default 0.99 keeps noise images near 0 (the scores of real, noise and blurred images are in
+    docs/results/extra.md, "Numerical checks of the metrics")."""
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
     top = _logits(net, images, batch_size).softmax(1).amax(1)
