@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from .config import build
 from .io import CONFIG_KEY, FORMAT_VERSION, VERSION, atomic_write, read_safetensors
 from .methods.base import Method
-from .methods.capabilities import SupportsLikelihood
+from .methods.capabilities import SupportsLikelihood, SupportsProjection
 from .pointset import PointSet, query_coords
 
 __all__ = ["FunctionGenerator", "load", "CONFIG_KEY"]
@@ -48,6 +48,11 @@ class FunctionGenerator:
     @property
     def channels(self) -> int:
         return int(self.data["channels"])
+
+    def normalize(self, values: Tensor) -> Tensor:
+        """Data units -> model-space values (``(values - shift) / scale``), the inverse of :meth:`denormalize`."""
+        norm = self.data.get("normalization", {})
+        return (values - float(norm.get("shift", 0.0))) / float(norm.get("scale", 1.0))
 
     def denormalize(self, values: Tensor) -> Tensor:
         """Model-space values -> data units (``values * scale + shift``)."""
@@ -169,6 +174,22 @@ class FunctionGenerator:
         device = next(self.net.parameters()).device
         gen = torch.Generator(device=device).manual_seed(int(seed) if seed is not None else int(torch.seed()))
         return self.method.log_likelihood(self.net, points.to(device), steps=steps, generator=gen, progress=progress)
+
+    @torch.no_grad()
+    def project(self, ps: PointSet, k: int = 1) -> PointSet:
+        """Map given functions (noisy, masked, corrupted; in data units) towards the data with a method that
+        offers a projection (:class:`funcgen.methods.SupportsProjection`, e.g. IGN's ``f`` applied ``k`` times).
+
+        Raises:
+            TypeError: the method offers no projection.
+        """
+        if not isinstance(self.method, SupportsProjection):
+            raise TypeError(f"{type(self.method).__name__} offers no projection (methods that do implement "
+                            "funcgen.methods.SupportsProjection)")
+        param = next(self.net.parameters())
+        coords = ps.coords.to(device=param.device, dtype=param.dtype)
+        values = self.normalize(ps.values.to(device=param.device, dtype=param.dtype))
+        return PointSet(coords, self.denormalize(self.method.project(self.net, coords, values, k=k)))
 
     def with_method_args(self, **overrides: Any) -> "FunctionGenerator":
         """A generator with the same weights whose method is rebuilt with some constructor arguments
