@@ -63,7 +63,8 @@ class FunctionGenerator:
         """Grid coordinates ``[num, N, d]``; ``resolution=None`` means the training grid."""
         if self.data.get("kind") == "mesh":
             raise ValueError("this model lives on a mesh: pass coords=... (eigen-coordinates [B, N, "
-                             f"{self.dim}], e.g. datamodule.validation_coords(factor, num)) instead of a grid resolution")
+                             f"{self.dim}], e.g. datamodule.validation_coords(factor, num)) instead of a grid "
+                             "resolution")
         res = tuple(self.data["train_shape"]) if resolution is None else resolution
         res = int(res) if isinstance(res, numbers.Integral) else tuple(int(r) for r in res)
         return query_coords(res, self.dim, num, device=next(self.net.parameters()).device)
@@ -217,8 +218,9 @@ class FunctionGenerator:
         """Rebuild from a config dict and a backbone state dict (``source`` names the file in errors)."""
         fmt = config.get("format") if isinstance(config, dict) else None
         if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
-            raise ValueError(f"{source}: funcgen file format {fmt!r} (library {config.get('version') if isinstance(config, dict) else '?'}) "
-                             f"is not readable by funcgen {VERSION} (format {FORMAT_VERSION}); upgrade funcgen")
+            written_by = config.get("version") if isinstance(config, dict) else "?"
+            raise ValueError(f"{source}: funcgen file format {fmt!r} (library {written_by}) is not readable by "
+                             f"funcgen {VERSION} (format {FORMAT_VERSION}); upgrade funcgen")
         try:
             method = build(config["method"], Method)
             net = build(config["net"], nn.Module)

@@ -24,7 +24,8 @@ V = 0.25  # data variance
 
 def vp_denoiser(schedule):
     def denoise(x, t):
-        a, s = float(schedule.alpha(torch.tensor(t, dtype=torch.float64))), float(schedule.sigma(torch.tensor(t, dtype=torch.float64)))
+        tt = torch.tensor(t, dtype=torch.float64)
+        a, s = float(schedule.alpha(tt)), float(schedule.sigma(tt))
         return a * V / (a * a * V + s * s) * x
     return denoise
 
