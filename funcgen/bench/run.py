@@ -225,7 +225,8 @@ def _eval_earth(gen, datamodule, seed: int, steps: int = 100) -> tuple[dict[str,
     t0 = time.time()
     ll = gen.log_likelihood(pts, steps=steps, seed=seed, progress=True)
     name = datamodule.dataset
-    metrics = {f"nll@dataset={name}": float(-ll.mean()), f"nll_std_err@dataset={name}": float(ll.std() / len(ll) ** 0.5)}
+    metrics = {f"nll@dataset={name}": float(-ll.mean()),
+               f"nll_std_err@dataset={name}": float(ll.std() / len(ll) ** 0.5)}
     reference = {f"uniform_nll@dataset={name}": float(datamodule.manifold.log_volume()),
                  f"rfm_published_nll@dataset={name}": published.get(name, float("nan"))}
     return metrics, reference, time.time() - t0
@@ -352,7 +353,8 @@ def _names(files: Sequence[Path]) -> str | list[str]:
     return names[0] if len(names) == 1 else names
 
 
-def run_bench(task: str, method: str, config: str | Path | Sequence[str | Path] | None = None, seed: int = 0, out: str | None = None,
+def run_bench(task: str, method: str, config: str | Path | Sequence[str | Path] | None = None, seed: int = 0,
+              out: str | None = None,
               ckpt: str | None = None, minutes: float | None = None, max_steps: int | None = None,
               save: str | None = None, eval_options: dict[str, Any] | None = None,
               quick: bool = False, method_args: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -410,7 +412,8 @@ def run_bench(task: str, method: str, config: str | Path | Sequence[str | Path] 
         "eval_options": eval_options, **({"method_args": dict(method_args)} if method_args else {}),
         "train_seconds": round(train_seconds, 1), "sample_seconds": round(sample_seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "torch": torch.__version__, "commit": commit, "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
+        "torch": torch.__version__, "commit": commit,
+        "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
     }
     if quick:
         record["quick"] = True

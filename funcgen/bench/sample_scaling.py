@@ -10,7 +10,8 @@ sampler steps, so every peak is that resolution's own. What is measured, honestl
 * ``peak_rss_mb@N``: the child's peak resident memory, ``VmHWM`` of ``/proc/self/status`` (Linux;
   elsewhere ``ru_maxrss``, which on Linux would also count the forking parent's RSS): the whole
   process, Python, the torch libraries (~0.5 GB on CPU) and the model included, which is why
-  ``rss_before_sample_mb@N``, the peak before sampling, is reported next to it. On CUDA also ``peak_cuda_mb@N`` (``torch.cuda.max_memory_allocated``).
+  ``rss_before_sample_mb@N``, the peak before sampling, is reported next to it. On CUDA also ``peak_cuda_mb@N``
+  (``torch.cuda.max_memory_allocated``).
 * ``time_exponent``: ``log(t_max / t_prev) / log(N_max / N_prev)`` of the two largest sizes (1 = linear).
 
 The model may be untrained (the task measures cost, not quality): see :data:`funcgen.bench.run.TASKS`.
@@ -45,7 +46,8 @@ def peak_mb():  # this process's own high-water mark; ru_maxrss would include th
     except (OSError, StopIteration):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-path, n, steps, seed, threads, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+path, device = sys.argv[1], sys.argv[6]
+n, steps, seed, threads = (int(a) for a in sys.argv[2:6])
 torch.set_num_threads(threads)
 from funcgen.generator import load
 gen = load(path)

@@ -9,5 +9,6 @@ from .mdf import ManifoldDiffusionField
 from .pfgmpp import PFGMPP
 from .riemannian import RiemannianDiffusion
 
-__all__ = ["Method", "masked_mean", "SupportsLikelihood", "SupportsProjection", "SupportsRefinement", "FunctionalDiffusion", "IdempotentGenerative", "InftyDiff",
-           "ManifoldDiffusionField", "PFGMPP", "RiemannianDiffusion"]
+__all__ = ["Method", "masked_mean", "SupportsLikelihood", "SupportsProjection", "SupportsRefinement",
+           "FunctionalDiffusion", "IdempotentGenerative", "InftyDiff", "ManifoldDiffusionField", "PFGMPP",
+           "RiemannianDiffusion"]

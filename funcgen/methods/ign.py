@@ -117,7 +117,8 @@ class IdempotentGenerative(Method):
             raise ValueError(f"need steps > 0, tight_warmup_steps >= 0, min_scale > 0; got {steps}, "
                              f"{tight_warmup_steps}, {min_scale}")
         self.noise, self.distance = noise, distance
-        self.rec_weight, self.idem_weight, self.tight_weight = float(rec_weight), float(idem_weight), float(tight_weight)
+        self.rec_weight, self.idem_weight = float(rec_weight), float(idem_weight)
+        self.tight_weight = float(tight_weight)
         self.tight_clamp = None if tight_clamp is None else float(tight_clamp)
         self.tight_warmup_steps, self.steps = int(tight_warmup_steps), int(steps)
         self.t_value, self.min_scale = float(t_value), float(min_scale)
