@@ -4,7 +4,7 @@ import csv
 
 import lightning as L
 import pytest
-from test_module_cli import tiny_module
+from tests.apps.test_module_cli import tiny_module
 
 from funcgen.data import GRFDataModule, ProceduralImageDataModule
 from funcgen.train.tracking import default_logger

@@ -26,7 +26,7 @@ from funcgen.processes.noise import (
 )
 from funcgen.train.module import GenerativeModule
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class LinearNet(Backbone):

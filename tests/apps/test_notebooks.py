@@ -9,7 +9,7 @@ import pytest
 
 from funcgen.apps.notebook import SMOKE_ENV, NotebookError, code_cells, run_notebook
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 

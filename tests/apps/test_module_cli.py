@@ -16,7 +16,7 @@ from funcgen.processes.noise import SpectralNoise
 from funcgen.train.fit import prepare
 from funcgen.train.module import GenerativeModule
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "configs" / "base" / "trainer.yaml"
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if p != BASE)
 

@@ -17,7 +17,7 @@ from funcgen.methods import FunctionalDiffusion
 from funcgen.nets import PerceiverNet
 from funcgen.processes.noise import SpectralNoise
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 import make_benchmarks_md  # noqa: E402
 from make_figures import load_records, make_figures, parse_key, series  # noqa: E402
