@@ -76,7 +76,8 @@ class Configurable:
 
 
 def known_classes(package: str, base: type | None = None) -> list[str]:
-    """Public concrete classes exported by a funcgen package (``funcgen.methods``, ...), optionally subclasses of ``base``."""
+    """Public concrete classes exported by a funcgen package (``funcgen.methods``, ...), optionally subclasses of
+    ``base``."""
     try:
         module = importlib.import_module(package)
     except ImportError:

@@ -68,7 +68,8 @@ class PointSet:
             raise ValueError(f"PointSet.coords on {c.device} but values on {v.device}")
         if m is not None:
             if m.shape != c.shape[:2] or m.dtype != torch.bool:
-                raise ValueError(f"PointSet.mask must be bool of shape {tuple(c.shape[:2])}; got {m.dtype} {tuple(m.shape)}")
+                raise ValueError(
+                    f"PointSet.mask must be bool of shape {tuple(c.shape[:2])}; got {m.dtype} {tuple(m.shape)}")
         _check_finite("coords", c)
         _check_finite("values", v)
 
@@ -176,7 +177,8 @@ def shared_grid_shape(coords: Tensor) -> tuple[int, ...] | None:
 def grid_to_pointset(x: Tensor) -> PointSet:
     """Turn a batch of gridded signals ``[B, c, *spatial]`` (e.g. images ``[B, c, H, W]``) into a PointSet."""
     if x.ndim < 3:
-        raise ValueError(f"grid_to_pointset expects [B, c, *spatial] with at least one spatial axis; got {tuple(x.shape)}")
+        raise ValueError(
+            f"grid_to_pointset expects [B, c, *spatial] with at least one spatial axis; got {tuple(x.shape)}")
     b, c, spatial = x.shape[0], x.shape[1], x.shape[2:]
     coords = grid_coords(spatial, device=x.device, dtype=x.dtype if x.is_floating_point() else torch.float32)
     values = x.reshape(b, c, -1).transpose(1, 2)

@@ -18,8 +18,9 @@ input's dtype, so float32 callers never see NaN in the tails):
   Minakshisundaram-Pleijel transport equation; constant ``n(n-1)/6 = R/6`` at ``theta = 0``,
   exact for ``n = 3``), plus the second-order diagonal term ``(a_2 - a_1^2/2) t^2 =
   -n(n-1)(n-3)/180 (sigma^2/2)^2`` (it cut the S^2 error at sigma = 0.05 from 1.7e-8 to 4e-11 and
-  S^127's from 0.29 to 0.05 at sigma = 0.1). For ``n > 10`` the series is tried down to sigma = 0.03. ``b`` is frozen beyond ``theta = pi - 0.1`` (it diverges at the cut locus,
-  where the series takes over whenever it is accurate).
+  S^127's from 0.29 to 0.05 at sigma = 0.1). For ``n > 10`` the series is tried down to sigma = 0.03. ``b`` is
+  frozen beyond ``theta = pi - 0.1`` (it diverges at the cut locus, where the series takes over whenever it is
+  accurate).
 * ``S^3``: exact sum over images ``(2 pi sigma^2)^(-3/2) e^(sigma^2/2) sum_k theta_k / sin theta
   exp(-theta_k^2/(2 sigma^2))``, ``theta_k = theta + 2 pi k``, for ``sigma < 1.5``; series above.
 * SO(3) (metric ``1/2 tr``, distance = rotation angle): exact sum over images
@@ -30,26 +31,24 @@ input's dtype, so float32 callers never see NaN in the tails):
 * SU(3): class functions of the eigen-angles, see :mod:`funcgen.geometry.su3` (images / characters,
   closed-form score, rejection sampling with an analytic bound); the three entry points below dispatch there.
 
-Measured error against the 60-digit reference ``data/heat_kernel/reference.csv`` (sigma 0.02 to 4,
-theta from sigma/4 to 3; ``tests/test_heat_kernel.py`` re-measures it on every run), max
-``|log p - ref|`` / max relative error of ``d log p / d theta``:
-S^2 3.6e-3 / 2.1e-3, both at the far-tail point sigma = 0.3, theta = 3 (p ~ e^-48, Varadhan,
-because the series cancels there: float64 series error 2e-3 at theta = 2.5, NaN at 3); for
-theta <= 5 sigma 8e-11 / 1.7e-11 (the series points are <= 1e-13). S^3 1.8e-15 / 1.6e-14, SO(3) 7.1e-15 / 6.4e-10. Choosing the series wherever its
-cancellation estimate allows, rather than by a fixed sigma, is what keeps sigma = 0.6, theta = 3
-at 4e-12 (Varadhan alone: 4e-2, 1e-1 without the heat-invariant term); below sigma = 0.1 Varadhan
-(<= 3e-8 against the series on S^2..S^5 in the bulk) is as good as the 100+ series terms would be,
-and cheaper. High dimension (measured against the series where it does not cancel): Varadhan's
-error on S^10 is 2.5e-6 at sigma = 0.1, on S^127 7.6e-4 at sigma = 0.05 and 5e-2 at 0.1 (where the
-series takes over in the bulk), so on S^127 the kernel's bulk is accurate to ~1e-3 at every sigma (normalisation error <= 3e-4
-measured for sigma in 0.01..0.5). High dimension (n > 10): the series is accepted up to a cancellation
-ratio of 1e10 (measured against 80-digit mpmath sums on S^127 and S^255, sigma 0.05..0.3, theta over
-the radial law down to e^-40 of its peak: error <= 2e-6 wherever the series is taken; with the
-ratio 1e6 Varadhan took over at +1.6 standard deviations on S^255 at sigma = 0.05, error 1e-2, and
-the normalisation was off by 6e-3, now 5e-4). Remaining limitation: beyond ~4 standard deviations
-of the radial law (mass < e^-10) Varadhan is still used where the series cancels (error 0.07 on
-S^127 at sigma = 0.1, theta = 1.33; up to 1 nat at e^-30); at n >= 511 and sigma ~ 0.05 this
-reaches the bulk and the sampler below refuses (it raises) rather than return biased samples.
+Measured error against the 60-digit reference ``data/heat_kernel/reference.csv`` (sigma 0.02 to 4, theta from
+sigma/4 to 3; ``tests/geometry/test_heat_kernel.py`` re-measures it on every run), max ``|log p - ref|`` / max
+relative error of ``d log p / d theta``: S^2 3.6e-3 / 2.1e-3, both at the far-tail point sigma = 0.3, theta = 3 (p
+~ e^-48, Varadhan, because the series cancels there: float64 series error 2e-3 at theta = 2.5, NaN at 3); for
+theta <= 5 sigma 8e-11 / 1.7e-11 (the series points are <= 1e-13). S^3 1.8e-15 / 1.6e-14, SO(3) 7.1e-15 / 6.4e-10.
+Choosing the series wherever its cancellation estimate allows, rather than by a fixed sigma, is what keeps sigma =
+0.6, theta = 3 at 4e-12 (Varadhan alone: 4e-2, 1e-1 without the heat-invariant term); below sigma = 0.1 Varadhan
+(<= 3e-8 against the series on S^2..S^5 in the bulk) is as good as the 100+ series terms would be, and cheaper.
+High dimension (measured against the series where it does not cancel): Varadhan's error on S^10 is 2.5e-6 at sigma
+= 0.1, on S^127 7.6e-4 at sigma = 0.05 and 5e-2 at 0.1 (where the series takes over in the bulk), so on S^127 the
+kernel's bulk is accurate to ~1e-3 at every sigma (normalisation error <= 3e-4 measured for sigma in 0.01..0.5).
+High dimension (n > 10): the series is accepted up to a cancellation ratio of 1e10 (measured against 80-digit
+mpmath sums on S^127 and S^255, sigma 0.05..0.3, theta over the radial law down to e^-40 of its peak: error <=
+2e-6 wherever the series is taken; with the ratio 1e6 Varadhan took over at +1.6 standard deviations on S^255 at
+sigma = 0.05, error 1e-2, and the normalisation was off by 6e-3, now 5e-4). Remaining limitation: beyond ~4
+standard deviations of the radial law (mass < e^-10) Varadhan is still used where the series cancels (error 0.07
+on S^127 at sigma = 0.1, theta = 1.33; up to 1 nat at e^-30); at n >= 511 and sigma ~ 0.05 this reaches the bulk
+and the sampler below refuses (it raises) rather than return biased samples.
 
 Scores: ``d log p / d theta`` by autograd of these float64 expressions, and the Riemannian score
 ``grad_x log p(x | x0) = -(d log p/d theta) / theta * log_x(x0)`` (unit tangent pointing away from ``x0``).
@@ -141,8 +140,8 @@ def _sphere_series(th: Tensor, s: Tensor, n: int) -> tuple[Tensor, Tensor]:
     wmax = logw.amax(-1)
     w = torch.exp(logw - wmax[..., None])
     polys = [torch.ones_like(t), t]  # C_l / C_l(1) by the three-term recurrence
-    for l in range(2, L):
-        a, b = 2 * (l + lam - 1) / (l + 2 * lam - 1), (l - 1) / (l + 2 * lam - 1)
+    for deg in range(2, L):
+        a, b = 2 * (deg + lam - 1) / (deg + 2 * lam - 1), (deg - 1) / (deg + 2 * lam - 1)
         polys.append(torch.addcmul(polys[-2] * -b, t, polys[-1], value=a))
     pl = torch.stack(polys[:L], -1)
     total = (w * pl).sum(-1)
@@ -199,7 +198,8 @@ def _image_log_sum(th: Tensor, s: Tensor, alternate: bool) -> Tensor:
 
 
 def sphere_log_heat_kernel(theta: Tensor, sigma: Tensor | float, n: int) -> Tensor:
-    """log p_sigma on ``S^n`` at geodesic distance ``theta`` ``[...]`` (broadcast with ``sigma``) -> ``[...]`` float64."""
+    """log p_sigma on ``S^n`` at geodesic distance ``theta`` ``[...]`` (broadcast with ``sigma``) -> ``[...]``
+    float64."""
     th, s = _prep(theta, sigma)
     th = th.clamp(0.0, math.pi - 1e-9)
     if n == 1:
@@ -240,16 +240,17 @@ def so3_log_heat_kernel(theta: Tensor, sigma: Tensor | float) -> Tensor:
     tiny = half < 1e-6
     hs = torch.where(tiny, torch.ones_like(half), half)
     total = torch.zeros_like(tb)
-    for l in range(L):
-        chi = torch.where(tiny, torch.full_like(tb, 2 * l + 1.0), torch.sin((2 * l + 1) * tb / 2) / hs)
-        total = total + (2 * l + 1) * torch.exp(-l * (l + 1) * sb**2 / 2) * chi
+    for deg in range(L):
+        chi = torch.where(tiny, torch.full_like(tb, 2 * deg + 1.0), torch.sin((2 * deg + 1) * tb / 2) / hs)
+        total = total + (2 * deg + 1) * torch.exp(-deg * (deg + 1) * sb**2 / 2) * chi
     full = torch.zeros_like(images)
     full[big] = torch.log(total.clamp_min(1e-300)) - math.log(8 * math.pi**2)
     return torch.where(big, full, images)
 
 
 def torus_log_heat_kernel(delta: Tensor, sigma: Tensor | float) -> Tensor:
-    """log p_sigma on ``T^n`` for angle gaps ``delta`` ``[..., n]`` -> ``[...]`` float64 (product of wrapped normals)."""
+    """log p_sigma on ``T^n`` for angle gaps ``delta`` ``[..., n]`` -> ``[...]`` float64 (product of wrapped
+    normals)."""
     d = wrap_angle(torch.as_tensor(delta, dtype=_F64))
     s = torch.as_tensor(sigma, dtype=_F64, device=d.device)
     if (s <= 0).any() or not torch.isfinite(s).all():
