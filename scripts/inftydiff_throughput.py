@@ -66,7 +66,8 @@ def main() -> None:
     for r in RATES:
         cmd = [sys.executable, __file__, "--rate", str(r), "--steps", str(a.steps), "--batch", str(a.batch),
                "--device", a.device]
-        res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        stdout = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        res = json.loads(stdout.strip().splitlines()[-1])
         metrics[f"step_seconds@rate={r}"] = res["step_seconds"]
         metrics[f"peak_mb@rate={r}"] = res["peak_mb"]
     for r in RATES[1:]:

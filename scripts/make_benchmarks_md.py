@@ -44,9 +44,12 @@ RENAMED: dict[str, list[str]] = {
     "configs/fdp/grf1d_inr.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_inr.yaml"],
     "configs/fdp/grf1d_matern.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_matern.yaml"],
     "configs/fdp/grf1d_period2.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_period2.yaml"],
-    "configs/fdp/grf1d_period2_band16.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_period2_band16.yaml"],
-    "configs/fdp/grf1d_period2_band16_b32.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_period2_band16_b32.yaml"],
-    "configs/fdp/grf1d_period2_lat64.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_period2_lat64.yaml"],
+    "configs/fdp/grf1d_period2_band16.yaml":
+        ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_period2_band16.yaml"],
+    "configs/fdp/grf1d_period2_band16_b32.yaml":
+        ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_period2_band16_b32.yaml"],
+    "configs/fdp/grf1d_period2_lat64.yaml":
+        ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_period2_lat64.yaml"],
     "configs/fdp/grf1d_shifted.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_shifted.yaml"],
     "configs/fdp/grf1d_uniform.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_uniform.yaml"],
     "configs/fdp/mnist_sno.yaml": ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_sno.yaml"],
@@ -57,9 +60,12 @@ RENAMED: dict[str, list[str]] = {
     "configs/pfgmpp/mnist_D64.yaml": ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_D64.yaml"],
     "configs/pfgmpp/mnist_D8.yaml": ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_D8.yaml"],
     "configs/pfgmpp/mnist_Dinf.yaml": ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_Dinf.yaml"],
-    "configs/riemannian/earth_earthquake_plain.yaml": ["configs/riemannian/earth_earthquake.yaml", "configs/ablations/riemannian/earth_earthquake_plain.yaml"],
-    "configs/riemannian/earth_fire_plain.yaml": ["configs/riemannian/earth_fire.yaml", "configs/ablations/riemannian/earth_fire_plain.yaml"],
-    "configs/riemannian/earth_volcano_plain.yaml": ["configs/riemannian/earth_volcano.yaml", "configs/ablations/riemannian/earth_volcano_plain.yaml"],
+    "configs/riemannian/earth_earthquake_plain.yaml":
+        ["configs/riemannian/earth_earthquake.yaml", "configs/ablations/riemannian/earth_earthquake_plain.yaml"],
+    "configs/riemannian/earth_fire_plain.yaml":
+        ["configs/riemannian/earth_fire.yaml", "configs/ablations/riemannian/earth_fire_plain.yaml"],
+    "configs/riemannian/earth_volcano_plain.yaml":
+        ["configs/riemannian/earth_volcano.yaml", "configs/ablations/riemannian/earth_volcano_plain.yaml"],
     "configs/fdp/mnist_unet.yaml": ["configs/fdp/mnist.yaml"],
     "configs/fdp/mnist.yaml": ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_perceiver.yaml"],
 }
@@ -136,27 +142,32 @@ def main(argv: list[str] | None = None) -> None:
             lines += ["## Figures", "", "Drawn by `python scripts/make_figures.py` from the same records.", "",
                       *[f"![{Path(r).stem}]({Path(r).as_posix()})" for r in rel], ""]
     for task in sorted({r["task"] for r in records}):
-        lines += [f"## {task}", "", "| method | config | metric | value | floor / reference | train steps | train s | sample s | machine |",
+        lines += [f"## {task}", "",
+                  "| method | config | metric | value | floor / reference | train steps | train s | sample s "
+                  "| machine |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         cmds = []
         for r in (r for r in records if r["task"] == task):
             for key, val in r["metrics"].items():
-                ref_key = key.replace("cov_err", "floor").replace("mean_err", "floor_mean").replace("var_err", "floor_var")
+                ref_key = (key.replace("cov_err", "floor").replace("mean_err", "floor_mean")
+                           .replace("var_err", "floor_var"))
                 refs = r.get("reference", {})
                 base = key.split(",")[0]  # e.g. fd_lenet@res=28,steps=2: the floor of fd_lenet@res=28
                 # the first reference that exists: the floor of this key or its base, or a real-data value
                 # (recognisable@res=28 -> real_recognisable)
                 candidates = (ref_key, f"floor_{key}", f"floor_{base}", f"real_{base.split('@')[0]}")
                 ref = next((refs[c] for c in candidates if c in refs), "")
-                lines.append(f"| {r['method']} | {config_label(r)} | {key} | {fmt(val)} | {fmt(ref)} | {r.get('train_steps', '')} | "
-                             f"{r.get('train_seconds', '')} | {r.get('sample_seconds', '')} | {r.get('machine', r.get('device', ''))} |")
+                lines.append(f"| {r['method']} | {config_label(r)} | {key} | {fmt(val)} | {fmt(ref)} | "
+                             f"{r.get('train_steps', '')} | {r.get('train_seconds', '')} | "
+                             f"{r.get('sample_seconds', '')} | {r.get('machine', r.get('device', ''))} |")
+            note = f"  # commit {r['commit']}, torch {r['torch']}" + (f"; {r['note']}" if "note" in r else "")
             if "command" in r:  # records written by a script rather than `funcgen bench`
-                cmds.append(f"{r['command']}  # commit {r['commit']}, torch {r['torch']}" + (f"; {r['note']}" if "note" in r else ""))
+                cmds.append(f"{r['command']}{note}")
                 continue
             cmds.append(f"funcgen bench {task} --method {r['method']} {config_flags(r)} --seed {r['seed']}"
                         f"{' --minutes ' + str(r['minutes']) if 'minutes' in r else ''}"
-                        f"{' --max-steps ' + str(r['max_steps']) if r.get('max_steps') else ''}{eval_flags(r)} --out {r['_file']}"
-                        f"  # commit {r['commit']}, torch {r['torch']}" + (f"; {r['note']}" if "note" in r else ""))
+                        f"{' --max-steps ' + str(r['max_steps']) if r.get('max_steps') else ''}"
+                        f"{eval_flags(r)} --out {r['_file']}{note}")
         lines += ["", "Commands:", "", "```", *cmds, "```", ""]
         if task == "robustness":
             lines += pivot([r for r in records if r["task"] == task])

@@ -45,7 +45,8 @@ def load_records(results: str | Path) -> list[dict[str, Any]]:
 
 
 def label(rec: dict[str, Any]) -> str:
-    return f"{rec.get('task', '?')}/{rec.get('method', '?')} ({Path(str(rec.get('config', rec.get('_file', '')))).stem})"
+    stem = Path(str(rec.get("config", rec.get("_file", "")))).stem
+    return f"{rec.get('task', '?')}/{rec.get('method', '?')} ({stem})"
 
 
 def floor_of(rec: dict[str, Any], key: str) -> float | None:
@@ -122,7 +123,8 @@ def make_figures(records: Sequence[dict[str, Any]], out_dir: str | Path, log: An
     written = []
     plans = [
         ("quality_vs_resolution", series(records, QUALITY, RESOLUTION_KEYS),
-         lambda k: "points N" if k[1].startswith("N") else "resolution (pixels per side)", True, "quality vs resolution"),
+         lambda k: "points N" if k[1].startswith("N") else "resolution (pixels per side)", True,
+         "quality vs resolution"),
         ("quality_vs_steps", series(records, QUALITY, STEP_KEYS, extra_ok=True),
          "sampler NFE / steps", True, "quality vs sampler steps"),
         ("speed_vs_points", series(records, TIME + MEMORY, ("N", "rate"), extra_ok=True),

@@ -4,7 +4,6 @@
 """
 
 import json
-import resource
 import subprocess
 import sys
 
@@ -26,7 +25,8 @@ print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.time() - t,
 
 rows = []
 for n in map(int, sys.argv[1:]):
-    out = subprocess.run([sys.executable, "-c", CHILD, str(n)], capture_output=True, text=True, check=True).stdout.split()
+    cmd = [sys.executable, "-c", CHILD, str(n)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
     base, peak, secs, finite = int(out[0]), int(out[1]), float(out[2]), out[3] == "True"
     rows.append({"points": n, "rss_before_MiB": round(base / 1024, 1), "peak_rss_MiB": round(peak / 1024, 1),
                  "growth_MiB": round((peak - base) / 1024, 1), "seconds": round(secs, 2), "finite": finite})

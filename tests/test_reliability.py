@@ -181,7 +181,8 @@ def test_chunked_sampling_equals_unchunked_and_bounds_the_work(monkeypatch):
 def test_truncated_and_garbage_checkpoints_name_the_file(ckpt, tmp_path):
     raw = ckpt.read_bytes()
     cases = {"trunc_half.ckpt": raw[: len(raw) // 2], "trunc_tail.ckpt": raw[:-20], "empty.ckpt": b"",
-             "garbage.ckpt": bytes(range(256)) * 8, "flipped.ckpt": raw[:100] + bytes(b ^ 0xFF for b in raw[100:400]) + raw[400:]}
+             "garbage.ckpt": bytes(range(256)) * 8,
+             "flipped.ckpt": raw[:100] + bytes(b ^ 0xFF for b in raw[100:400]) + raw[400:]}
     for name, blob in cases.items():
         path = tmp_path / name
         path.write_bytes(blob)
@@ -218,7 +219,8 @@ def test_resume_with_wrong_method_or_shapes_names_file_and_mismatch(ckpt, tmp_pa
     with pytest.raises(ValueError, match=rf"{ckpt.name}.*shape mismatches.*checkpoint \(\d+, 16\) vs model \(\d+, 8\)"):
         trainer(tmp_path, max_steps=3).fit(tiny_module(width=8), datamodule=small_dm(), ckpt_path=str(ckpt))
     with pytest.raises(FileNotFoundError, match="nothere.ckpt"):
-        trainer(tmp_path, max_steps=3).fit(tiny_module(), datamodule=small_dm(), ckpt_path=str(tmp_path / "nothere.ckpt"))
+        trainer(tmp_path, max_steps=3).fit(tiny_module(), datamodule=small_dm(),
+                                           ckpt_path=str(tmp_path / "nothere.ckpt"))
 
 
 def test_cli_resume_from_corrupt_checkpoint_names_it(ckpt, tmp_path, capsys):
@@ -270,7 +272,8 @@ def test_exported_metadata_and_foreign_class_paths(tmp_path):
     with pytest.raises(ValueError, match="newer.safetensors.*format 2.*upgrade funcgen"):
         funcgen.load(tmp_path / "newer.safetensors")
     meta["net"]["class_path"] = "subprocess.Popen"
-    save_file(load_file(str(path)), str(tmp_path / "foreign.safetensors"), metadata={"funcgen_config": json.dumps(meta)})
+    save_file(load_file(str(path)), str(tmp_path / "foreign.safetensors"),
+              metadata={"funcgen_config": json.dumps(meta)})
     with pytest.raises(ValueError, match="foreign.safetensors.*refusing to build 'subprocess.Popen'"):
         funcgen.load(tmp_path / "foreign.safetensors")
     raw = path.read_bytes()
@@ -326,7 +329,8 @@ class _Poison:
 def test_nonfinite_raise_names_step_and_fix(kind, tmp_path):
     module = tiny_module()
     module.method.loss = _Poison(module.method, at=1, kind=kind)
-    with pytest.raises(FloatingPointError, match=rf"non-finite {kind}.* at step 1: lower the learning rate.*nonfinite=skip"):
+    msg = rf"non-finite {kind}.* at step 1: lower the learning rate.*nonfinite=skip"
+    with pytest.raises(FloatingPointError, match=msg):
         trainer(tmp_path, max_steps=3).fit(module, datamodule=small_dm())
 
 

@@ -75,7 +75,8 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
         "method settings changed": ", ".join(ns.method_arg) or "none",
         "value range (data units)": f"[{float(values.min()):.4g}, {float(values.max()):.4g}]",
         "files": "samples.npz (coords, values), samples.png"}, title=f"funcgen samples: {Path(ns.ckpt).name}")
-    print(f"wrote {out / 'samples.npz'} (coords {tuple(ps.coords.shape)}, values {tuple(ps.values.shape)}), {png} and {html}")
+    print(f"wrote {out / 'samples.npz'} (coords {tuple(ps.coords.shape)}, values {tuple(ps.values.shape)}), "
+          f"{png} and {html}")
     return 0
 
 
@@ -120,7 +121,8 @@ def _cmd_bench(ns: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="funcgen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="funcgen", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     for name in LIGHTNING_COMMANDS:
         sub.add_parser(name, help=f"LightningCLI {name} (see `funcgen {name} --help`)", add_help=False)
@@ -162,7 +164,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--save", default=None, help="also export the trained generator to this .safetensors file")
     b.add_argument("--eval-num", type=int, default=None,
                    help="generated functions per evaluation (default: the protocol's, e.g. 2000; floors use the same)")
-    b.add_argument("--eval-steps", type=int, default=None, help="sampler steps in the evaluation (default: the method's)")
+    b.add_argument("--eval-steps", type=int, default=None,
+                   help="sampler steps in the evaluation (default: the method's)")
     _add_method_arg(b, "the evaluation")
     b.add_argument("--eval-res", type=int, nargs="+", default=None,
                    help="resolutions evaluated on grid tasks (default: the protocol's, e.g. 28 56 for mnist)")

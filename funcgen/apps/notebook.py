@@ -99,7 +99,8 @@ def run_notebook(path: str | os.PathLike, workdir: str | os.PathLike | None = No
     variables = {"MPLBACKEND": "Agg", **({SMOKE_ENV: "1"} if smoke else {}), **(env or {})}
     ns: dict[str, Any] = {"__name__": "__main__", "__file__": str(path)}
     with contextlib.ExitStack() as stack:
-        wd = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nb-")))
+        wd = (Path(workdir) if workdir is not None
+              else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nb-"))))
         wd.mkdir(parents=True, exist_ok=True)
         stack.enter_context(_environment(wd, variables))
         try:

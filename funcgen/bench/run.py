@@ -294,7 +294,7 @@ TASKS: dict[str, Task] = {
 
 #: which methods apply to each task (each has configs/METHOD/CONFIG.yaml, CONFIG = the task's ``config``
 #: or its name): the pairs ``funcgen bench all`` runs and docs/benchmarks.md's coverage table lists.
-#: Adding a task = its TASKS entry + one line here (tests/test_bench_all.py checks both tables agree).
+#: Adding a task = its TASKS entry + one line here (tests/bench/test_bench_all.py checks both tables agree).
 METHODS: dict[str, tuple[str, ...]] = {
     "grf1d": ("fdp", "pfgmpp", "ign"),
     "grf2d": ("fdp", "pfgmpp", "inftydiff"),

@@ -38,7 +38,8 @@ EarthName = Literal["volcano", "earthquake", "fire", "flood"]
 
 
 def latlon_to_sphere(lat_lon_deg: Tensor) -> Tensor:
-    """``[M, 2]`` (latitude, longitude) in degrees -> unit vectors ``[M, 3]``: (cos lat cos lon, cos lat sin lon, sin lat)."""
+    """``[M, 2]`` (latitude, longitude) in degrees -> unit vectors ``[M, 3]``:
+    (cos lat cos lon, cos lat sin lon, sin lat)."""
     lat, lon = torch.deg2rad(lat_lon_deg[:, 0]), torch.deg2rad(lat_lon_deg[:, 1])
     return torch.stack([lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()], -1)
 
@@ -68,7 +69,8 @@ def load_earth_csv(path: str | os.PathLike) -> Tensor:
         if not (math.isfinite(lat) and math.isfinite(lon)):
             raise ValueError(f"{path}, line {i}: non-finite coordinate in {line!r}")
         if not -90.0 <= lat <= 90.0:
-            raise ValueError(f"{path}, line {i}: latitude {lat} out of range [-90, 90] (columns are latitude,longitude)")
+            raise ValueError(
+                f"{path}, line {i}: latitude {lat} out of range [-90, 90] (columns are latitude,longitude)")
         if not -180.0 <= lon <= 360.0:
             raise ValueError(f"{path}, line {i}: longitude {lon} out of range [-180, 360]")
         rows.append((lat, lon))

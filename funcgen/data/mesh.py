@@ -220,7 +220,8 @@ class MeshGRFDataModule(MeshFunctionDataModule):
         spectral_density(torch.zeros(1), spectrum, lengthscale, nu)  # validates the name
         self.mesh_name, self.subdivisions, self.path = mesh, int(subdivisions), path
         self._init_mesh(build_mesh(mesh, subdivisions, path), num_eigs)
-        self.spectrum, self.lengthscale, self.nu, self.variance = spectrum, float(lengthscale), float(nu), float(variance)
+        self.spectrum, self.lengthscale = spectrum, float(lengthscale)
+        self.nu, self.variance = float(nu), float(variance)
         self.points = points
         self.num_points = None if points == "vertices" else int(num_points or self.mesh.num_vertices)
         self.num_train, self.num_val = int(num_train), int(num_val)
@@ -247,7 +248,8 @@ class MeshGRFDataModule(MeshFunctionDataModule):
     def reference(self, coords: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Exact fresh draws ``[B, N, 1]`` of the field at eigen-coordinates ``coords`` ``[B, N, k]``."""
         if coords.ndim != 3 or coords.shape[-1] != self.dim:
-            raise ValueError(f"reference coords must be eigen-coordinates [B, N, {self.dim}]; got {tuple(coords.shape)}")
+            raise ValueError(
+                f"reference coords must be eigen-coordinates [B, N, {self.dim}]; got {tuple(coords.shape)}")
         z = torch.randn(coords.shape[0], self.num_modes, self.channels, generator=generator, dtype=torch.float64)
         w = (z * self.coef_std.double()[:, None]).to(coords)
         return self.normalize(coords[..., :self.num_modes] @ w)
@@ -327,7 +329,8 @@ class SphereGRFDataModule(MeshGRFDataModule):
     def estimate_power_spectrum(self, values: Tensor) -> Tensor:
         """Estimate ``C_l`` ``[L + 1]`` from functions at the mesh vertices ``[S, V, 1]`` (M-weighted projection)."""
         if values.ndim != 3 or values.shape[1] != self.mesh.num_vertices:
-            raise ValueError(f"values must be [S, {self.mesh.num_vertices}, c] at the vertices; got {tuple(values.shape)}")
+            raise ValueError(
+                f"values must be [S, {self.mesh.num_vertices}, c] at the vertices; got {tuple(values.shape)}")
         from funcgen.geometry.mesh import mass_matrix
 
         m = torch.as_tensor(mass_matrix(self.mesh).diagonal())

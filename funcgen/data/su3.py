@@ -49,7 +49,8 @@ class WilsonTarget:
         f = self.exponent(self._theta)
         vdm = (2 * torch.sin((th[..., [0, 0, 1]] - th[..., [1, 2, 2]]) / 2)).pow(2).prod(-1).reshape(-1)
         log_w = f + torch.log(vdm.clamp_min(1e-300))  # target density on the torus, unnormalised
-        self.log_z = float(torch.logsumexp(log_w, 0) + 2 * math.log(2 * math.pi / grid) - math.log(6 * (2 * math.pi) ** 2))
+        self.log_z = float(torch.logsumexp(log_w, 0) + 2 * math.log(2 * math.pi / grid)
+                           - math.log(6 * (2 * math.pi) ** 2))
         self._weights = torch.softmax(log_w, 0)
         lip = 2 * abs(self.beta) / 3 * sum(abs(c) * k for k, c in enumerate(self.coeffs, start=1))
         self.log_bound = float(f.max()) + lip * (2 * math.pi / grid)  # >= sup of the exponent

@@ -51,8 +51,9 @@ class TangentEnvelope:
         z = torch.where(par, (self.x[:, 1:] + self.x[:, :-1]) / 2, num / torch.where(par, torch.ones_like(ds), ds))
         z = torch.minimum(torch.maximum(z, self.x[:, :-1]), self.x[:, 1:])
         r = x.shape[0]
-        self.a = torch.cat([torch.full((r, 1), self.lo, dtype=_F64, device=x.device), z], -1) - self.x  # piece start - x_i
-        self.b = torch.cat([z, torch.full((r, 1), self.hi, dtype=_F64, device=x.device)], -1) - self.x  # piece end - x_i
+        lo, hi = (torch.full((r, 1), v, dtype=_F64, device=x.device) for v in (self.lo, self.hi))
+        self.a = torch.cat([lo, z], -1) - self.x  # piece start - x_i
+        self.b = torch.cat([z, hi], -1) - self.x  # piece end - x_i
         self.log_mass = self.l + self._log_int(self.s, self.a, self.b)
 
     @staticmethod

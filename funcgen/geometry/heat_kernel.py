@@ -32,10 +32,10 @@ input's dtype, so float32 callers never see NaN in the tails):
   closed-form score, rejection sampling with an analytic bound); the three entry points below dispatch there.
 
 Accuracy (the contract the tests check): against the 60-digit reference ``data/heat_kernel/reference.csv``
-(sigma 0.02 to 4, theta from sigma/4 to 3), ``tests/test_heat_kernel.py`` requires ``|log p - ref|`` and the
+(sigma 0.02 to 4, theta from sigma/4 to 3), ``tests/geometry/test_heat_kernel.py`` requires ``|log p - ref|`` and the
 relative error of ``d log p / d theta`` below ``1e-7`` for ``theta <= 5 sigma`` on S^2, S^3 and SO(3), and in
 the far tail (``p`` down to ``e^-48``, where the S^2 series cancels and Varadhan is used) below
-``5e-3`` / ``3e-3`` on S^2 and ``1e-10`` / ``1e-7`` on S^3 and SO(3); ``tests/test_high_dim_sphere.py``
+``5e-3`` / ``3e-3`` on S^2 and ``1e-10`` / ``1e-7`` on S^3 and SO(3); ``tests/geometry/test_high_dim_sphere.py``
 compares S^127 and S^255 with the series summed in mpmath and checks the normalisation across sigma.
 Limitation: beyond about 4 standard deviations of the radial law (mass ``< e^-10``) Varadhan is still used
 where the series cancels, so the log density there is approximate; at ``n >= 511`` and ``sigma ~ 0.05``
@@ -132,8 +132,8 @@ def _sphere_series(th: Tensor, s: Tensor, n: int) -> tuple[Tensor, Tensor]:
     wmax = logw.amax(-1)
     w = torch.exp(logw - wmax[..., None])
     polys = [torch.ones_like(t), t]  # C_l / C_l(1) by the three-term recurrence
-    for l in range(2, L):
-        a, b = 2 * (l + lam - 1) / (l + 2 * lam - 1), (l - 1) / (l + 2 * lam - 1)
+    for deg in range(2, L):
+        a, b = 2 * (deg + lam - 1) / (deg + 2 * lam - 1), (deg - 1) / (deg + 2 * lam - 1)
         polys.append(torch.addcmul(polys[-2] * -b, t, polys[-1], value=a))
     pl = torch.stack(polys[:L], -1)
     total = (w * pl).sum(-1)
@@ -190,7 +190,8 @@ def _image_log_sum(th: Tensor, s: Tensor, alternate: bool) -> Tensor:
 
 
 def sphere_log_heat_kernel(theta: Tensor, sigma: Tensor | float, n: int) -> Tensor:
-    """log p_sigma on ``S^n`` at geodesic distance ``theta`` ``[...]`` (broadcast with ``sigma``) -> ``[...]`` float64."""
+    """log p_sigma on ``S^n`` at geodesic distance ``theta`` ``[...]`` (broadcast with ``sigma``) -> ``[...]``
+    float64."""
     th, s = _prep(theta, sigma)
     th = th.clamp(0.0, math.pi - 1e-9)
     if n == 1:
@@ -231,16 +232,17 @@ def so3_log_heat_kernel(theta: Tensor, sigma: Tensor | float) -> Tensor:
     tiny = half < 1e-6
     hs = torch.where(tiny, torch.ones_like(half), half)
     total = torch.zeros_like(tb)
-    for l in range(L):
-        chi = torch.where(tiny, torch.full_like(tb, 2 * l + 1.0), torch.sin((2 * l + 1) * tb / 2) / hs)
-        total = total + (2 * l + 1) * torch.exp(-l * (l + 1) * sb**2 / 2) * chi
+    for deg in range(L):
+        chi = torch.where(tiny, torch.full_like(tb, 2 * deg + 1.0), torch.sin((2 * deg + 1) * tb / 2) / hs)
+        total = total + (2 * deg + 1) * torch.exp(-deg * (deg + 1) * sb**2 / 2) * chi
     full = torch.zeros_like(images)
     full[big] = torch.log(total.clamp_min(1e-300)) - math.log(8 * math.pi**2)
     return torch.where(big, full, images)
 
 
 def torus_log_heat_kernel(delta: Tensor, sigma: Tensor | float) -> Tensor:
-    """log p_sigma on ``T^n`` for angle gaps ``delta`` ``[..., n]`` -> ``[...]`` float64 (product of wrapped normals)."""
+    """log p_sigma on ``T^n`` for angle gaps ``delta`` ``[..., n]`` -> ``[...]`` float64 (product of wrapped
+    normals)."""
     d = wrap_angle(torch.as_tensor(delta, dtype=_F64))
     s = torch.as_tensor(sigma, dtype=_F64, device=d.device)
     if (s <= 0).any() or not torch.isfinite(s).all():

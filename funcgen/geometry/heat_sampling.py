@@ -7,12 +7,13 @@ Exact sampling: radial rejection sampling. The distance ``theta`` has density
 ``s = 2 sin(theta/2)`` on SO(3) (``k = 3``, ``|S^2| = 4 pi``). Two proposals, the better per element:
 the Euclidean radial law ``theta = sigma' |N(0, I_k)|`` (chi_k; ratio
 ``f/g = p (2 pi sigma'^2)^(k/2) e^(theta^2/(2 sigma'^2)) (s(theta)/theta)^(k-1)``: note ``(s/theta)``, not
-the inverted factor of the reference code; ``sigma'`` slightly below sigma matches the curvature), or the uniform law (ratio ``|M| p(theta) <= |M| p(0)``).
+the inverted factor of the reference code; ``sigma'`` slightly below sigma matches the curvature), or the uniform
+law (ratio ``|M| p(theta) <= |M| p(0)``).
 The chi bound is the maximum of the ratio on a ``RADIAL_BOUND_NODES`` = 32-point grid times 1.05; a
 proposal whose ratio exceeds the bound raises instead of silently biasing. The ratio is smooth on the scale
 of the grid, so the grid maximum falls short of the true one by far less than the 1.05 margin
-(``tests/test_heat_kernel.py``: by less than ``log(1.05) / 10`` against a 4096-point grid on S^2, S^5 and SO(3)).
-Directions are uniform (isotropy).
+(``tests/geometry/test_heat_kernel.py``: by less than ``log(1.05) / 10`` against a 4096-point grid on S^2,
+S^5 and SO(3)). Directions are uniform (isotropy).
 On ``S^n`` with ``n > 10`` (where the chi proposal degrades and a grid bound meets the kernel's far
 tail) the radial law ``sin^(n-1) p`` is sampled instead by rejection from tangent-line envelopes of its
 log-concave density at 32 nodes over its bulk (:mod:`funcgen.geometry.envelope`), inflated by 0.1
@@ -116,9 +117,10 @@ def _sample_radius_envelope(manifold: Sphere, s: Tensor, generator: torch.Genera
         try:
             out[good] = env.sample(inv[good], log_f, generator)
         except RuntimeError as e:
-            raise RuntimeError(f"S^{n} radial sampling failed for sigma in [{float(su.min()):.3g}, {float(su.max()):.3g}]: "
-                               f"{e}. The kernel's series and Varadhan branches disagree there by more than "
-                               f"{ENVELOPE_MARGIN} nats (validated: n <= 255 at every sigma; n = 511 fails at sigma = 0.05)") from None
+            raise RuntimeError(
+                f"S^{n} radial sampling failed for sigma in [{float(su.min()):.3g}, {float(su.max()):.3g}]: "
+                f"{e}. The kernel's series and Varadhan branches disagree there by more than {ENVELOPE_MARGIN} "
+                "nats (validated: n <= 255 at every sigma; n = 511 fails at sigma = 0.05)") from None
     return out
 
 

@@ -35,7 +35,8 @@ from torch import Tensor
 
 from ..config import Configurable
 
-__all__ = ["Manifold", "Sphere", "SO3", "Torus", "skew_to_vector", "vector_to_skew", "quaternion_to_matrix", "wrap_angle"]
+__all__ = ["Manifold", "Sphere", "SO3", "Torus", "skew_to_vector", "vector_to_skew", "quaternion_to_matrix",
+           "wrap_angle"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -330,7 +331,8 @@ class SO3(Manifold):
                        dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
         q = _randn((num, 4), generator)
         q = q / q.norm(dim=-1, keepdim=True)  # uniform unit quaternion -> Haar rotation
-        return self.from_matrix(quaternion_to_matrix(q)).to(dtype=dtype, device=device if device is not None else q.device)
+        device = device if device is not None else q.device
+        return self.from_matrix(quaternion_to_matrix(q)).to(dtype=dtype, device=device)
 
     def log_volume(self) -> float:
         return math.log(8.0 * math.pi**2)
@@ -369,7 +371,8 @@ class Torus(Manifold):
         n: number of circles.
     """
 
-    on_manifold_hint = "torus points are angles in radians within [-pi, pi]: wrap them with remainder(a + pi, 2 pi) - pi"
+    on_manifold_hint = ("torus points are angles in radians within [-pi, pi]: "
+                        "wrap them with remainder(a + pi, 2 pi) - pi")
 
     def __init__(self, n: int = 2) -> None:
         if not isinstance(n, int) or n < 1:

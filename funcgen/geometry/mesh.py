@@ -80,7 +80,8 @@ class TriangleMesh:
                 raise ValueError(f"{where}: face indices must be integers")
         f = f.astype(np.int64)
         if not np.all(np.isfinite(v)):
-            raise ValueError(f"{where}: vertices contain NaN or inf (first at row {np.argwhere(~np.isfinite(v))[0][0]})")
+            first = np.argwhere(~np.isfinite(v))[0][0]
+            raise ValueError(f"{where}: vertices contain NaN or inf (first at row {first})")
         bad = np.argwhere((f < 0) | (f >= len(v)))
         if len(bad):
             i = bad[0][0]
@@ -278,7 +279,8 @@ def interpolate(values: Tensor, face_index: Tensor, bary: Tensor, faces: np.ndar
     face_index = torch.as_tensor(face_index, dtype=torch.long, device=values.device)
     bary = torch.as_tensor(bary, device=values.device)
     if bary.shape != (*face_index.shape, 3):
-        raise ValueError(f"bary must be [..., 3] matching face_index {tuple(face_index.shape)}; got {tuple(bary.shape)}")
+        raise ValueError(
+            f"bary must be [..., 3] matching face_index {tuple(face_index.shape)}; got {tuple(bary.shape)}")
     if face_index.numel() and (face_index.min() < 0 or face_index.max() >= faces.shape[0]):
         raise ValueError(f"face_index out of range 0..{faces.shape[0] - 1}")
     if (bary < -1e-6).any() or not torch.allclose(bary.sum(-1), torch.ones((), dtype=bary.dtype), atol=1e-5):

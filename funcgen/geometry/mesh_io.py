@@ -79,7 +79,8 @@ def _read_off(path: Path, lines: list[str]) -> tuple[list, list]:
         raise _error(path, body[0][0], "missing vertex/face counts", ".off") from None
     rows = body[1:]
     if len(rows) < nv + nf:
-        raise _error(path, len(lines), f"file announces {nv} vertices and {nf} faces but holds {len(rows)} rows", ".off")
+        raise _error(path, len(lines), f"file announces {nv} vertices and {nf} faces but holds {len(rows)} rows",
+                     ".off")
     verts, faces = [], []
     for no, p in rows[:nv]:
         try:

@@ -35,7 +35,7 @@ general the irrep ``(p, q)`` has eigenvalue ``lam = 2 (p^2 + q^2 + p q + 3 p + 3
 Switch: characters for ``sigma >= SWITCH_SIGMA`` (1.0), images below. At small sigma the character
 series cancels (it sums terms up to ``d^2`` for a kernel as small as ``e^(-|theta|^2 / (2 sigma^2))``);
 the image sum stays exact at large sigma too, but it divides by the Weyl denominator near the walls,
-the characters never do. ``tests/test_su3.py`` checks that the two agree to ``1e-9`` for sigma >= 0.8, that
+the characters never do. ``tests/geometry/test_su3.py`` checks that the two agree to ``1e-9`` for sigma >= 0.8, that
 ``|SU(3)| E_Haar p = 1`` over Haar samples (which also checks the volume), and that the switched kernel
 integrates to 1 within ``1e-9`` by the Weyl integration formula (2-d quadrature on the torus, grid points
 on the walls and the cut locus included) for sigma from 1e-3 to 4, finite everywhere. The measured

@@ -101,7 +101,8 @@ def _bandwidths(bandwidth: Bandwidth, scales: Sequence[float], a: Tensor, b: Ten
         base = [float(h) for h in bandwidth]
     hs = [h * float(s) for h in base for s in scales]
     if not hs or any(not h > 0 for h in hs):
-        raise ValueError(f"bandwidths must be positive (got {hs}); check bandwidth={bandwidth!r} and scales={list(scales)}")
+        raise ValueError(
+            f"bandwidths must be positive (got {hs}); check bandwidth={bandwidth!r} and scales={list(scales)}")
     return hs
 
 

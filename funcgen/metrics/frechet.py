@@ -37,7 +37,8 @@ def _sqrt_psd(c: Tensor) -> Tensor:
 
 
 def frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> float:
-    """Squared Frechet distance between ``N(mu1, cov1)`` and ``N(mu2, cov2)`` (means ``[p]``, covariances ``[p, p]``)."""
+    """Squared Frechet distance between ``N(mu1, cov1)`` and ``N(mu2, cov2)`` (means ``[p]``, covariances
+    ``[p, p]``)."""
     p = mu1.shape[-1]
     for name, t, shape in (("mu1", mu1, (p,)), ("mu2", mu2, (p,)), ("cov1", cov1, (p, p)), ("cov2", cov2, (p, p))):
         if tuple(t.shape) != shape:

@@ -203,7 +203,8 @@ def get_lenet(data_root: str | os.PathLike | None = None, cache_dir: str | os.Pa
     from ..data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
 
     if not 1 <= num_train <= NUM_TRAIN_PROTOCOL:
-        raise ValueError(f"num_train must lie in 1..{NUM_TRAIN_PROTOCOL} (the protocol's training images); got {num_train}")
+        raise ValueError(
+            f"num_train must lie in 1..{NUM_TRAIN_PROTOCOL} (the protocol's training images); got {num_train}")
     path = lenet_cache_path(cache_dir)
     want = {"version": LENET_VERSION, "num_train": int(num_train), "epochs": int(epochs), "seed": int(seed)}
     if path.is_file():

@@ -30,7 +30,8 @@ def pairwise_l2(a: Tensor, b: Tensor, weights: Tensor | None = None, chunk: int 
         weights: optional ``[N]`` non-negative quadrature weights (e.g. the lumped mass of mesh vertices).
     """
     if a.ndim != 3 or b.ndim != 3 or a.shape[1:] != b.shape[1:]:
-        raise ValueError(f"function sets must be [S, N, c] at the same points; got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"function sets must be [S, N, c] at the same points; got {tuple(a.shape)} and {tuple(b.shape)}")
     n, c = a.shape[1], a.shape[2]
     w = torch.full((n,), 1.0 / n, dtype=torch.float64) if weights is None else weights.double().reshape(-1)
     if w.shape[0] != n or (w < 0).any() or w.sum() <= 0:

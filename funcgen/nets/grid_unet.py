@@ -86,7 +86,8 @@ class GridUNet(nn.Module):
         if dim not in (1, 2, 3):
             raise ValueError(f"GridUNet: dim must be 1, 2 or 3; got {dim}")
         if len(mults) < 1 or any(int(m) < 1 for m in mults) or blocks < 1:
-            raise ValueError(f"GridUNet: need mults >= 1 (at least one level) and blocks >= 1; got {list(mults)}, {blocks}")
+            raise ValueError(
+                f"GridUNet: need mults >= 1 (at least one level) and blocks >= 1; got {list(mults)}, {blocks}")
         if attention and (channels * mults[-1]) % heads:
             raise ValueError(f"GridUNet: heads={heads} must divide the coarsest width {channels * mults[-1]}")
         conv: type[nn.Module] = getattr(nn, f"Conv{dim}d")

@@ -153,7 +153,8 @@ class AdaptiveINR(Backbone):
         return (self.aux_head(self._features(x, phi)) - values).square().mean(dim=(1, 2))
 
     def _adapt(self, x: Tensor, values: Tensor) -> Tensor:
-        """Inner loop: ``phi`` ``[B, latent_dim]`` fitted to ``values`` ``[B, N, c_in]`` (graph kept only when training)."""
+        """Inner loop: ``phi`` ``[B, latent_dim]`` fitted to ``values`` ``[B, N, c_in]`` (graph kept only when
+        training)."""
         create = self.training and torch.is_grad_enabled()
         phi = values.new_zeros(values.shape[0], self.latent_dim)
         with torch.enable_grad():
@@ -172,7 +173,8 @@ class AdaptiveINR(Backbone):
         return self._adapt(self._inputs(coords, t), values)
 
     def inner_loss(self, coords: Tensor, values: Tensor, t: Tensor, phi: Tensor) -> Tensor:
-        """Inner reconstruction loss ``[B]`` of ``values`` ``[B, N, c_in]`` under modulation ``phi`` ``[B, latent_dim]``."""
+        """Inner reconstruction loss ``[B]`` of ``values`` ``[B, N, c_in]`` under modulation ``phi``
+        ``[B, latent_dim]``."""
         t = self.check_inputs(coords, values, t)
         return self._inner_loss(self._inputs(coords, t), values, phi)
 

@@ -151,7 +151,8 @@ class PerceiverNet(Backbone):
         return not (self.training and torch.is_grad_enabled())
 
     def tokens(self, coords: Tensor, values: Tensor, temb: Tensor) -> Tensor:
-        """Per-point tokens ``[B, n, W]`` from ``coords`` ``[B, n, d]``, ``values`` ``[B, n, c_in]``, ``temb`` ``[B, W]``."""
+        """Per-point tokens ``[B, n, W]`` from ``coords`` ``[B, n, d]``, ``values`` ``[B, n, c_in]``,
+        ``temb`` ``[B, W]``."""
         return self.token_in(torch.cat([self.fourier(coords), values], dim=-1)) + temb.unsqueeze(1)
 
     def _pool(self, q: Tensor, coords: Tensor, values: Tensor, temb: Tensor, chunk: int) -> Tensor:
@@ -188,7 +189,8 @@ class PerceiverNet(Backbone):
         if self._chunking() and coords.shape[1] > self.query_chunk:
             o = self._pool(q, coords, values, temb, self.query_chunk)
         else:
-            o = F.scaled_dot_product_attention(q, *self.enc_attn.kv(self.enc_norm_kv(self.tokens(coords, values, temb))))
+            kv = self.enc_attn.kv(self.enc_norm_kv(self.tokens(coords, values, temb)))
+            o = F.scaled_dot_product_attention(q, *kv)
         lat = lat + self.enc_attn.out(o)
         lat = lat + self.enc_mlp(self.enc_norm_mlp(lat))
         for block in self.blocks:

@@ -62,7 +62,8 @@ class LocalIntegral(nn.Module):
         if grid_shape is not None:
             if math.prod(grid_shape) != h.shape[1] or queries.shape[1] != h.shape[1]:
                 raise ValueError(f"LocalIntegral: grid_shape {grid_shape} needs queries = sources = its "
-                                 f"{math.prod(grid_shape)} cell centres; got {queries.shape[1]} and {h.shape[1]} points")
+                                 f"{math.prod(grid_shape)} cell centres; "
+                                 f"got {queries.shape[1]} and {h.shape[1]} points")
             return grid_local_integral(h, grid_shape, self.coef, self.radius, max_elems=16 * self.max_pairs,
                                        inplace=inplace)
         return pairs_local_integral(queries, sources, h, self.coef, self.radius, chunk=self.chunk,
@@ -161,7 +162,8 @@ class SparseNeuralOperator(Backbone):
         if dim > 3:
             raise ValueError(f"SparseNeuralOperator supports dim 1, 2 or 3; got {dim}")
         if grid_size < 2 or depth < 0 or grid_depth < 1:
-            raise ValueError(f"need grid_size >= 2, depth >= 0, grid_depth >= 1; got {grid_size}, {depth}, {grid_depth}")
+            raise ValueError(
+                f"need grid_size >= 2, depth >= 0, grid_depth >= 1; got {grid_size}, {depth}, {grid_depth}")
         self.grid_size, self.chunk = int(grid_size), int(chunk)
         self.lift = nn.Linear(dim + in_channels, width)
         self.time = TimeEmbedding(width)

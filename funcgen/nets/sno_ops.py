@@ -32,7 +32,8 @@ __all__ = ["radius_pairs", "pairs_local_integral", "grid_local_integral", "kerne
 
 
 def kernel_basis(u: Tensor) -> tuple[Tensor, Tensor]:
-    """Weight ``w(u) = (1 - |u|^2)_+^2`` ``[...]`` and basis ``(1, u_a, u_a^2)`` ``[..., 1 + 2d]`` at scaled offsets ``u`` ``[..., d]``."""
+    """Weight ``w(u) = (1 - |u|^2)_+^2`` ``[...]`` and basis ``(1, u_a, u_a^2)`` ``[..., 1 + 2d]`` at scaled
+    offsets ``u`` ``[..., d]``."""
     w = (1.0 - (u * u).sum(-1)).clamp_min(0.0) ** 2
     return w, torch.cat([torch.ones_like(u[..., :1]), u, u * u], dim=-1)
 
@@ -51,7 +52,8 @@ def radius_pairs(queries: Tensor, sources: Tensor, radius: float, *, chunk: int 
     :func:`kernel_basis`'s weight. Queries are scanned ``chunk`` at a time and each piece holds at
     most ``max_pairs`` candidates (or one query's candidates if that is more).
     """
-    if queries.ndim != 3 or sources.ndim != 3 or queries.shape[0] != sources.shape[0] or queries.shape[2] != sources.shape[2]:
+    if (queries.ndim != 3 or sources.ndim != 3 or queries.shape[0] != sources.shape[0]
+            or queries.shape[2] != sources.shape[2]):
         raise ValueError(f"radius_pairs: need queries [B, Q, d] and sources [B, N, d]; got {tuple(queries.shape)}, "
                          f"{tuple(sources.shape)}")
     b, d = queries.shape[0], queries.shape[2]
@@ -65,7 +67,8 @@ def _radius_pairs_flat(qf: Tensor, qb: Tensor, sf: Tensor, sb: Tensor, b: int, r
                        max_pairs: int) -> Iterator[tuple[Tensor, Tensor]]:
     """:func:`radius_pairs` on flat points ``[Q, d], [N, d]`` with function ids ``qb [Q], sb [N]`` in ``[0, b)``."""
     if not radius > 0 or chunk < 1 or max_pairs < 1:
-        raise ValueError(f"radius_pairs: need radius > 0, chunk >= 1, max_pairs >= 1; got {radius}, {chunk}, {max_pairs}")
+        raise ValueError(
+            f"radius_pairs: need radius > 0, chunk >= 1, max_pairs >= 1; got {radius}, {chunk}, {max_pairs}")
     _check_finite(qf, "queries")
     _check_finite(sf, "sources")
     if qf.shape[0] == 0 or sf.shape[0] == 0:
@@ -178,7 +181,8 @@ def grid_local_integral(h: Tensor, shape: tuple[int, ...], coef: Tensor, radius:
 
 
 def _conv(x: Tensor, khat: Tensor, size: list[int], shape: tuple[int, ...]) -> Tensor:
-    """Linear convolution of ``x [..., *shape]`` with the kernel whose padded spectrum is ``khat``, cropped to ``shape``."""
+    """Linear convolution of ``x [..., *shape]`` with the kernel whose padded spectrum is ``khat``, cropped to
+    ``shape``."""
     d = len(shape)
     dims = tuple(range(-d, 0))
     y = torch.fft.irfftn(torch.fft.rfftn(x, s=size, dim=dims) * khat, s=size, dim=dims)
@@ -199,7 +203,8 @@ def knn(queries: Tensor, sources: Tensor, k: int, *, chunk: int = 4096) -> tuple
     batch = torch.arange(b, device=queries.device)
     qf, qb = queries.reshape(-1, d), batch.repeat_interleave(nq)
     sf, sb = sources.reshape(-1, d), batch.repeat_interleave(ns)
-    extent = float((torch.maximum(qf.max(0).values, sf.max(0).values) - torch.minimum(qf.min(0).values, sf.min(0).values)).max())
+    upper = torch.maximum(qf.max(0).values, sf.max(0).values)
+    extent = float((upper - torch.minimum(qf.min(0).values, sf.min(0).values)).max())
     radius = max(extent * (2.0 * k / ns) ** (1.0 / d), 1e-12)
     best = torch.empty(b * nq, k, dtype=torch.int64, device=queries.device)
     todo = torch.arange(b * nq, device=queries.device)

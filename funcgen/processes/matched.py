@@ -46,7 +46,7 @@ def half_lattice(shape: Sequence[int]) -> Tensor:
     """
     n = torch.tensor([int(s) for s in shape], dtype=torch.long)
     lo = -((n - 1) // 2)
-    ks = torch.cartesian_prod(*[torch.arange(int(l), int(l) + int(m)) for l, m in zip(lo, n)]).reshape(-1, len(n))
+    ks = torch.cartesian_prod(*[torch.arange(int(a), int(a) + int(m)) for a, m in zip(lo, n)]).reshape(-1, len(n))
     neg = torch.remainder(-ks - lo, n) + lo
     sign = torch.zeros(ks.shape[0], dtype=torch.long)
     for i in range(len(n) - 1, -1, -1):  # sign of the first non-zero coordinate of ks - neg
@@ -76,7 +76,8 @@ class SpectrumMatchedNoise(FunctionNoise):
         if len(self.shape) == 0 or any(s <= 0 for s in self.shape):
             raise ValueError(f"shape must be a non-empty list of positive grid sizes; got {shape}")
         if channels <= 0 or fit_functions <= 0 or count < 0:
-            raise ValueError(f"need channels > 0, fit_functions > 0, count >= 0; got {channels}, {fit_functions}, {count}")
+            raise ValueError(
+                f"need channels > 0, fit_functions > 0, count >= 0; got {channels}, {fit_functions}, {count}")
         self.channels, self.fit_functions, self.chunk_size = int(channels), int(fit_functions), int(chunk_size)
         self.dim = len(self.shape)
         self.freqs = half_lattice(self.shape).double()  # [M, d]
@@ -140,13 +141,15 @@ class SpectrumMatchedNoise(FunctionNoise):
         if self.frozen:
             return
         grid = grid_coords(self.shape, device=coords.device, dtype=coords.dtype)
-        if coords.ndim != 3 or coords.shape[1:] != grid.shape or not torch.allclose(coords, grid.expand_as(coords), atol=1e-5):
+        if (coords.ndim != 3 or coords.shape[1:] != grid.shape
+                or not torch.allclose(coords, grid.expand_as(coords), atol=1e-5)):
             raise ValueError(
                 f"SpectrumMatchedNoise matches the DFT statistics of data on the {list(self.shape)} cell-centre grid, "
                 f"but got a batch at other points (coords {tuple(coords.shape)}): train on the grid (datamodule "
                 "coords: grid, model.train_subsample: 1.0) or use a GaussianRandomField / SpectralNoise instead")
         if values.shape[-1] != self.channels:
-            raise ValueError(f"SpectrumMatchedNoise was built for {self.channels} channels; got values {tuple(values.shape)}")
+            raise ValueError(
+                f"SpectrumMatchedNoise was built for {self.channels} channels; got values {tuple(values.shape)}")
         coef = self.coefficients(values).cpu()[: self.fit_functions - self.count]
         nb = coef.shape[0]
         mean_b = coef.mean(0)
@@ -183,7 +186,8 @@ class SpectrumMatchedNoise(FunctionNoise):
         return fourier_series(coords, self._omega.to(coords.device, dtype), coef[:, 0], coef[:, 1], self.chunk_size)
 
     def covariance(self, x: Tensor, y: Tensor, channel: int = 0) -> Tensor:
-        """Covariance ``[N, M]`` of channel ``channel`` between ``x`` ``[N, d]`` and ``y`` ``[M, d]`` (not stationary)."""
+        """Covariance ``[N, M]`` of channel ``channel`` between ``x`` ``[N, d]`` and ``y`` ``[M, d]``
+        (not stationary)."""
         self._require_fitted()
         var = self.coef_std[:, :, channel].square().to(x.device)  # [2, M]
         om = self._omega.to(x.device)

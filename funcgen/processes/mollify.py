@@ -73,7 +73,8 @@ def _apply_multiplier(x: Tensor, ndim: int, fn) -> Tensor:
 
 def _check_grid(x: Tensor, width: float) -> None:
     if x.ndim < 3:
-        raise ValueError(f"grid mollifier expects [B, c, *spatial] with at least one spatial axis; got {tuple(x.shape)}")
+        raise ValueError(
+            f"grid mollifier expects [B, c, *spatial] with at least one spatial axis; got {tuple(x.shape)}")
     if not width > 0:
         raise ValueError(f"mollifier width must be positive (physical units of [0, 1]); got {width}")
 
@@ -88,7 +89,8 @@ def mollify_grid(x: Tensor, width: float) -> Tensor:
 
 
 def wiener_deconvolve_grid(x: Tensor, width: float, eps: float = 0.05) -> Tensor:
-    """Wiener filter ``X G / (G^2 + eps^2)`` per DCT mode (``G`` the product of eq. (1) over axes), ``[B, c, *spatial]``.
+    """Wiener filter ``X G / (G^2 + eps^2)`` per DCT mode (``G`` the product of eq. (1) over axes),
+    ``[B, c, *spatial]``.
 
     Undoes the blur of the well-resolved modes for display and metrics; ``eps`` caps the gain at ``1/(2 eps)``.
     """
@@ -138,7 +140,8 @@ def wiener_deconvolve(values: Tensor, coords: Tensor, width: float, eps: float =
 
 
 def neumann_heat_kernel(x: Tensor, y: Tensor, std: float) -> Tensor:
-    """Heat kernel of ``[0,1]^d`` with Neumann boundary, Gaussian std ``std``: ``[..., N, d], [..., M, d] -> [..., N, M]``.
+    """Heat kernel of ``[0,1]^d`` with Neumann boundary, Gaussian std ``std``:
+    ``[..., N, d], [..., M, d] -> [..., N, M]``.
 
     Method of images per axis: ``p(x, y) = sum_m g(x - y + 2m) + g(x + y + 2m)``, ``g`` the centred
     normal density of std ``std``; the product over axes. Images up to ``|m| <= ceil(6 std) + 1``.
@@ -202,7 +205,8 @@ class MollifiedNoise(GaussianRandomField):
     def sample_grid(self, shape: tuple[int, ...], batch: int, channels: int = 1,
                     generator: torch.Generator | None = None, *, device: torch.device | str = "cpu",
                     dtype: torch.dtype = torch.float32) -> Tensor:
-        """Draws ``[batch, prod(shape), channels]`` on the cell-centre grid of ``shape``: ``T`` (physical white noise)."""
+        """Draws ``[batch, prod(shape), channels]`` on the cell-centre grid of ``shape``: ``T`` (physical white
+        noise)."""
         self._check_dim(len(shape))
         n = math.prod(shape)
         z = _randn((batch, channels, *shape), generator, torch.device(device), torch.float64) * math.sqrt(n)

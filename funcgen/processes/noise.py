@@ -237,7 +237,8 @@ class SpectralNoise(FunctionNoise):
                  smoothness: float = 1.5, variance: float = 1.0, period: float = 1.0,
                  chunk_size: int = 32768) -> None:
         if dim <= 0 or modes <= 0 or variance <= 0 or period <= 0:
-            raise ValueError(f"dim, modes, variance and period must be positive; got {dim}, {modes}, {variance}, {period}")
+            raise ValueError(
+                f"dim, modes, variance and period must be positive; got {dim}, {modes}, {variance}, {period}")
         self.dim, self.spectrum, self.modes = int(dim), spectrum, int(modes)
         self.lengthscale, self.smoothness, self.variance = float(lengthscale), float(smoothness), float(variance)
         self.period, self.chunk_size = float(period), int(chunk_size)
@@ -290,7 +291,8 @@ class SpectralNoise(FunctionNoise):
         return fourier_series(coords, om, a, s, self.chunk_size)
 
 
-def fourier_series(coords: Tensor, omega: Tensor, cos_coef: Tensor, sin_coef: Tensor, chunk_size: int = 32768) -> Tensor:
+def fourier_series(coords: Tensor, omega: Tensor, cos_coef: Tensor, sin_coef: Tensor,
+                   chunk_size: int = 32768) -> Tensor:
     """Evaluate ``sum_k a_k cos(w_k . x) + s_k sin(w_k . x)`` at ``coords``, in chunks of points.
 
     Args:

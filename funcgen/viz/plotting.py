@@ -76,7 +76,8 @@ def write_summary_html(path: str | Path, png: str | Path, settings: dict[str, ob
     import html
 
     data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
-    rows = "\n".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in settings.items())
+    rows = "\n".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                     for k, v in settings.items())
     page = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}} th{{text-align:left;padding-right:1em}} img{{max-width:100%}}</style>

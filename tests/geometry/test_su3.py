@@ -189,7 +189,7 @@ def test_wilson_target_normalisation_and_samples(beta, coeffs, gen):
 
 
 def test_riemannian_method_on_su3(gen):
-    from test_riemannian import HeatOracle, Zero
+    from tests.methods.test_riemannian import HeatOracle, Zero
 
     x0 = M.random_uniform(1, gen)
     batch = PointSet(torch.zeros(32, 1, 1), x0.expand(32, -1)[:, None, :].contiguous())
@@ -206,7 +206,7 @@ def test_exact_score_sampler_reproduces_the_data_law_on_su3(gen):
     """Data ~ p_tau(. | x0): the reverse SDE with the exact score returns E tr(x0^dagger x) = 3 e^(-4 (tau^2 +
     sigma_min^2) / 3). Euler bias measured (3000 samples, SE 0.009): SDE -0.014 at 30 steps, +0.004 at 100; ODE
     +0.028 at 50 and -0.007 at 200 steps (first order); allowed at 50 SDE steps: 0.02."""
-    from test_riemannian import HeatOracle
+    from tests.methods.test_riemannian import HeatOracle
 
     tau, n = 0.6, 500
     x0 = M.random_uniform(1, gen)

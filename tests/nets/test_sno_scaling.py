@@ -1,4 +1,5 @@
-"""Linear-cost SNO kernels: cell-grid neighbours and FFT integrals equal the brute-force sums; chunking changes nothing."""
+"""Linear-cost SNO kernels: cell-grid neighbours and FFT integrals equal the brute-force sums; chunking changes
+nothing."""
 
 import math
 
@@ -178,7 +179,8 @@ def test_sample_scaling_task_reports_every_size(gen):
 
     assert not TASKS["sample-scaling"].train
     net = make_net(gen, 64, 1000).float()
-    g = FunctionGenerator(InftyDiff(width=1 / 16, dim=2, steps=2), net, {"dim": 2, "channels": 1, "train_shape": [16, 16]})
+    g = FunctionGenerator(InftyDiff(width=1 / 16, dim=2, steps=2), net,
+                          {"dim": 2, "channels": 1, "train_shape": [16, 16]})
     metrics, reference, total = eval_sample_scaling(g, seed=0, resolutions=(8, 16), steps=1, device="cpu")
     for n in (64, 256):
         assert metrics[f"sample_seconds@N={n}"] > 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import funcgen
-from funcgen.apps.cli import main, make_cli
+from funcgen.apps.cli import main
 from funcgen.data import GRFDataModule, ProceduralImageDataModule
 from funcgen.methods import FunctionalDiffusion
 from funcgen.nets import AdaptiveINR, PerceiverNet
@@ -16,7 +16,7 @@ from funcgen.processes.noise import SpectralNoise
 from funcgen.train.fit import prepare
 from funcgen.train.module import GenerativeModule
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASE = REPO / "configs" / "base" / "trainer.yaml"
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if p != BASE)
 
@@ -29,7 +29,8 @@ def composition(config: Path) -> list[Path]:
         return [BASE, config]
     stems = [p.stem for p in (REPO / "configs" / rel.parts[1]).glob("*.yaml")]
     base = max((s for s in stems if config.stem.startswith(s + "_")), key=len, default=None)
-    assert base is not None, f"ablation {rel} names no configs/{rel.parts[1]}/BASE.yaml (its name must start with BASE_)"
+    assert base is not None, \
+        f"ablation {rel} names no configs/{rel.parts[1]}/BASE.yaml (its name must start with BASE_)"
     return [BASE, REPO / "configs" / rel.parts[1] / f"{base}.yaml", config]
 
 
@@ -111,7 +112,8 @@ def test_checkpoint_loads_weights_only_and_cli_sample_export(tmp_path):
     assert torch.allclose(gen.sample(2, 32, seed=3).values, ref)
 
     out = tmp_path / "s"
-    assert main(["sample", "--ckpt", str(ckpt), "--resolution", "64", "--num", "3", "--out", str(out), "--steps", "2"]) == 0
+    assert main(["sample", "--ckpt", str(ckpt), "--resolution", "64", "--num", "3", "--out", str(out),
+                 "--steps", "2"]) == 0
     arr = np.load(out / "samples.npz")
     assert arr["coords"].shape == (3, 64, 1) and arr["values"].shape == (3, 64, 1)
     assert (out / "samples.png").stat().st_size > 0

@@ -19,7 +19,8 @@ def _radial_mean(expected, shape):
     kmax = min(shape) // 2
     sums, counts = [0.0] * (kmax + 1), [0] * (kmax + 1)
     grids = [_freqs(n) for n in shape]
-    idx = [(i,) for i in range(shape[0])] if len(shape) == 1 else [(i, j) for i in range(shape[0]) for j in range(shape[1])]
+    idx = ([(i,) for i in range(shape[0])] if len(shape) == 1
+           else [(i, j) for i in range(shape[0]) for j in range(shape[1])])
     for ij in idx:
         r = round(math.sqrt(sum(grids[a][ij[a]] ** 2 for a in range(len(shape)))))
         if r <= kmax:

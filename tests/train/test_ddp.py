@@ -70,7 +70,8 @@ def test_ddp_two_cpu_processes_match_one_process_on_the_combined_batch(tmp_path)
     module, _ = build()
     L.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
               enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu",
-              devices=1, default_root_dir=str(tmp_path), callbacks=[SaveGrads(str(tmp_path))]).fit(module, datamodule=build_dm)
+              devices=1, default_root_dir=str(tmp_path),
+              callbacks=[SaveGrads(str(tmp_path))]).fit(module, datamodule=build_dm)
     single = torch.load(tmp_path / "grads_rank0_of1.pt", weights_only=True)
     assert rank0.keys() == single.keys() and len(single) > 10
     nonzero = 0

@@ -254,7 +254,8 @@ def test_mnist_load_and_split() -> None:
 def test_mnist_truncated_gzip(tmp_path: Path) -> None:
     raw = (Path(DATA) / "mnist" / "t10k-images-idx3-ubyte.gz").read_bytes()
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(raw[: len(raw) // 2])
-    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes((Path(DATA) / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    labels = (Path(DATA) / "mnist" / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(labels)
     with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz"):
         load_mnist_idx(tmp_path)
 

@@ -29,7 +29,8 @@ def reference_rows(data_root, name):
     if not path.is_file():
         pytest.skip(f"{path} not found")
     rows = [r for r in csv.DictReader(open(path)) if r["manifold"] == name]
-    cols = {k: torch.tensor([float(r[k]) for r in rows], dtype=F64) for k in ("sigma", "theta", "log_p", "dlogp_dtheta")}
+    cols = {k: torch.tensor([float(r[k]) for r in rows], dtype=F64)
+            for k in ("sigma", "theta", "log_p", "dlogp_dtheta")}
     return cols
 
 

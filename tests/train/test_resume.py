@@ -22,7 +22,7 @@ from funcgen.nets import PerceiverNet
 from funcgen.processes.noise import SpectralNoise
 from funcgen.train.module import GenerativeModule
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def make(subsample: float = 0.75) -> tuple[GenerativeModule, GRFDataModule]:
@@ -200,7 +200,8 @@ def test_killed_training_process_resumes(sig, tmp_path, reference_losses):
     ckdir = tmp_path / "ck"
     env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1")
     script = tmp_path / "train.py"
-    script.write_text(SCRIPT.format(tests=str(REPO / "tests"), slow_from=kill_after, ckdir=str(ckdir), n=n, resume=None))
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).resolve().parent), slow_from=kill_after,
+                                    ckdir=str(ckdir), n=n, resume=None))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                             text=True)
     lines = []

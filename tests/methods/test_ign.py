@@ -19,14 +19,13 @@ from funcgen.nets.base import Backbone
 from funcgen.pointset import PointSet, grid_coords
 from funcgen.processes.matched import SpectrumMatchedNoise, half_lattice
 from funcgen.processes.noise import (
-    FunctionNoise,
     GaussianRandomField,
     SpectralNoise,
     WhiteNoise,
 )
 from funcgen.train.module import GenerativeModule
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class LinearNet(Backbone):
@@ -278,7 +277,8 @@ def test_matched_noise_is_one_function_at_any_resolution_and_rebuilds_from_its_c
     emp = torch.cov(draws.T)
     sd = cov.diagonal().sqrt()
     assert ((emp - cov).abs() <= 6 * torch.outer(sd, sd) * math.sqrt(2 / 4000)).all()
-    assert torch.allclose(draws.mean(0), noise.mean_function(pts[None].double())[0, :, 0], atol=float(6 * sd.max() / math.sqrt(4000)))
+    mean = noise.mean_function(pts[None].double())[0, :, 0]
+    assert torch.allclose(draws.mean(0), mean, atol=float(6 * sd.max() / math.sqrt(4000)))
 
 
 def test_matched_noise_errors_are_clear():
@@ -304,7 +304,8 @@ def fit_config(config: Path, tmp_path, extra: list[str]) -> GenerativeModule:
 
 def test_grf1d_config_fits_and_samples_at_n_and_4n(tmp_path):
     module = fit_config(REPO / "configs/ign/grf1d.yaml", tmp_path,
-                        ["--data.init_args.num_train=16", "--data.init_args.num_val=8", "--data.init_args.batch_size=8"])
+                        ["--data.init_args.num_train=16", "--data.init_args.num_val=8",
+                         "--data.init_args.batch_size=8"])
     assert isinstance(module.method, IdempotentGenerative) and module.method.tight_ramp() == 0.002  # step 1 of 500
     gen = module.generator()
     for res in (64, 256):
@@ -315,7 +316,8 @@ def test_grf1d_config_fits_and_samples_at_n_and_4n(tmp_path):
 def test_mnist_config_fits_with_spectrum_matched_noise(tmp_path, data_root):
     # training on random quarters of the points: the noise still sees the full grid batches (observe_batch)
     module = fit_config(REPO / "configs/ign/mnist.yaml", tmp_path,
-                        ["--data.init_args.batch_size=4", "--data.init_args.num_train=16", "--model.train_subsample=0.25"])
+                        ["--data.init_args.batch_size=4", "--data.init_args.num_train=16",
+                         "--model.train_subsample=0.25"])
     noise = module.method.noise
     assert isinstance(noise, SpectrumMatchedNoise) and noise.count == 8  # two full training batches observed
     assert module.method.config["init_args"]["noise"]["init_args"]["count"] == 8  # recorded for checkpoints

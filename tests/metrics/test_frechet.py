@@ -25,7 +25,8 @@ def test_one_dimensional_closed_form(gen):
 def test_shared_eigenbasis_closed_form(gen):
     p = 6
     q, _ = torch.linalg.qr(torch.randn(p, p, generator=gen, dtype=torch.float64))
-    a, b = 0.1 + torch.rand(p, generator=gen, dtype=torch.float64) * 4, 0.1 + torch.rand(p, generator=gen, dtype=torch.float64) * 4
+    a = 0.1 + torch.rand(p, generator=gen, dtype=torch.float64) * 4
+    b = 0.1 + torch.rand(p, generator=gen, dtype=torch.float64) * 4
     mu1, mu2 = torch.randn(p, generator=gen, dtype=torch.float64), torch.randn(p, generator=gen, dtype=torch.float64)
     d = frechet_distance(mu1, q @ torch.diag(a) @ q.T, mu2, q @ torch.diag(b) @ q.T)
     exact = float(((mu1 - mu2) ** 2).sum() + ((a.sqrt() - b.sqrt()) ** 2).sum())
@@ -44,7 +45,8 @@ def test_general_covariances_match_scipy_sqrtm_form_and_are_symmetric(gen):
 
 
 def test_identical_sets_and_fit(gen):
-    f = torch.randn(500, 10, generator=gen, dtype=torch.float64) @ torch.randn(10, 10, generator=gen, dtype=torch.float64)
+    z = torch.randn(500, 10, generator=gen, dtype=torch.float64)
+    f = z @ torch.randn(10, 10, generator=gen, dtype=torch.float64)
     mu, cov = fit_gaussian(f)
     assert torch.allclose(mu, f.mean(0))
     assert np.allclose(cov.numpy(), np.cov(f.numpy(), rowvar=False))

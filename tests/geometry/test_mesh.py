@@ -54,9 +54,9 @@ def test_icosphere_spectrum_converges_to_l_l_plus_1(gen):
         lam = eigenbasis(mesh, k).eigenvalues
         errs.append(np.abs(lam - ell * (ell + 1)) / np.maximum(ell * (ell + 1), 1))
         # multiplicity 2l+1: the spread within a degree is far below the gap to the next degree
-        for l in range(1, lmax + 1):
-            block = lam[ell == l]
-            assert block.max() - block.min() < 0.1 * (2 * l + 2), (s, l, block)
+        for deg in range(1, lmax + 1):
+            block = lam[ell == deg]
+            assert block.max() - block.min() < 0.1 * (2 * deg + 2), (s, deg, block)
     assert abs(eigenbasis(icosphere(4), k).eigenvalues[0]) < 1e-8
     # second-order convergence: each refinement divides the error by about 4
     for coarse, fine in zip(errs, errs[1:]):
@@ -183,7 +183,8 @@ def test_readers_roundtrip(tmp_path):
         + "".join(f"3 {a} {b} {c}\n" for a, b, c in f.tolist())
     ply = ("ply\nformat ascii 1.0\ncomment x\nelement vertex %d\nproperty float x\nproperty float y\nproperty float z\n"
            "element face %d\nproperty list uchar int vertex_indices\nend_header\n" % (len(v), len(f))) \
-        + "".join(f"{a!r} {b!r} {c!r}\n" for a, b, c in v.tolist()) + "".join(f"3 {a} {b} {c}\n" for a, b, c in f.tolist())
+        + "".join(f"{a!r} {b!r} {c!r}\n" for a, b, c in v.tolist()) \
+        + "".join(f"3 {a} {b} {c}\n" for a, b, c in f.tolist())
     for name, text in (("s.off", off), ("s.ply", ply)):
         m = read_mesh(_write(tmp_path, name, text))
         assert np.allclose(m.vertices, v) and np.array_equal(m.faces, f)

@@ -17,7 +17,7 @@ from funcgen.methods import FunctionalDiffusion
 from funcgen.nets import PerceiverNet
 from funcgen.processes.noise import SpectralNoise
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 import make_benchmarks_md  # noqa: E402
 from make_figures import load_records, make_figures, parse_key, series  # noqa: E402
@@ -63,9 +63,8 @@ def test_figure_data_is_read_from_metric_keys():
 def test_make_figures_on_synthetic_records(tmp_path, capsys):
     res = tmp_path / "results"
     res.mkdir()
-    (res / "a.json").write_text(json.dumps(_record("grf1d", "fdp", {"cov_err@N=64": 0.2, "cov_err@N=256": 0.3,
-                                                                     "cov_err@N=64,nfe=7": 2.0, "cov_err@N=64,nfe=35": 0.2},
-                                                   {"floor@N=64": 0.06})))
+    metrics = {"cov_err@N=64": 0.2, "cov_err@N=256": 0.3, "cov_err@N=64,nfe=7": 2.0, "cov_err@N=64,nfe=35": 0.2}
+    (res / "a.json").write_text(json.dumps(_record("grf1d", "fdp", metrics, {"floor@N=64": 0.06})))
     (res / "b.json").write_text(json.dumps(_record("mnist", "ign", {"fd_lenet@res=28": 9.0, "fd_lenet@res=56": 12.0})))
     (res / "q.json").write_text(json.dumps(_record("mnist", "fdp", {"step_seconds@rate=0.5": 1.0}, quick=True)))
     records = load_records(res)
@@ -81,13 +80,15 @@ def test_make_figures_on_synthetic_records(tmp_path, capsys):
 def test_benchmarks_md_has_a_coverage_table_and_leaves_quick_records_out(tmp_path):
     res = tmp_path / "results"
     res.mkdir()
-    (res / "grf1d_fdp.json").write_text(json.dumps(_record("grf1d", "fdp", {"cov_err@N=64": 0.2, "cov_err@N=256": 0.3})))
+    (res / "grf1d_fdp.json").write_text(
+        json.dumps(_record("grf1d", "fdp", {"cov_err@N=64": 0.2, "cov_err@N=256": 0.3})))
     (res / "quick_earth.json").write_text(json.dumps(_record("earth", "riemannian", {"nll@dataset=volcano": 1.0},
                                                              quick=True)))
     out = tmp_path / "docs" / "benchmarks.md"
     make_benchmarks_md.main(["--results", str(res), "--out", str(out), "--figures", str(tmp_path / "docs" / "figures")])
     md = out.read_text()
-    rows = dict(((m.group(1), m.group(2)), m.group(3)) for m in re.finditer(r"^\| (\S+) \| (\S+) \| ([^|]+) \|$", md, re.M))
+    rows = dict(((m.group(1), m.group(2)), m.group(3))
+                for m in re.finditer(r"^\| (\S+) \| (\S+) \| ([^|]+) \|$", md, re.M))
     for task, methods in METHODS.items():
         for method in methods:
             assert rows[(task, method)] == ("grf1d_fdp.json" if (task, method) == ("grf1d", "fdp") else "not run")

@@ -9,7 +9,7 @@ import pytest
 
 from funcgen.apps.notebook import SMOKE_ENV, NotebookError, code_cells, run_notebook
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
@@ -21,7 +21,8 @@ def test_the_notebooks_are_there():
 def test_notebook_executes(path, tmp_path):
     nb = json.loads(path.read_text())
     assert nb["nbformat"] == 4
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb["cells"] if c["cell_type"] == "code"), \
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), \
         "commit notebooks with empty outputs"
     cwd = Path.cwd()
     ns = run_notebook(path, tmp_path, smoke=True)
@@ -31,7 +32,8 @@ def test_notebook_executes(path, tmp_path):
 
 def _write(path: Path, sources: list[str]) -> Path:
     cells = [{"cell_type": "markdown", "metadata": {}, "source": ["# title"]}]
-    cells += [{"cell_type": "code", "metadata": {}, "source": s, "outputs": [], "execution_count": None} for s in sources]
+    cells += [{"cell_type": "code", "metadata": {}, "source": s, "outputs": [], "execution_count": None}
+              for s in sources]
     path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     return path
 

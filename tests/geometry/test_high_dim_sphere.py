@@ -69,7 +69,8 @@ def test_score_matches_finite_differences_on_s127(sigma, gen):
     sc = heat_kernel_score(m, x, x0, sigma)
     y = m.random_tangent(x, gen)
     eps = 1e-5
-    fd = (heat_kernel_log_prob(m, m.exp(x, eps * y), x0, sigma) - heat_kernel_log_prob(m, m.exp(x, -eps * y), x0, sigma)) / (2 * eps)
+    fd = (heat_kernel_log_prob(m, m.exp(x, eps * y), x0, sigma)
+          - heat_kernel_log_prob(m, m.exp(x, -eps * y), x0, sigma)) / (2 * eps)
     assert torch.allclose((sc * y).sum(-1), fd, rtol=1e-4, atol=1e-4 * fd.abs().max().item() + 1e-9)
     assert torch.isfinite(heat_kernel_score(m, x.float(), x0.float(), sigma)).all()
 
@@ -99,7 +100,8 @@ def mp_sphere_log_kernel(theta, sigma, n, approx):
         lam, t, s2 = mp.mpf(n - 1) / 2, mp.cos(mp.mpf(theta)), mp.mpf(sigma) ** 2 / 2
         total, p_prev, p_cur, wmax, ell = mp.mpf(0), mp.mpf(1), t, None, 0
         while True:
-            logd = mp.log(2 * ell + n - 1) - mp.log(n - 1) + mp.loggamma(ell + n - 1) - mp.loggamma(n - 1) - mp.loggamma(ell + 1)
+            logd = (mp.log(2 * ell + n - 1) - mp.log(n - 1) + mp.loggamma(ell + n - 1) - mp.loggamma(n - 1)
+                    - mp.loggamma(ell + 1))
             lw = logd - ell * (ell + n - 1) * s2
             if ell == 0:
                 p = mp.mpf(1)

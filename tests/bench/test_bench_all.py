@@ -89,7 +89,8 @@ def test_method_args_change_the_evaluated_sampler_and_are_recorded(tmp_path, mon
     rec = json.loads(out.read_text())
     assert rec["method_args"] == {"solver": "ddim", "eta": eta}
     assert rec["model"]["method"]["init_args"]["eta"] == eta
-    spec = importlib.util.spec_from_file_location("mbm", Path(__file__).resolve().parents[1] / "scripts" / "make_benchmarks_md.py")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "make_benchmarks_md.py"
+    spec = importlib.util.spec_from_file_location("mbm", script)
     mbm = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mbm)
     assert mbm.eval_flags(rec).endswith(f" --method-arg solver=ddim --method-arg eta={eta}")

@@ -4,10 +4,10 @@ import csv
 
 import lightning as L
 import pytest
-from test_module_cli import tiny_module
 
-from funcgen.data import GRFDataModule, ProceduralImageDataModule
+from funcgen.data import ProceduralImageDataModule
 from funcgen.train.tracking import default_logger
+from tests.apps.test_module_cli import tiny_module
 
 
 @pytest.mark.parametrize("kind", ["wandb", "csv"])

@@ -174,7 +174,8 @@ def test_heun_ode_with_exact_gaussian_denoiser_recovers_the_data_law_d_inf(gen):
         return x @ torch.linalg.solve(k + s * s * eye, k)  # symmetric matrices
 
     def rel_err(steps: int, solver: str) -> float:
-        a = sigma_ode(denoise, eye.clone(), karras_sigmas(steps, 0.002, smax, 7.0), solver=solver)  # rows: images of e_i
+        # rows: images of e_i
+        a = sigma_ode(denoise, eye.clone(), karras_sigmas(steps, 0.002, smax, 7.0), solver=solver)
         cov = a.T @ (k + smax**2 * eye) @ a
         return float(torch.linalg.matrix_norm(cov - k) / torch.linalg.matrix_norm(k))
 
@@ -190,7 +191,6 @@ def test_heun_ode_with_exact_student_t_denoiser_recovers_the_data_law_d8(gen):
     dx/dsigma = (x - E[y|x]) / sigma from the Student-t prior must give samples with covariance K."""
     n, dof, smax, b, m = 4, 8.0, 80.0, 6000, 300
     _, k = _gaussian_data(n, gen)
-    eye = torch.eye(n, dtype=torch.float64)
     w = torch.tensor(stats.chi2(dof).ppf((torch.arange(m) + 0.5).numpy() / m) / dof)  # equal-mass nodes
 
     lam, u = torch.linalg.eigh(k)
