@@ -236,7 +236,8 @@ def _refinements(gen) -> tuple[int, ...]:
     """Extra step counts worth evaluating: IGN's refinement ``f(f(z))``, ``f(f(f(z)))``."""
     from ..methods import SupportsRefinement
 
-    return tuple(gen.method.refinement_steps) if isinstance(gen.method, SupportsRefinement) else ()
+    method = getattr(gen, "method", None)  # stand-in generators in tests have none
+    return tuple(method.refinement_steps) if isinstance(method, SupportsRefinement) else ()
 
 
 def _eval_mixture(gen, datamodule, seed: int, steps: int = 100, num_test: int = 1000,
