@@ -12,9 +12,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "funcgen"
 
 #: the floors, bottom up (ARCHITECTURE: apps -> bench -> train/generator -> methods/nets/data/metrics ->
-#: processes/samplers/geometry/viz -> pointset/config/io); a unit may import its own floor or lower ones
+#: processes/samplers/geometry/viz -> pointset/config/io/rng); a unit may import its own floor or lower ones
 FLOORS: list[set[str]] = [
-    {"pointset", "config", "io"},
+    {"pointset", "config", "io", "rng"},
     {"processes", "geometry", "viz"},
     {"samplers"},
     {"nets", "data", "metrics", "methods"},

@@ -27,6 +27,7 @@ import math
 import torch
 from torch import Tensor
 
+from ..rng import randn
 from .heat_kernel import (
     _F64,
     _log_theta_over_sin,
@@ -35,7 +36,7 @@ from .heat_kernel import (
     radial_log_heat_kernel,
     sphere_log_heat_kernel,
 )
-from .manifolds import SO3, Manifold, Sphere, Torus, _randn, _so3_exp_vec, wrap_angle
+from .manifolds import SO3, Manifold, Sphere, Torus, _so3_exp_vec, wrap_angle
 from .su3 import SU3, sample_su3_heat_kernel
 
 __all__ = ["sample_heat_kernel", "sample_radius"]
@@ -158,7 +159,8 @@ def _sample_radius_bounded(manifold: Manifold, sigma: Tensor, generator: torch.G
         rows = todo.repeat_interleave(reps)
         st, chi = s[rows], use_chi[rows]
         m = rows.numel()
-        r = _randn((m, k), generator, like=st).norm(dim=-1) * _chi_scale(manifold, st)
+        r = randn((m, k), generator, device=st.device, dtype=torch.float64).to(st).norm(dim=-1)
+        r = r * _chi_scale(manifold, st)
         u = torch.rand((m,), generator=generator, device=generator.device if generator is not None else s.device,
                        dtype=_F64).to(s.device)
         th = torch.where(chi, r, u * math.pi)
@@ -197,7 +199,7 @@ def sample_heat_kernel(manifold: Manifold, x0: Tensor, sigma: Tensor | float,
     if (s <= 0).any():
         raise ValueError("heat kernel sampling needs sigma > 0")
     if isinstance(manifold, Torus):
-        z = _randn(tuple(x0.shape), generator, like=x0.to(_F64))
+        z = randn(tuple(x0.shape), generator, device=x0.device, dtype=torch.float64)
         return wrap_angle(x0.to(_F64) + s[..., None] * z).to(x0)
     if isinstance(manifold, SU3):
         return sample_su3_heat_kernel(x0, s, generator)
@@ -205,12 +207,12 @@ def sample_heat_kernel(manifold: Manifold, x0: Tensor, sigma: Tensor | float,
     x0f = x0.to(_F64).reshape(-1, manifold.ambient_dim)
     th = sample_radius(manifold, s.reshape(-1), generator)
     if isinstance(manifold, Sphere):
-        u = manifold.proj(x0f, _randn(tuple(x0f.shape), generator, like=x0f))
+        u = manifold.proj(x0f, randn(tuple(x0f.shape), generator, device=x0f.device, dtype=torch.float64).to(x0f))
         u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-300)
         x = torch.cos(th)[:, None] * x0f + torch.sin(th)[:, None] * u
         x = x / x.norm(dim=-1, keepdim=True)
     else:
-        a = _randn((x0f.shape[0], 3), generator, like=x0f)
+        a = randn((x0f.shape[0], 3), generator, device=x0f.device, dtype=torch.float64).to(x0f)
         a = a / a.norm(dim=-1, keepdim=True)
         rot = _so3_exp_vec(a * th[:, None])
         x = SO3.from_matrix(SO3.as_matrix(x0f) @ rot)

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from ..config import Configurable
+from ..rng import randn
 
 __all__ = ["Manifold", "Sphere", "SO3", "Torus", "skew_to_vector", "vector_to_skew", "quaternion_to_matrix",
            "wrap_angle"]
@@ -70,16 +71,6 @@ def _gs_call(fn: Any, *args: Tensor) -> Tensor:
         return fn(*args)
     finally:
         torch.set_default_dtype(default)
-
-
-def _randn(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor | None = None,
-           dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> Tensor:
-    """Standard normals drawn on the generator's device, returned with ``like``'s dtype/device."""
-    gdev = generator.device if generator is not None else (like.device if like is not None else device)
-    z = torch.randn(shape, generator=generator, device=gdev, dtype=torch.float64)
-    if like is not None:
-        return z.to(like)
-    return z.to(dtype=dtype, device=device if device is not None else gdev)
 
 
 class Manifold(Configurable):
@@ -125,7 +116,7 @@ class Manifold(Configurable):
 
     def random_tangent(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """A standard Gaussian tangent vector at each ``x`` (identity covariance in the Riemannian metric)."""
-        return self.proj(x, _randn(tuple(x.shape), generator, like=x))
+        return self.proj(x, randn(tuple(x.shape), generator, device=x.device, dtype=torch.float64).to(x))
 
     def log_volume(self) -> float:
         """Log of the total Riemannian volume (the uniform density is ``exp(-log_volume)``)."""
@@ -208,7 +199,7 @@ class Sphere(Manifold):
 
     def random_uniform(self, num: int, generator: torch.Generator | None = None,
                        dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
-        z = _randn((num, self.ambient_dim), generator)
+        z = randn((num, self.ambient_dim), generator, dtype=torch.float64)
         return (z / z.norm(dim=-1, keepdim=True)).to(dtype=dtype, device=device if device is not None else z.device)
 
     def log_volume(self) -> float:
@@ -320,7 +311,7 @@ class SO3(Manifold):
         return 2.0 * self.proj(x, g)
 
     def random_tangent(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        w = _randn((*x.shape[:-1], 3), generator, like=x)
+        w = randn((*x.shape[:-1], 3), generator, device=x.device, dtype=torch.float64).to(x)
         return self.from_matrix(self.as_matrix(x) @ vector_to_skew(w))
 
     def tangent_vector(self, x: Tensor, w: Tensor) -> Tensor:
@@ -329,7 +320,7 @@ class SO3(Manifold):
 
     def random_uniform(self, num: int, generator: torch.Generator | None = None,
                        dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
-        q = _randn((num, 4), generator)
+        q = randn((num, 4), generator, dtype=torch.float64)
         q = q / q.norm(dim=-1, keepdim=True)  # uniform unit quaternion -> Haar rotation
         device = device if device is not None else q.device
         return self.from_matrix(quaternion_to_matrix(q)).to(dtype=dtype, device=device)

@@ -61,7 +61,8 @@ import math
 import torch
 from torch import Tensor
 
-from .manifolds import Manifold, _randn
+from ..rng import randn
+from .manifolds import Manifold
 
 __all__ = ["SU3", "su3_log_heat_kernel", "su3_images_log_kernel", "su3_character_log_kernel", "su3_heat_kernel_score",
            "sample_su3_heat_kernel", "minimal_angles", "SWITCH_SIGMA"]
@@ -151,7 +152,7 @@ class SU3(Manifold):
                        dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
         """Haar draws: QR of a complex Ginibre matrix with the phases of ``diag R`` moved into ``Q`` (Haar on
         U(3)), then ``Q det(Q)^(-1/3)`` (principal cube root): the law is left-invariant, hence Haar on SU(3)."""
-        z = _randn((num, 2, 3, 3), generator)
+        z = randn((num, 2, 3, 3), generator, dtype=torch.float64)
         q, r = torch.linalg.qr(torch.complex(z[:, 0], z[:, 1]))
         d = r.diagonal(dim1=-2, dim2=-1)
         q = q * (d / d.abs())[..., None, :]
@@ -315,7 +316,7 @@ def sample_su3_heat_kernel(x0: Tensor, sigma: Tensor | float, generator: torch.G
         ng = int(gs.sum())
         if ng:
             sg = s[gs]
-            zg = _randn((ng, 18), generator, like=sg)
+            zg = randn((ng, 18), generator, device=sg.device, dtype=torch.float64).to(sg)
             x = sg[:, None, None] * su3_project(torch.complex(zg[:, :9], zg[:, 9:]).reshape(ng, 3, 3))
             v[gs] = torch.linalg.matrix_exp(x)
             log_r[gs] = _log_gauss_ratio(minimal_angles(torch.linalg.eigvalsh(-1j * x)), sg)

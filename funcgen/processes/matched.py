@@ -33,7 +33,8 @@ import torch
 from torch import Tensor
 
 from ..pointset import grid_coords
-from .noise import FunctionNoise, _check_coords, _randn, fourier_series
+from ..rng import randn
+from .noise import FunctionNoise, _check_coords, fourier_series
 
 __all__ = ["SpectrumMatchedNoise"]
 
@@ -181,7 +182,7 @@ class SpectrumMatchedNoise(FunctionNoise):
                              f"asked for {channels} channels at coords {tuple(coords.shape)}")
         b = coords.shape[0]
         dtype = coords.dtype
-        eps = _randn((b, *self._mean.shape), generator, coords.device, dtype)
+        eps = randn((b, *self._mean.shape), generator, device=coords.device, dtype=dtype)
         coef = self._mean.to(coords.device, dtype) + self.coef_std.to(coords.device, dtype) * eps  # [B, 2, M, c]
         return fourier_series(coords, self._omega.to(coords.device, dtype), coef[:, 0], coef[:, 1], self.chunk_size)
 

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from ..pointset import pointset_to_grid, shared_grid_shape
-from .noise import GaussianRandomField, _check_coords, _randn
+from ..rng import randn
+from .noise import GaussianRandomField, _check_coords
 
 __all__ = ["dct2", "idct2", "heat_multiplier", "mollify_grid", "wiener_deconvolve_grid", "mollify",
            "wiener_deconvolve", "neumann_heat_kernel", "MollifiedNoise", "require_grid"]
@@ -209,6 +210,6 @@ class MollifiedNoise(GaussianRandomField):
         noise)."""
         self._check_dim(len(shape))
         n = math.prod(shape)
-        z = _randn((batch, channels, *shape), generator, torch.device(device), torch.float64) * math.sqrt(n)
+        z = randn((batch, channels, *shape), generator, device=torch.device(device), dtype=torch.float64) * math.sqrt(n)
         out = mollify_grid(z, self.width)
         return out.reshape(batch, channels, n).transpose(1, 2).to(dtype).contiguous()

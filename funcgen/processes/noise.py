@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ..config import Configurable
 from ..pointset import grid_shape, shares_points
+from ..rng import randn
 
 __all__ = [
     "FunctionNoise",
@@ -72,13 +73,6 @@ def _check_coords(coords: Tensor, channels: int) -> None:
         raise ValueError("noise coords contain NaN or inf")
 
 
-def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
-           dtype: torch.dtype) -> Tensor:
-    """Standard normals drawn with ``generator`` (on the generator's device) and moved to ``device``."""
-    gen_device = generator.device if generator is not None else device
-    return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
-
-
 class FunctionNoise(Configurable, ABC):
     """A random function whose values can be drawn at any coordinates."""
 
@@ -112,7 +106,7 @@ class WhiteNoise(FunctionNoise):
     def sample(self, coords: Tensor, channels: int = 1, generator: torch.Generator | None = None) -> Tensor:
         _check_coords(coords, channels)
         b, n, _ = coords.shape
-        return _randn((b, n, channels), generator, coords.device, coords.dtype) * self._scale(n)
+        return randn((b, n, channels), generator, device=coords.device, dtype=coords.dtype) * self._scale(n)
 
     def covariance(self, x: Tensor, y: Tensor) -> Tensor:
         same = (x.unsqueeze(-2) == y.unsqueeze(-3)).all(-1)
@@ -168,7 +162,7 @@ class GaussianRandomField(FunctionNoise):
                 f"the limit is max_dense_points={self.max_dense_points}. Use a regular grid with kernel='se', "
                 "or SpectralNoise for very large point sets")
         chol = self._cholesky(coords[:1] if shared else coords)  # [1 or B, N, N]
-        z = _randn((b, n, channels), generator, coords.device, torch.float64)
+        z = randn((b, n, channels), generator, device=coords.device, dtype=torch.float64)
         return (chol @ z).to(coords.dtype)
 
     def sample_grid(self, shape: tuple[int, ...], batch: int, channels: int = 1,
@@ -178,7 +172,7 @@ class GaussianRandomField(FunctionNoise):
         if self.kernel != "se":
             raise ValueError("Kronecker grid sampling needs the separable 'se' kernel")
         device = torch.device(device)
-        z = _randn((batch * channels, *shape), generator, device, torch.float64)
+        z = randn((batch * channels, *shape), generator, device=device, dtype=torch.float64)
         for axis, n in enumerate(shape):
             x = ((torch.arange(n, dtype=torch.float64, device=device) + 0.5) / n).unsqueeze(-1)
             k = kernel_matrix(x, x, "se", self.lengthscale, 1.0)
@@ -285,8 +279,8 @@ class SpectralNoise(FunctionNoise):
         dtype = coords.dtype
         om = self._omega.to(coords.device, dtype)
         amp = self._amp.to(coords.device, dtype)
-        a = _randn((b, m, channels), generator, coords.device, dtype) * amp[:, None]
-        s = _randn((b, m, channels), generator, coords.device, dtype) * amp[:, None]
+        a = randn((b, m, channels), generator, device=coords.device, dtype=dtype) * amp[:, None]
+        s = randn((b, m, channels), generator, device=coords.device, dtype=dtype) * amp[:, None]
         s = s.masked_fill(self._is_zero.to(coords.device)[:, None], 0.0)
         return fourier_series(coords, om, a, s, self.chunk_size)
 
@@ -337,7 +331,7 @@ def sample_chi2_over_dof(batch: int, dof: float, generator: torch.Generator | No
     todo = torch.arange(batch, device=device)
     while todo.numel():  # acceptance rate >= 0.95 for every shape, so this loops a few times
         m = todo.numel()
-        x = _randn((m,), generator, device, torch.float64)
+        x = randn((m,), generator, device=device, dtype=torch.float64)
         u = _rand((m,), generator, device, torch.float64)
         v = (1.0 + c * x) ** 3
         ok = (v > 0) & (torch.log(u) < 0.5 * x * x + d - d * v + d * torch.log(v.clamp_min(1e-300)))
