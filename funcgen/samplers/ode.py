@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 from torch import Tensor
 
 from .base import Callback, ModelFn, apply_callback, steps_of
 
-__all__ = ["flow_ode", "ODESolver"]
+__all__ = ["ODESolver", "flow_ode"]
 
 ODESolver = Literal["euler", "heun", "midpoint"]
 
@@ -41,7 +42,7 @@ def flow_ode(velocity: ModelFn, x: Tensor, ts: Tensor, *, solver: ODESolver = "h
     if solver not in ("euler", "heun", "midpoint"):
         raise ValueError(f"unknown solver {solver!r}; choose euler, heun or midpoint")
     grid = [float(t) for t in ts.reshape(-1)]
-    steps = [b - a for a, b in zip(grid[:-1], grid[1:])]
+    steps = [b - a for a, b in pairwise(grid)]
     if ts.ndim != 1 or not steps or not (all(h > 0 for h in steps) or all(h < 0 for h in steps)):
         raise ValueError(f"ts must be a strictly monotone 1-D grid of >= 2 times; got {grid}")
     end = grid[-1]
