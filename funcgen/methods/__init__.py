@@ -2,11 +2,12 @@
 
 from .base import Method, masked_mean
 from .fdp import FunctionalDiffusion
+from .ffm import FunctionalFlowMatching
 from .ign import IdempotentGenerative
 from .inftydiff import InftyDiff
 from .mdf import ManifoldDiffusionField
 from .pfgmpp import PFGMPP
 from .riemannian import RiemannianDiffusion
 
-__all__ = ["Method", "masked_mean", "FunctionalDiffusion", "IdempotentGenerative", "InftyDiff",
-           "ManifoldDiffusionField", "PFGMPP", "RiemannianDiffusion"]
+__all__ = ["Method", "masked_mean", "FunctionalDiffusion", "FunctionalFlowMatching", "IdempotentGenerative",
+           "InftyDiff", "ManifoldDiffusionField", "PFGMPP", "RiemannianDiffusion"]
