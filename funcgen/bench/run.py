@@ -297,9 +297,9 @@ TASKS: dict[str, Task] = {
 #: or its name): the pairs ``funcgen bench all`` runs and docs/benchmarks.md's coverage table lists.
 #: Adding a task = its TASKS entry + one line here (tests/bench/test_bench_all.py checks both tables agree).
 METHODS: dict[str, tuple[str, ...]] = {
-    "grf1d": ("fdp", "pfgmpp", "ign"),
+    "grf1d": ("fdp", "pfgmpp", "ign", "ffm"),
     "grf2d": ("fdp", "pfgmpp", "inftydiff"),
-    "mnist": ("fdp", "pfgmpp", "ign", "inftydiff"),
+    "mnist": ("fdp", "pfgmpp", "ign", "inftydiff", "ffm"),
     "robustness": ("pfgmpp",),
     "sphere_grf": ("mdf",),
     "mesh_grf": ("mdf",),

@@ -3,6 +3,7 @@
 from .base import Method, masked_mean
 from .capabilities import SupportsLikelihood, SupportsProjection, SupportsRefinement
 from .fdp import FunctionalDiffusion
+from .ffm import FunctionalFlowMatching
 from .ign import IdempotentGenerative
 from .inftydiff import InftyDiff
 from .mdf import ManifoldDiffusionField
@@ -10,5 +11,5 @@ from .pfgmpp import PFGMPP
 from .riemannian import RiemannianDiffusion
 
 __all__ = ["Method", "masked_mean", "SupportsLikelihood", "SupportsProjection", "SupportsRefinement",
-           "FunctionalDiffusion", "IdempotentGenerative", "InftyDiff", "ManifoldDiffusionField", "PFGMPP",
-           "RiemannianDiffusion"]
+           "FunctionalDiffusion", "FunctionalFlowMatching", "IdempotentGenerative", "InftyDiff",
+           "ManifoldDiffusionField", "PFGMPP", "RiemannianDiffusion"]

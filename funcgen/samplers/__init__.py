@@ -3,6 +3,7 @@ per-step callback (:mod:`funcgen.samplers.base`); they know nothing about traini
 
 - :mod:`.diffusion`: DDIM / ancestral and DPM-Solver++(2M) for variance-preserving diffusions;
 - :mod:`.sigma`: Euler / Heun on the denoiser ODE in the noise level (EDM, PFGM++);
+- :mod:`.ode`: Euler / Heun / midpoint for flows ``dx/dt = v(x, t)`` (flow matching);
 - :mod:`.manifold`: exponential-map Euler(-Maruyama) and the probability-flow ODE likelihood on manifolds;
 - :mod:`.sde`: Euler-Maruyama in Euclidean space.
 """
@@ -10,8 +11,10 @@ per-step callback (:mod:`funcgen.samplers.base`); they know nothing about traini
 from .base import Callback, ModelFn, NoiseFn, apply_callback
 from .diffusion import ddim, dpm_solver_2m, time_grid
 from .manifold import exp_euler_maruyama, manifold_ode_likelihood
+from .ode import ODESolver, flow_ode
 from .sde import euler_maruyama
 from .sigma import sigma_ode, sigma_ode_nfe
 
 __all__ = ["Callback", "ModelFn", "NoiseFn", "apply_callback", "ddim", "dpm_solver_2m", "time_grid",
-           "exp_euler_maruyama", "manifold_ode_likelihood", "euler_maruyama", "sigma_ode", "sigma_ode_nfe"]
+           "exp_euler_maruyama", "manifold_ode_likelihood", "ODESolver", "flow_ode", "euler_maruyama",
+           "sigma_ode", "sigma_ode_nfe"]

@@ -21,7 +21,8 @@ from funcgen.bench.suite import pairs, run_all
 
 #: configs/METHOD/ folder -> the method class its configs must train
 METHOD_CLASSES = {"fdp": "FunctionalDiffusion", "pfgmpp": "PFGMPP", "ign": "IdempotentGenerative",
-                  "inftydiff": "InftyDiff", "mdf": "ManifoldDiffusionField", "riemannian": "RiemannianDiffusion"}
+                  "inftydiff": "InftyDiff", "mdf": "ManifoldDiffusionField", "riemannian": "RiemannianDiffusion",
+                  "ffm": "FunctionalFlowMatching"}
 
 
 def test_every_task_has_methods_and_every_pair_its_config():

@@ -1,0 +1,109 @@
+"""Functional Flow Matching (Kerrigan, Migliorini & Smyth, AISTATS 2024).
+
+A flow between a Gaussian measure ``mu_0 = N(0, C)`` on functions (the source ``noise``, whose law does
+not depend on the number of points, :mod:`funcgen.processes.noise`) and the data measure ``mu_1``.
+Conditioned on a data function ``x_1``, the Gaussian path ``mu_t(. | x_1) = N(t x_1, b(t)^2 C)`` is
+traced by the straight interpolation from a source draw ``x_0 ~ mu_0``:
+
+    x_t = t x_1 + b(t) x_0,          b(t) = 1 - (1 - sigma_min) t,
+    u_t(x_t | x_1) = d x_t / dt = x_1 - (1 - sigma_min) x_0,
+
+so ``x_t`` runs from ``x_0`` at ``t = 0`` to ``x_1 + sigma_min x_0`` at ``t = 1``. The network ``v(x, t)``
+regresses the conditional velocity; the minimiser is the marginal velocity ``E[u_t | x_t]``, whose flow
+carries ``mu_0`` to ``mu_1 * N(0, sigma_min^2 C)`` (FFM's conditional-to-marginal theorem in function space):
+
+    L = E_{t, x_0, x_1} || v(x_t, t) - u_t(x_t | x_1) ||^2_{L^2(Omega)},
+
+the ``L^2`` norm estimated by the mean over the points (:func:`funcgen.methods.base.masked_mean`), so
+training and sampling run on any coordinates. Sampling draws ``x_0`` at the query points and integrates
+``dx/dt = v(x, t)`` from ``t = 0`` to ``1`` with :func:`funcgen.samplers.flow_ode`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..pointset import PointSet
+from ..processes.noise import FunctionNoise
+from ..samplers import Callback, ODESolver, flow_ode
+from .base import Method, masked_mean, stratified_times
+
+__all__ = ["FunctionalFlowMatching"]
+
+TimeSampling = Literal["stratified", "uniform"]
+
+
+class FunctionalFlowMatching(Method):
+    """Flow matching between a Gaussian measure on functions and the data.
+
+    Args:
+        noise: the source ``mu_0 = N(0, C)``, a Gaussian field (e.g. ``SpectralNoise``,
+            ``GaussianRandomField``) drawn at the batch's or the query's coordinates.
+        sigma_min: width of the conditional path at ``t = 1``, in ``[0, 1)``: the flow's samples are
+            the data plus ``sigma_min`` times a source draw.
+        steps: default number of ODE steps (``steps`` network evaluations with ``euler``, twice that
+            with ``heun`` or ``midpoint``).
+        solver: ``euler`` (first order), ``heun`` or ``midpoint`` (second order).
+        time_sampling: training times ``t ~ U[0, 1)``: ``stratified`` (one offset, evenly spaced
+            strata per batch, :func:`funcgen.methods.base.stratified_times`) or i.i.d. ``uniform``.
+    """
+
+    def __init__(self, noise: FunctionNoise, sigma_min: float = 1e-4, steps: int = 50, solver: ODESolver = "heun",
+                 time_sampling: TimeSampling = "stratified") -> None:
+        if not isinstance(noise, FunctionNoise):
+            raise TypeError(f"noise must be a FunctionNoise (the Gaussian source); got {type(noise).__name__}")
+        if not 0.0 <= sigma_min < 1.0:
+            raise ValueError(f"sigma_min must lie in [0, 1); got {sigma_min}")
+        if steps <= 0:
+            raise ValueError(f"steps must be positive; got {steps}")
+        if solver not in ("euler", "heun", "midpoint"):
+            raise ValueError(f"unknown solver {solver!r}; choose euler, heun or midpoint")
+        if time_sampling not in ("stratified", "uniform"):
+            raise ValueError(f"unknown time_sampling {time_sampling!r}; choose stratified or uniform")
+        self.noise, self.sigma_min, self.steps = noise, float(sigma_min), int(steps)
+        self.solver, self.time_sampling = solver, time_sampling
+
+    def path(self, x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """The conditional path and its velocity at times ``t`` ``[B]``: ``(x_t, u_t)``, each ``[B, N, c]``,
+        for source draws ``x0`` and data ``x1`` ``[B, N, c]``."""
+        t = t.to(x1.dtype)[:, None, None]
+        k = 1.0 - self.sigma_min
+        return t * x1 + (1.0 - k * t) * x0, x1 - k * x0
+
+    def train_times(self, b: int, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Training times ``[B]`` in ``[0, 1)`` with ``like``'s dtype and device."""
+        if self.time_sampling == "stratified":
+            t = stratified_times(b, generator, like.device)
+        else:
+            gen_device = generator.device if generator is not None else like.device
+            t = torch.rand(b, generator=generator, device=gen_device, dtype=torch.float64)
+        return t.to(like.device, like.dtype)
+
+    def loss(self, net: nn.Module, batch: PointSet,
+             generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        t = self.train_times(batch.batch_size, batch.values, generator)
+        x0 = self.noise.sample(batch.coords, batch.values.shape[-1], generator)
+        x_t, u_t = self.path(x0, batch.values, t)
+        per_fn = masked_mean((net(batch.coords, x_t, t) - u_t) ** 2, batch.mask)
+        return per_fn.mean(), {}
+
+    @torch.no_grad()
+    def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
+               generator: torch.Generator | None = None, steps: int | None = None,
+               progress: bool = False, callback: Callback | None = None) -> Tensor:
+        ts = torch.linspace(0.0, 1.0, self.resolve_steps(steps) + 1, dtype=torch.float64)
+        b = coords.shape[0]
+
+        def velocity(x: Tensor, t: float) -> Tensor:
+            return net(coords, x, torch.full((b,), t, device=x.device, dtype=x.dtype))
+
+        x = self.noise.sample(coords, channels, generator)
+        return flow_ode(velocity, x, ts, solver=self.solver, callback=callback, progress=progress)
+
+    def nfe(self, steps: int | None = None) -> int:
+        """Network evaluations of one sampler call."""
+        k = self.resolve_steps(steps)
+        return k if self.solver == "euler" else 2 * k
