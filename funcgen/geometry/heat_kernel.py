@@ -43,12 +43,15 @@ High dimension (measured against the series where it does not cancel): Varadhan'
 = 0.1, on S^127 7.6e-4 at sigma = 0.05 and 5e-2 at 0.1 (where the series takes over in the bulk), so on S^127 the
 kernel's bulk is accurate to ~1e-3 at every sigma (normalisation error <= 3e-4 measured for sigma in 0.01..0.5).
 High dimension (n > 10): the series is accepted up to a cancellation ratio of 1e10 (measured against 80-digit
-mpmath sums on S^127 and S^255, sigma 0.05..0.3, theta over the radial law down to e^-40 of its peak: error <=
-2e-6 wherever the series is taken; with the ratio 1e6 Varadhan took over at +1.6 standard deviations on S^255 at
-sigma = 0.05, error 1e-2, and the normalisation was off by 6e-3, now 5e-4). Remaining limitation: beyond ~4
-standard deviations of the radial law (mass < e^-10) Varadhan is still used where the series cancels (error 0.07
-on S^127 at sigma = 0.1, theta = 1.33; up to 1 nat at e^-30); at n >= 511 and sigma ~ 0.05 this reaches the bulk
-and the sampler below refuses (it raises) rather than return biased samples.
+mpmath sums on S^127 and S^255, sigma 0.05..0.3, theta over the radial law down to e^-40 of its peak: wherever the
+series is taken its error is <= 1.1e-13 + 6e-14 R, R = sum |terms| / sum terms its cancellation ratio, so it grows
+with theta beyond the radial law's mean: 1e-6 at +3.3 standard deviations on S^127 at sigma = 0.1, and just below
+R = 1e10 up to 8e-5 on S^127 at sigma = 0.05 and 2.6e-4 on S^255 at sigma = 0.1; <= 1e-8 for sigma >= 0.2;
+``tests/geometry/test_high_dim_sphere.py`` checks the R bound at random angles; with the ratio 1e6 Varadhan took
+over at +1.6 standard deviations on S^255 at sigma = 0.05, error 1e-2, and the normalisation was off by 6e-3, now
+5e-4). Remaining limitation: beyond ~4 standard deviations of the radial law (mass < e^-10) Varadhan is still used
+where the series cancels (error 0.07 on S^127 at sigma = 0.1, theta = 1.33; up to 1 nat at e^-30); at n >= 511 and
+sigma ~ 0.05 this reaches the bulk and the sampler below refuses (it raises) rather than return biased samples.
 
 Scores: ``d log p / d theta`` by autograd of these float64 expressions, and the Riemannian score
 ``grad_x log p(x | x0) = -(d log p/d theta) / theta * log_x(x0)`` (unit tangent pointing away from ``x0``).
@@ -76,7 +79,8 @@ SERIES_MIN_SIGMA_HIGH_DIM = 0.03  # n > 10: Varadhan's third-order error grows l
 # S^127 at sigma = 0.05), so the series is tried down to here wherever it does not cancel
 IMAGES_MAX_SIGMA = 1.5  # S^3 and SO(3): images below, eigen-series above (both exact in float64)
 CANCEL_MAX = 1e6  # series accepted where sum|terms| / sum terms < this (rel. error ~ 1e-16 * this)
-CANCEL_MAX_HIGH_DIM = 1e10  # n > 10, where Varadhan is much worse: measured series error <= 2e-6 where accepted
+CANCEL_MAX_HIGH_DIM = 1e10  # n > 10, where Varadhan is much worse: measured series error <= 1.1e-13 + 6e-14 * ratio
+# where accepted (<= 3e-4 on S^127 and S^255, sigma 0.05..0.3; see the module docstring)
 _F64 = torch.float64
 
 
