@@ -213,9 +213,13 @@ def test_heun_ode_with_exact_student_t_denoiser_recovers_the_data_law_d8(gen):
     emp = y.T @ y / b
     se = torch.sqrt((torch.diag(k)[:, None] * torch.diag(k)[None] + k * k) / b)  # per-entry standard error
     assert ((emp - k).abs() < 5 * se).all(), f"max z {float(((emp - k).abs() / se).max()):.2f}"
-    # and the samples are Gaussian again (no heavy tails left): excess kurtosis near 0
-    kurt = float(((y / torch.sqrt(torch.diag(k))) ** 4).mean() - 3.0)
-    assert abs(kurt) < 5 * math.sqrt(24.0 / b)
+    # and the samples are Gaussian again (no heavy tails left; the prior's excess kurtosis is 6 / (D - 4) = 1.5):
+    # the sample excess kurtosis per coordinate (normalised by the sample variance: with the known variance the
+    # standard error of mean(z^4) - 3 is sqrt(96 / b), not sqrt(24 / b), and that bound failed 1 run in 20),
+    # averaged over the correlated coordinates, with a block standard error
+    kurt, kurt_se = _block_se(y, lambda v: ((v**4).mean(0) / (v * v).mean(0) ** 2 - 3.0).mean())
+    assert abs(kurt) < 5 * kurt_se, (kurt, kurt_se)
+    assert kurt_se < 0.12  # about sqrt(24 / b) = 0.063: the prior's 1.5 would be > 10 standard errors
 
 
 def test_bad_arguments_raise():
