@@ -203,9 +203,13 @@ class SpectralNoise(FunctionNoise):
 
     ``xi(x) = sum_k sqrt(S_k) (a_k cos(w_k . x) + b_k sin(w_k . x))``, ``a_k, b_k ~ N(0, 1)``, over the
     integer modes ``k`` with ``|k_i| <= modes`` (one of each pair ``+-k``), ``w_k = 2 pi k / period``.
-    The covariance is ``sum_k S_k cos(w_k . (x - y))``. The field is a fixed random *function*: its values
-    at any coordinates, dense or scattered, have a law that never depends on how many points are asked
-    for; cost is ``O(N * modes^d)``, evaluated in chunks so memory stays bounded.
+    The covariance is ``sum_k S_k cos(w_k . (x - y))``. Over the full lattice this is ``(S_0 + sum_(all k) S_k
+    cos(w_k . (x - y))) / 2``: by Poisson summation the kernel whose Fourier transform is ``S`` (summed over the
+    box's periodic images) plus a constant, i.e. the k = 0 mode has twice the weight that a field with spectral
+    density ``S`` gives it (``tests/processes/test_noise.py`` checks the closed forms for ``matern`` and ``se``).
+    The field is a fixed random *function*: its values at any coordinates, dense or scattered, have a law that never
+    depends on how many points are asked for; cost is ``O(N * modes^d)``, evaluated in chunks so memory stays
+    bounded.
 
     Spectra ``S(w)`` (then normalised so the point variance equals ``variance``):
         ``fdp``: ``r(w) / b(w)`` of the official Functional Diffusion Processes SDE,

@@ -126,7 +126,11 @@ def test_texture_projection_reads_the_right_pixels(gen):
     pos = torch.tensor([[math.sqrt(max(1 - y * y - z * z, 0.0)) + 1e-6, y, z], [-0.5, y, z]])
     vals = texture_hemisphere(img, pos)
     assert vals.shape == (2, 2, 1)
-    assert torch.allclose(vals[:, 0, 0], img[:, 0, r, c]) and (vals[:, 1] == 0).all()
+    # float32 grid coordinates put the bilinear sample ~1e-6 pixel off the centre: measured |error| <= 1.1e-6
+    # over 3000 seeds (torch.allclose's relative 1e-5 failed 1 run in 20 on dark pixels); a neighbouring pixel
+    # would be off by ~0.3
+    torch.testing.assert_close(vals[:, 0, 0], img[:, 0, r, c], rtol=0, atol=5e-6)
+    assert (vals[:, 1] == 0).all()
 
 
 def test_mnist_sphere_reads_the_protocol_split(data_root):

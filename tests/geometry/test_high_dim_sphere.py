@@ -87,8 +87,10 @@ def test_tangent_envelope_on_a_known_log_concave_law(gen):
     assert not convex.ok.any()
 
 
-def mp_sphere_log_kernel(theta, sigma, n, approx):
-    """log p_sigma on S^n by the Gegenbauer series in mpmath, with enough digits for its cancellation."""
+def mp_sphere_log_kernel(theta, sigma, n, approx, with_ratio=False):
+    """log p_sigma on S^n by the Gegenbauer series in mpmath, with enough digits for its cancellation; with
+    ``with_ratio`` also the series' cancellation ratio R = sum |terms| / sum terms (the factor by which a float64
+    sum of the same terms amplifies rounding)."""
     import mpmath as mp
 
     from funcgen.geometry.heat_kernel import _log_dims
@@ -98,7 +100,7 @@ def mp_sphere_log_kernel(theta, sigma, n, approx):
     log_area = math.log(2) + (n + 1) / 2 * math.log(math.pi) - math.lgamma((n + 1) / 2)
     with mp.workdps(int((lw_max - approx - log_area) / 2.3) + 60):
         lam, t, s2 = mp.mpf(n - 1) / 2, mp.cos(mp.mpf(theta)), mp.mpf(sigma) ** 2 / 2
-        total, p_prev, p_cur, wmax, ell = mp.mpf(0), mp.mpf(1), t, None, 0
+        total, absum, p_prev, p_cur, wmax, ell = mp.mpf(0), mp.mpf(0), mp.mpf(1), t, None, 0
         while True:
             logd = (mp.log(2 * ell + n - 1) - mp.log(n - 1) + mp.loggamma(ell + n - 1) - mp.loggamma(n - 1)
                     - mp.loggamma(ell + 1))
@@ -112,18 +114,31 @@ def mp_sphere_log_kernel(theta, sigma, n, approx):
                 p_prev, p_cur = p_cur, p
             wmax = lw if wmax is None else max(wmax, lw)
             total += mp.exp(lw) * p
+            absum += mp.exp(lw) * abs(p)
             if ell > 10 and lw < wmax - 80:
-                return float(mp.log(total)) - log_area
+                log_p = float(mp.log(total)) - log_area
+                return (log_p, float(absum / total)) if with_ratio else log_p
             ell += 1
 
 
-@pytest.mark.parametrize("n,sigma", [(127, 0.1), (127, 0.2), (255, 0.15)])
+@pytest.mark.parametrize("n,sigma", [(127, 0.02), (127, 0.1), (127, 0.2), (255, 0.15)])
 def test_kernel_matches_a_high_precision_series_in_the_bulk(n, sigma, gen):
-    """Against the same series summed in mpmath (measured: <= 2e-6 wherever the float64 series is taken, 1e-13 in
-    the bulk), at fresh random angles within 3.5 standard deviations of the radial law's mean."""
+    """Against the same series summed in mpmath, at fresh random angles within 3.5 standard deviations of the
+    radial law's mean.
+
+    sigma >= 0.03 (float64 series): a float64 sum whose terms' absolute sum is R times the result loses about R
+    ulps, so the error is bounded relative to R (computed here by the mpmath sum, not by the code under test):
+    measured |error| <= 1.1e-13 + 6e-14 R on S^127 and S^255, sigma 0.05..0.3, angles down to e^-40 of the radial
+    law's peak; allowed 1e-12 + 3e-13 R. R grows fast beyond the mean (R ~ 1e9 and error 7e-6 at +3.5 standard
+    deviations on S^127 at sigma = 0.1), which is why a fixed tolerance of 1e-6 failed about one run in nine.
+    sigma = 0.02 (below the series' range: Varadhan's expansion only): measured error 1.8e-6..4.4e-6 over the
+    3.5 standard deviations; allowed 2e-5. Its van Vleck (Jacobian) term m log(theta / sin theta) is 0.25..0.9
+    there, so a kernel without it fails."""
     c = math.exp(-n * sigma**2 / 2)
     centre, w = math.acos(c), math.sqrt((1 - c * c) / n)
     th = centre + w * (7 * torch.rand(4, generator=gen, dtype=F64) - 3.5)
     fast = sphere_log_heat_kernel(th, sigma, n)
-    ref = torch.tensor([mp_sphere_log_kernel(t.item(), sigma, n, f.item()) for t, f in zip(th, fast)], dtype=F64)
-    assert (fast - ref).abs().max().item() < 1e-6
+    ref, ratio = torch.tensor([mp_sphere_log_kernel(t.item(), sigma, n, f.item(), with_ratio=True)
+                               for t, f in zip(th, fast)], dtype=F64).T
+    tol = torch.full_like(ref, 2e-5) if sigma < 0.03 else 1e-12 + 3e-13 * ratio
+    assert ((fast - ref).abs() <= tol).all(), (th, fast - ref, ratio)

@@ -178,7 +178,12 @@ def test_sample_and_project_shapes_at_any_query_set_and_reproducible(gen):
     scattered = torch.rand(2, 37, 1, generator=gen)
     v = torch.randn(2, 37, 1, generator=gen)
     assert torch.equal(method.project(net, scattered, v, k=0), v)
-    assert torch.equal(method.project(net, scattered, v, k=3), method.project(net, scattered, v, k=3))
+    manual = v  # f applied three times by hand, at IGN's constant time input
+    t = torch.full((2,), method.t_value)
+    for _ in range(3):
+        manual = net(scattered, manual, t)
+    assert torch.allclose(method.project(net, scattered, v, k=3), manual, atol=1e-6)
+    assert not torch.allclose(method.project(net, scattered, v, k=2), manual, atol=1e-3)
     with pytest.raises(ValueError, match="matching"):
         method.project(net, scattered, v[:, :5])
     with pytest.raises(ValueError, match="in_channels == out_channels"):

@@ -130,3 +130,64 @@ def test_fdp_spectrum_period_changes_only_the_wrap_around(gen):
     v = wide.sample(coords, 1, gen)[..., 0]
     k = wide.covariance(coords[0], coords[0])
     assert float((torch.cov(v.T) - k).norm() / k.norm()) < 0.08
+
+
+
+def _periodised(kernel, diff: torch.Tensor, images: int = 3) -> torch.Tensor:
+    """``sum_n kernel(|diff + n|)`` over integer image vectors ``n`` with ``|n_i| <= images`` (period 1)."""
+    d = diff.shape[-1]
+    shifts = torch.cartesian_prod(*[torch.arange(-images, images + 1, dtype=diff.dtype)] * d).reshape(-1, d)
+    return kernel((diff[..., None, :] + shifts).norm(dim=-1)).sum(-1)
+
+
+def _spectral_noise_oracle(spectrum: str, d: int, ls: float, x: torch.Tensor, nu: float = 1.5) -> torch.Tensor:
+    """Covariance of SpectralNoise(d, spectrum) on the unit box without mode truncation, in closed form.
+
+    Keeping one of each pair +-k (and k = 0) with weight S_k gives sum_half S_k cos = (S_0 + F) / 2 with
+    F(r) = sum_(all k) S(2 pi k) cos(2 pi k . r) = sum_n g(r + n) by Poisson summation, g the Fourier transform
+    of S in cycles: for S(w) = (1 + |w|^2 l^2)^-(nu + d/2), g = (2 pi)^-d Gamma(nu) pi^(d/2) / (Gamma(nu + d/2)
+    l^d) (1 + r/l) e^(-r/l) (nu = 3/2); for S(w) = exp(-|w|^2 l^2 / 2), g = (2 pi)^(-d/2) l^-d exp(-r^2 / (2 l^2)).
+    S_0 = 1; normalised to unit variance.
+    """
+    if spectrum == "matern":
+        assert nu == 1.5
+
+        def kern(r):
+            return (1 + r / ls) * torch.exp(-r / ls)
+
+        a = (2 * math.pi) ** -d * math.gamma(nu) * math.pi ** (d / 2) / (math.gamma(nu + d / 2) * ls**d)
+    else:
+
+        def kern(r):
+            return torch.exp(-0.5 * (r / ls) ** 2)
+
+        a = (2 * math.pi) ** (-d / 2) / ls**d
+    f = a * _periodised(kern, x[:, None] - x[None])
+    return (1 + f) / (1 + a * _periodised(kern, torch.zeros(1, d, dtype=x.dtype)))
+
+
+@pytest.mark.parametrize("spectrum,d,modes,ls,tol", [
+    # max |error| measured over 30 draws of the points (mode truncation): 6e-5, 1.2e-3, 8e-16, 1.8e-7
+    ("matern", 1, 32, 0.1, 2e-4),
+    ("matern", 2, 8, 0.15, 4e-3),
+    ("se", 1, 16, 0.1, 1e-12),
+    ("se", 2, 8, 0.1, 1e-6),
+])
+def test_spectral_noise_covariance_is_the_closed_form_kernel(spectrum, d, modes, ls, tol, gen):
+    """SpectralNoise's covariance against the Poisson-summed Matern-3/2 / Gaussian kernels (the sampler's law is
+    tied to covariance() by test_covariance_matches_kernel)."""
+    noise = SpectralNoise(d, spectrum, modes=modes, lengthscale=ls, smoothness=1.5)
+    x = torch.rand(40, d, generator=gen, dtype=torch.float64)
+    err = (noise.covariance(x, x) - _spectral_noise_oracle(spectrum, d, ls, x)).abs().max().item()
+    assert err < tol, err
+
+
+def test_fdp_spectral_noise_covariance_follows_the_documented_spectrum(gen):
+    """``fdp``: ``S = r / b``, ``b = 1/(k^2 + 0.3) + ((k^2 + 2)/33^2)^(1/4)``, ``r = 1/(k^2 + 2)`` (``k`` in cycles per
+    unit length), written out here over the modes ``k = 0..32`` (one of each pair +-k, as documented)."""
+    noise = SpectralNoise(1, "fdp", modes=32)
+    k = torch.arange(0, 33, dtype=torch.float64)
+    s = (1 / (k**2 + 2)) / (1 / (k**2 + 0.3) + ((k**2 + 2) / 33**2) ** 0.25)
+    x = torch.rand(40, 1, generator=gen, dtype=torch.float64)
+    want = (s * torch.cos(2 * math.pi * k * (x - x.T)[..., None])).sum(-1) / s.sum()
+    assert torch.allclose(noise.covariance(x, x), want, rtol=0, atol=1e-12)
