@@ -16,7 +16,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:
+    import lightning as L
+
+    from ..data.base import FunctionDataModule
+    from ..generator import FunctionGenerator
+    from .module import GenerativeModule
 
 __all__ = ["Run", "prepare", "fit", "make_cli", "check_cli_args", "budget_string"]
 
@@ -121,13 +128,14 @@ def _arguments(configs: ConfigFiles, settings: Mapping[str, Any]) -> list[str]:
 class Run:
     """A configured training run: the module, its data and the trainer (after :meth:`fit`, trained)."""
 
-    module: Any
-    datamodule: Any
-    trainer: Any
+    module: GenerativeModule
+    datamodule: FunctionDataModule
+    trainer: L.Trainer
     #: optimizer steps taken by :meth:`fit` (0 before)
     steps: int = 0
     #: wall-clock seconds spent in :meth:`fit`
     seconds: float = 0.0
+    #: the dotted settings applied after the config files (seed, budget and ``settings`` of :func:`prepare`)
     settings: dict[str, Any] = field(default_factory=dict)
 
     def fit(self) -> "Run":
@@ -138,7 +146,7 @@ class Run:
         self.steps = int(self.trainer.global_step)
         return self
 
-    def generator(self):
+    def generator(self) -> FunctionGenerator:
         """The trained (or, before :meth:`fit`, freshly initialised) model as a
         :class:`funcgen.FunctionGenerator`."""
         if getattr(self.module, "data_config", None) is None:
