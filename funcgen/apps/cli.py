@@ -146,7 +146,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
     d.add_argument("--logger", choices=["wandb", "csv"], default="wandb")
 
-    b = sub.add_parser("bench", help="run a benchmark task (../shared/BENCHMARKS.md)")
+    from ..bench.run import METHODS
+
+    pairs = "\n".join(f"  {task:15s} {', '.join(methods)}" for task, methods in METHODS.items())
+    b = sub.add_parser("bench", help="run a benchmark task (../shared/BENCHMARKS.md)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog=f"tasks and the methods with a default config for them:\n{pairs}")
     b.add_argument("task", help="a task, or `all` for every task x applicable method (funcgen.bench.run.METHODS)")
     b.add_argument("--method", default=None, help="required for one task; with `all`: only this method's pairs")
     b.add_argument("--quick", action="store_true",

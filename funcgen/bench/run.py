@@ -325,6 +325,9 @@ def default_config(task: str, method: str) -> Path:
     """``configs/METHOD/CONFIG.yaml`` of a task (``CONFIG``: the task's ``config`` or its name)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(TASKS))}")
+    if method not in METHODS[task]:
+        raise ValueError(f"no default config of method {method!r} for task {task!r}; methods with one: "
+                         f"{', '.join(METHODS[task])} (or pass --config FILE)")
     return REPO / "configs" / method / f"{TASKS[task].config or task}.yaml"
 
 

@@ -120,6 +120,20 @@ def test_single_task_needs_a_method(capsys):
     assert "needs --method" in capsys.readouterr().err
 
 
+def test_an_unknown_method_is_named_with_the_ones_that_apply(capsys):
+    assert main(["bench", "grf1d", "--method", "foo"]) == 2
+    err = capsys.readouterr().err
+    assert "'foo'" in err and ", ".join(bench.METHODS["grf1d"]) in err
+
+
+def test_bench_help_lists_tasks_and_their_methods(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    out = capsys.readouterr().out
+    for task, methods in bench.METHODS.items():
+        assert any(line.split()[:1] == [task] and ", ".join(methods) in line for line in out.splitlines()), task
+
+
 def test_earth_bench_seed_is_the_split_seed(tmp_path, monkeypatch, data_root):
     """The protocol's Earth seeds 0..4 are five 80/10/10 splits: `bench earth --seed S` trains and evaluates
     on split S (and seeds the run with S), not on split 0 with another initialisation."""
