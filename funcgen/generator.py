@@ -146,8 +146,7 @@ class FunctionGenerator:
         param = next(self.net.parameters())
         device = param.device
         coords = coords.to(device=device, dtype=param.dtype)  # float64 queries of a float32 net
-        gen = torch.Generator(device=device)
-        gen.manual_seed(int(seed) if seed is not None else int(torch.seed()))
+        gen = _seeded(seed, device)
         outs = []
         batch_size = max(1, min(batch_size, self.max_points_per_call // coords.shape[1]))
         for lo in range(0, coords.shape[0], batch_size):
@@ -173,7 +172,7 @@ class FunctionGenerator:
             raise TypeError(f"{type(self.method).__name__} offers no likelihood (methods that do implement "
                             "funcgen.methods.SupportsLikelihood)")
         device = next(self.net.parameters()).device
-        gen = torch.Generator(device=device).manual_seed(int(seed) if seed is not None else int(torch.seed()))
+        gen = _seeded(seed, device)
         return self.method.log_likelihood(self.net, points.to(device), steps=steps, generator=gen, progress=progress)
 
     @torch.no_grad()
@@ -235,6 +234,11 @@ class FunctionGenerator:
         except RuntimeError as e:
             raise ValueError(f"{source}: weight shapes do not match the config: {e}") from e
         return cls(method, net, config["data"])
+
+
+def _seeded(seed: int | None, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed`` (None: a fresh random seed)."""
+    return torch.Generator(device=device).manual_seed(int(seed) if seed is not None else int(torch.seed()))
 
 
 def method_with_args(method: Method, **overrides: Any) -> Method:

@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..rng import randn
+from ..rng import rand, randn
 from .heat_kernel import (
     _F64,
     _log_theta_over_sin,
@@ -161,8 +161,7 @@ def _sample_radius_bounded(manifold: Manifold, sigma: Tensor, generator: torch.G
         m = rows.numel()
         r = randn((m, k), generator, device=st.device, dtype=torch.float64).to(st).norm(dim=-1)
         r = r * _chi_scale(manifold, st)
-        u = torch.rand((m,), generator=generator, device=generator.device if generator is not None else s.device,
-                       dtype=_F64).to(s.device)
+        u = rand((m,), generator, device=s.device, dtype=_F64)
         th = torch.where(chi, r, u * math.pi)
         # uniform proposal: theta has density proportional to s(theta)^(k-1); sample it by inversion-free rejection
         log_ratio = torch.where(chi, _log_ratio_chi(manifold, th.clamp(max=math.pi), st) - log_m_chi[rows],
@@ -187,8 +186,7 @@ def _accept_uniform_radius(manifold: Manifold, th: Tensor, generator: torch.Gene
     """Thin ``theta ~ U(0, pi)`` to the radial law of the volume: accept w.p. ``(s(theta)/s_max)^(k-1)``."""
     k, half = _radial_setup(manifold)
     sv = 2 * torch.sin(th / 2) / 2 if half else torch.sin(th)  # s(theta) / max s
-    u = torch.rand(th.shape, generator=generator, device=generator.device if generator is not None else th.device,
-                   dtype=_F64).to(th.device)
+    u = rand(tuple(th.shape), generator, device=th.device, dtype=_F64)
     return u < sv.clamp_min(0) ** (k - 1)
 
 

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from ..config import Configurable
-from ..rng import randn
+from ..rng import rand, randn
 
 __all__ = ["Manifold", "Sphere", "SO3", "Torus", "skew_to_vector", "vector_to_skew", "quaternion_to_matrix",
            "wrap_angle"]
@@ -384,8 +384,7 @@ class Torus(Manifold):
 
     def random_uniform(self, num: int, generator: torch.Generator | None = None,
                        dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> Tensor:
-        gdev = generator.device if generator is not None else device
-        u = torch.rand((num, self.n), generator=generator, device=gdev, dtype=torch.float64)
+        u = rand((num, self.n), generator, device=device, dtype=torch.float64)
         return (2.0 * math.pi * u - math.pi).to(dtype=dtype, device=device if device is not None else u.device)
 
     def log_volume(self) -> float:

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..pointset import PointSet
 from ..processes.noise import FunctionNoise
+from ..rng import rand
 from ..samplers import Callback, ODESolver, flow_ode
 from .base import Method, masked_mean, stratified_times
 
@@ -78,8 +79,7 @@ class FunctionalFlowMatching(Method):
         if self.time_sampling == "stratified":
             t = stratified_times(b, generator, like.device)
         else:
-            gen_device = generator.device if generator is not None else like.device
-            t = torch.rand(b, generator=generator, device=gen_device, dtype=torch.float64)
+            t = rand((b,), generator, device=like.device, dtype=torch.float64)
         return t.to(like.device, like.dtype)
 
     def loss(self, net: nn.Module, batch: PointSet,

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from ..pointset import PointSet
 from ..processes.noise import WhiteNoise
 from ..processes.schedules import ScheduleName
+from ..rng import rand
 from .fdp import FunctionalDiffusion
 
 __all__ = ["ManifoldDiffusionField", "random_index"]
@@ -39,7 +40,7 @@ __all__ = ["ManifoldDiffusionField", "random_index"]
 def random_index(batch: int, n: int, m: int, generator: torch.Generator | None,
                  device: torch.device | str = "cpu") -> Tensor:
     """``[batch, m]`` long: an independent uniform subset of ``m`` of ``n`` points per function (no repeats)."""
-    scores = torch.rand(batch, n, generator=generator, device=generator.device if generator is not None else "cpu")
+    scores = rand((batch, n), generator)
     return scores.argsort(dim=1)[:, :m].to(device)
 
 

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from ..pointset import PointSet
 from ..processes.noise import FunctionNoise, StudentTProcess, WhiteNoise
 from ..processes.schedules import karras_sigmas
+from ..rng import randn
 from ..samplers import Callback, sigma_ode, sigma_ode_nfe
 from .base import Method, masked_mean
 
@@ -109,8 +110,7 @@ class PFGMPP(Method):
              generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         y, coords = batch.values, batch.coords
         b = batch.batch_size
-        gen_device = generator.device if generator is not None else y.device
-        z = torch.randn((b,), generator=generator, device=gen_device, dtype=torch.float32).to(y.device)
+        z = randn((b,), generator, device=y.device, dtype=torch.float32)
         sigma = (self.p_mean + self.p_std * z).exp().to(y.dtype)
         x = self.perturb(y, coords, sigma, generator)
         weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2

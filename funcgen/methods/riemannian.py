@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from ..geometry import Manifold, heat_kernel_score, sample_heat_kernel
 from ..pointset import PointSet
+from ..rng import randn
 from ..samplers import Callback, exp_euler_maruyama, manifold_ode_likelihood
 from .base import Method, masked_mean, stratified_times
 
@@ -59,8 +60,7 @@ def tangent_divergence(v: Tensor, x: Tensor, manifold: Manifold, exact: bool,
             (row,) = torch.autograd.grad(v, x, e, retain_graph=True)  # row j of J: d v_j / d x
             total = total + (row * manifold.proj(x.detach(), e)).sum(-1)  # sum_k J_jk P_kj
         return total
-    z = torch.randn(x.shape, generator=generator, device=generator.device if generator is not None else x.device,
-                    dtype=x.dtype).to(x.device)
+    z = randn(tuple(x.shape), generator, device=x.device, dtype=x.dtype)
     xi = manifold.proj(x.detach(), z)
     (vjp,) = torch.autograd.grad(v, x, xi, retain_graph=True)
     return (vjp * xi).sum(-1)

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..config import Configurable
 from ..pointset import grid_shape, shares_points
-from ..rng import randn
+from ..rng import rand, randn
 
 __all__ = [
     "FunctionNoise",
@@ -308,12 +308,6 @@ def fourier_series(coords: Tensor, omega: Tensor, cos_coef: Tensor, sin_coef: Te
     return out
 
 
-def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
-          dtype: torch.dtype) -> Tensor:
-    gen_device = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
-
-
 def sample_chi2_over_dof(batch: int, dof: float, generator: torch.Generator | None = None,
                          device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Tensor:
     """Draw ``w ~ chi^2_D / D`` (``D = dof``), ``[batch]``; ``dof = inf`` gives exactly ``w = 1``.
@@ -336,13 +330,13 @@ def sample_chi2_over_dof(batch: int, dof: float, generator: torch.Generator | No
     while todo.numel():  # acceptance rate >= 0.95 for every shape, so this loops a few times
         m = todo.numel()
         x = randn((m,), generator, device=device, dtype=torch.float64)
-        u = _rand((m,), generator, device, torch.float64)
+        u = rand((m,), generator, device=device, dtype=torch.float64)
         v = (1.0 + c * x) ** 3
         ok = (v > 0) & (torch.log(u) < 0.5 * x * x + d - d * v + d * torch.log(v.clamp_min(1e-300)))
         out[todo[ok]] = d * v[ok]
         todo = todo[~ok]
     if a < 1.0:
-        out = out * _rand((batch,), generator, device, torch.float64) ** (1.0 / a)
+        out = out * rand((batch,), generator, device=device, dtype=torch.float64) ** (1.0 / a)
     return (out / a).to(dtype)  # Gamma(a, 1) / a = chi^2_D / D
 
 

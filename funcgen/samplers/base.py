@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Protocol
 from torch import Tensor
 from tqdm.auto import tqdm
 
-__all__ = ["ModelFn", "NoiseFn", "Callback", "apply_callback", "steps_of"]
+__all__ = ["ModelFn", "NoiseFn", "Callback", "apply_callback", "steps_of", "decreasing_levels"]
 
 #: ``f(x [B, N, c], t) -> [B, N, c]``: a denoiser ``x0_hat`` or a velocity ``dx/dt`` at time / level ``t``
 ModelFn = Callable[[Tensor, float], Tensor]
@@ -55,3 +55,11 @@ def apply_callback(callback: Callback | None, i: int, t: float, x: Tensor, x0_ha
 def steps_of(n: int, progress: bool, desc: str = "sampling") -> Iterable[int]:
     """``range(n)``, with a progress bar when ``progress``."""
     return tqdm(range(n), desc=desc, leave=False) if progress else range(n)
+
+
+def decreasing_levels(grid: Tensor, name: str = "the grid") -> list[float]:
+    """``grid`` ``[K + 1]`` as Python floats, checked to decrease over >= 2 non-negative times / noise levels."""
+    levels = [float(t) for t in grid]
+    if len(levels) < 2 or any(b >= a for a, b in zip(levels[:-1], levels[1:])) or levels[-1] < 0:
+        raise ValueError(f"{name} must decrease: a decreasing grid of >= 2 non-negative levels; got {levels}")
+    return levels

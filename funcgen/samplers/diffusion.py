@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ..processes.schedules import VPSchedule
-from .base import Callback, ModelFn, NoiseFn, apply_callback, steps_of
+from .base import Callback, ModelFn, NoiseFn, apply_callback, decreasing_levels, steps_of
 
 __all__ = ["ddim", "dpm_solver_2m", "time_grid"]
 
@@ -37,13 +37,6 @@ def time_grid(steps: int, t_start: float = 1.0) -> Tensor:
     if steps < 1 or not 0.0 < t_start <= 1.0:
         raise ValueError(f"need steps >= 1 and 0 < t_start <= 1; got steps={steps}, t_start={t_start}")
     return torch.linspace(t_start, 0.0, steps + 1, dtype=torch.float64)
-
-
-def _check_grid(ts: Tensor) -> list[float]:
-    levels = [float(t) for t in ts]
-    if len(levels) < 2 or any(b >= a for a, b in zip(levels[:-1], levels[1:])) or levels[-1] < 0:
-        raise ValueError(f"the time grid must decrease over >= 2 non-negative times; got {levels}")
-    return levels
 
 
 def ddim(denoise: ModelFn, schedule: VPSchedule, x: Tensor, ts: Tensor, *, eta: float = 0.0,
@@ -61,7 +54,7 @@ def ddim(denoise: ModelFn, schedule: VPSchedule, x: Tensor, ts: Tensor, *, eta: 
     """
     if not 0.0 <= eta <= 1.0 or (eta > 0 and noise is None):
         raise ValueError(f"need 0 <= eta <= 1, and a noise sampler when eta > 0; got eta={eta}")
-    levels = _check_grid(ts)
+    levels = decreasing_levels(ts, "the time grid")
     for i in steps_of(len(levels) - 1, progress):
         t, s = levels[i], levels[i + 1]
         x0 = denoise(x, t)
@@ -86,7 +79,7 @@ def dpm_solver_2m(denoise: ModelFn, schedule: VPSchedule, x: Tensor, ts: Tensor,
     Same arguments as :func:`ddim` (deterministic: no noise). The multistep memory is reset when the
     callback replaces the state, so a conditioning step never mixes with a stale extrapolation.
     """
-    levels = _check_grid(ts)
+    levels = decreasing_levels(ts, "the time grid")
     prev: tuple[Tensor, float] | None = None  # (x0_hat, h) of the previous step
     for i in steps_of(len(levels) - 1, progress):
         t, s = levels[i], levels[i + 1]

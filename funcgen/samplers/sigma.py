@@ -12,7 +12,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from .base import Callback, ModelFn, NoiseFn, apply_callback, steps_of
+from .base import Callback, ModelFn, NoiseFn, apply_callback, decreasing_levels, steps_of
 
 __all__ = ["sigma_ode", "sigma_ode_nfe"]
 
@@ -38,9 +38,7 @@ def sigma_ode(denoise: ModelFn, x: Tensor, sigmas: Tensor, *, solver: SigmaSolve
         raise ValueError(f"unknown solver {solver!r}; choose heun or euler")
     if inject_alpha < 0 or (inject_alpha > 0 and noise is None):
         raise ValueError(f"need inject_alpha >= 0, and a noise sampler when it is positive; got {inject_alpha}")
-    levels = [float(s) for s in sigmas]
-    if len(levels) < 2 or any(b >= a for a, b in zip(levels[:-1], levels[1:])) or levels[-1] < 0:
-        raise ValueError(f"sigmas must be a decreasing grid of >= 2 non-negative levels; got {levels}")
+    levels = decreasing_levels(sigmas, "sigmas")
     for i in steps_of(len(levels) - 1, progress):
         s0, s1 = levels[i], levels[i + 1]
         if inject_alpha > 0:
