@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["METHOD_COLORS", "method_color", "REFERENCE_COLOR", "DATA_COLOR"]
+__all__ = ["METHOD_COLORS", "method_color", "REFERENCE_COLOR", "DATA_COLOR", "SAMPLE_COLOR"]
 
 #: method name (as in ``funcgen bench --method``) -> colour (Okabe-Ito palette, readable for colour-blind readers)
 METHOD_COLORS: dict[str, str] = {
@@ -18,6 +18,8 @@ METHOD_COLORS: dict[str, str] = {
 REFERENCE_COLOR = "#888888"
 #: training data drawn beside samples
 DATA_COLOR = "#555555"
+#: generated points drawn beside the data
+SAMPLE_COLOR = "#B2182B"
 _SPARE = ("#8C564B", "#BCBD22", "#7F7F7F", "#17BECF", "#9467BD")
 
 
