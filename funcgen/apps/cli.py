@@ -150,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     from ..bench.run import METHODS
 
     pairs = "\n".join(f"  {task:15s} {', '.join(methods)}" for task, methods in METHODS.items())
-    b = sub.add_parser("bench", help="run a benchmark task (../shared/BENCHMARKS.md)",
+    b = sub.add_parser("bench", help="run a benchmark task (protocol: docs/protocol.md)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=f"tasks and the methods with a default config for them:\n{pairs}")
     b.add_argument("task", help="a task, or `all` for every task x applicable method (funcgen.bench.run.METHODS)")
