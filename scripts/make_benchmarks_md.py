@@ -141,7 +141,7 @@ def leaderboard(task: str, groups: Sequence[Group], methods: Sequence[str]) -> t
                           f"{', '.join(runner) or '-'} |")
         else:
             glance.append(f"| {title} | *none at the standard budget* | | | | {', '.join(other) or '-'} "
-                          "(other budgets) |")
+                          "(other budgets, not ranked) |")
     return out, glance
 
 
@@ -236,7 +236,7 @@ def render(records: list[dict], figures: Sequence[Path] = (), out_dir: Path = Pa
         tables += t
         glance += g
     lines += ["At a glance (best method per task at its standard budget; the tables below give the details):", "",
-              table_head(["task", "best method", "headline", "vs reference", "seeds", "also ranked"]), *glance, "",
+              table_head(["task", "best method", "headline", "vs reference", "seeds", "other methods"]), *glance, "",
               *tables]
     if figures:
         rel = [os.path.relpath(Path(f).resolve(), out_dir.resolve()) for f in figures]
