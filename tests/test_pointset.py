@@ -96,5 +96,10 @@ def test_collate():
     a = PointSet(torch.rand(2, 5, 1), torch.randn(2, 5, 1))
     b = PointSet(torch.rand(1, 5, 1), torch.randn(1, 5, 1))
     assert collate_pointsets([a, b]).batch_size == 3
-    with pytest.raises(ValueError, match="different numbers"):
-        collate_pointsets([a, PointSet(torch.rand(1, 6, 1), torch.randn(1, 6, 1))])
+    c = PointSet(torch.rand(1, 7, 1), torch.randn(1, 7, 1))
+    out = collate_pointsets([a, c])  # ragged: padded to 7 points and masked
+    assert out.values.shape == (3, 7, 1) and out.mask.sum(1).tolist() == [5, 5, 7]
+    assert torch.equal(out.values[:2, :5], a.values) and torch.equal(out.values[2], c.values[0])
+    assert (out.values[:2, 5:] == 0).all()
+    # padded points repeat the function's own points, so they stay on its domain
+    assert all(any(torch.equal(p, q) for q in a.coords[0]) for p in out.coords[0, 5:])

@@ -69,6 +69,11 @@ def check_cli_args(args: Sequence[str]) -> None:
                 SafeCheckpointIO().load_checkpoint(path)
     for slot, name in given:
         package, base = slots[slot]
+        if name in ("FunctionDataModule", "funcgen.data.FunctionDataModule", "funcgen.data.base.FunctionDataModule"):
+            raise ValueError(f"--{slot} {name}: FunctionDataModule is the abstract base of funcgen datamodules; pick "
+                             "one of: " + ", ".join(f"{package}.{n}" for n in known_classes(package, base)
+                                                    if n != "FunctionDataModule")
+                             + " (your own data: funcgen.data.FileDataModule --data.init_args.path FILE)")
         known = known_classes(package, base)
         if "." not in name:
             ok = name in known
