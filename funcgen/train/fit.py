@@ -113,7 +113,9 @@ def make_cli(args: Sequence[str] | None, run: bool = True):
     from ..data.base import FunctionDataModule
     from .module import GenerativeModule
 
-    return LightningCLI(GenerativeModule, FunctionDataModule, subclass_mode_data=True, run=run, args=args,
+    # the command line itself (funcgen fit ...): let LightningCLI read sys.argv, as it prefers
+    return LightningCLI(GenerativeModule, FunctionDataModule, subclass_mode_data=True, run=run,
+                        args=None if args == sys.argv[1:] else args,
                         save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
 
 
