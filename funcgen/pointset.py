@@ -201,7 +201,9 @@ def pointset_to_grid(values: Tensor | PointSet, shape: Sequence[int]) -> Tensor:
 def random_subset(ps: PointSet, rate: float, generator: torch.Generator | None = None) -> PointSet:
     """A random subset of ``round(rate * N)`` points per function, drawn without replacement.
 
-    Each function in the batch gets its own subset. ``rate`` must lie in ``(0, 1]``.
+    Each function in the batch gets its own subset. ``rate`` must lie in ``(0, 1]``. With a ``mask``, the subset
+    is drawn from the real points first (uniformly); padded points only fill it up when a function has fewer
+    real points than the subset's size, so no function loses all of its real points.
     """
     if not 0.0 < rate <= 1.0:
         raise ValueError(f"subset rate must lie in (0, 1]; got {rate}")
@@ -210,6 +212,8 @@ def random_subset(ps: PointSet, rate: float, generator: torch.Generator | None =
     if m == n:
         return ps
     scores = torch.rand(ps.batch_size, n, generator=generator, device="cpu").to(ps.coords.device)
+    if ps.mask is not None:  # padding goes last: a uniform subset of the real points, padding only to fill up
+        scores = scores + 2.0 * (~ps.mask)
     index = scores.argsort(dim=1)[:, :m]
     return ps.gather(index)
 

@@ -92,6 +92,18 @@ def test_random_subset_without_replacement(gen):
         random_subset(ps, 1.5)
 
 
+def test_random_subset_of_a_ragged_batch_keeps_real_points():
+    mask = torch.arange(10)[None, :] < torch.tensor([10, 2, 5])[:, None]
+    ps = PointSet(torch.rand(3, 10, 1), torch.arange(30.0).reshape(3, 10, 1), mask)
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.zeros(10)
+    for _ in range(200):
+        sub = random_subset(ps, 0.4, gen)
+        assert sub.mask.sum(1).tolist() == [4, 2, 4]  # min(4, real points): padding only fills up
+        counts += torch.bincount(sub.values[2, :, 0].long() - 20, minlength=10)
+    assert counts[5:].sum() == 0 and (counts[:5] - 160).abs().max() < 40  # uniform over the real points
+
+
 def test_collate():
     a = PointSet(torch.rand(2, 5, 1), torch.randn(2, 5, 1))
     b = PointSet(torch.rand(1, 5, 1), torch.randn(1, 5, 1))
