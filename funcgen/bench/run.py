@@ -1,6 +1,6 @@
 """``funcgen bench TASK --method M``: train within the task's CPU budget, evaluate, write JSON.
 
-Protocol and JSON format: ../shared/BENCHMARKS.md. Tasks are registered in :data:`TASKS` (an
+Protocol and JSON format: docs/protocol.md. Tasks are registered in :data:`TASKS` (an
 explicit table, no name look-ups in globals). Each task names its default config
 ``configs/METHOD/TASK.yaml``, its training budget, and an evaluation function.
 """

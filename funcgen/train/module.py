@@ -222,20 +222,28 @@ class GenerativeModule(L.LightningModule):
         gen = self.generator()
         dm = self.trainer.datamodule
         train_shape = tuple(self.data_config["train_shape"])
+        manifold = self.data_config.get("manifold")  # points on a manifold: one map, no resolutions
         metrics: dict[str, float] = {}
-        for factor in (1, self.hparams.val_upsample):
+        factors = (1,) if manifold is not None else tuple(dict.fromkeys((1, self.hparams.val_upsample)))
+        for factor in factors:
             shape = tuple(s * factor for s in train_shape)
             # data on non-grid domains (meshes) give their own query points and pictures
             coords = (dm.validation_coords(factor, self.hparams.val_num_samples)
                       if hasattr(dm, "validation_coords") else None)
             ps = gen.sample(self.hparams.val_num_samples, shape, coords=coords, seed=self.hparams.val_seed,
                             steps=self.hparams.val_steps, denormalize=False)
+            step = f"step {self.global_step}"
             if hasattr(dm, "render"):
-                rgb = dm.render(ps.coords, ps.values, title=f"samples at {ps.num_points} points")
+                rgb = dm.render(ps.coords, ps.values, title=f"{ps.batch_size} samples at {ps.num_points} points, "
+                                                            f"{step}")
+            elif manifold is not None:
+                rgb = render(ps.coords, ps.values, shape, "points", manifold=manifold, data=_data_points(dm),
+                             title=f"{ps.batch_size} samples beside the data, {step}")
             else:
-                rgb = render(ps.coords, ps.values, shape, self.data_config.get("kind", "image"),
-                             title=f"samples at {'x'.join(map(str, shape))}")
-            log_image(self.logger, f"samples/res{factor}x", rgb, self.global_step)
+                rgb = render(ps.coords, ps.values, shape, self.data_config.get("kind", "image"), value_range=None,
+                             title=f"{ps.batch_size} samples at {'x'.join(map(str, shape))}, {step} (model units)")
+            log_image(self.logger, f"samples/res{factor}x", rgb, self.global_step,
+                      fallback_dir=self.trainer.default_root_dir)
             ref = dm.reference(ps.coords, torch.Generator().manual_seed(1)) if hasattr(dm, "reference") else None
             if ref is not None:
                 ref = ref.to(ps.values)
@@ -270,3 +278,12 @@ class GenerativeModule(L.LightningModule):
         check_state_shapes(checkpoint["state_dict"], self.state_dict(), source)
         self.data_config = saved.get("data")
         self._resume_rng = checkpoint.get("funcgen_rng")
+
+
+def _data_points(dm: Any, limit: int = 4000) -> Tensor | None:
+    """Up to ``limit`` data points ``[M, c]`` of a datamodule's training (else validation) set, for pictures."""
+    for name in ("train_set", "val_set"):
+        values = getattr(getattr(dm, name, None), "values", None)
+        if isinstance(values, Tensor) and values.numel():
+            return values[:limit].reshape(-1, values.shape[-1])
+    return None
