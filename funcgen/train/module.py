@@ -15,11 +15,12 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..generator import FunctionGenerator
 from ..io import CONFIG_KEY, FORMAT_VERSION, VERSION
 from ..methods.base import Method
+from ..nets.base import Backbone
 from ..pointset import PointSet, random_subset
 from .budget import budget_fraction
 
@@ -31,7 +32,8 @@ class GenerativeModule(L.LightningModule):
 
     Args:
         method: the generative method (loss + sampler).
-        net: the backbone ``net(coords, values, t) -> values``.
+        net: the backbone ``net(coords, values, t, mask=None) -> values``: a funcgen backbone
+            (:class:`funcgen.nets.Backbone`; ``fit --help`` lists them under ``--model.net``).
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
         warmup_steps: linear learning-rate warm-up steps.
@@ -61,7 +63,7 @@ class GenerativeModule(L.LightningModule):
     fails with a ``ValueError`` naming the file and the mismatch.
     """
 
-    def __init__(self, method: Method, net: nn.Module, lr: float = 3e-4, weight_decay: float = 0.0,
+    def __init__(self, method: Method, net: Backbone, lr: float = 3e-4, weight_decay: float = 0.0,
                  warmup_steps: int = 200, lr_schedule: Literal["constant", "cosine"] = "cosine",
                  ema_decay: float = 0.999, val_num_samples: int = 16, val_upsample: int = 4,
                  val_steps: int | None = 50, val_seed: int = 0, train_subsample: float = 1.0,
