@@ -65,7 +65,7 @@ class Observation:
         return x.scatter(1, self.index.unsqueeze(-1).expand(-1, -1, x.shape[-1]), values.to(x.dtype))
 
 
-def tweedie_guide(path: GaussianPath, cov: Tensor, obs: Observation, jitter: float = 1e-6) -> DenoiserGuide:
+def tweedie_guide(path: GaussianPath, cov: Tensor, obs: Observation, jitter: float = 1e-10) -> DenoiserGuide:
     """The conditional denoiser (1) for a state whose noise has covariance ``cov`` ``[B or 1, N, N]``.
 
     Args:
@@ -73,7 +73,8 @@ def tweedie_guide(path: GaussianPath, cov: Tensor, obs: Observation, jitter: flo
         cov: ``C`` at the state's points.
         obs: the observed entries.
         jitter: added to ``A Sigma A^T + v I`` relative to its mean diagonal (a network's ``Sigma`` is only
-            approximately positive definite).
+            approximately positive definite); float64, so it can stay tiny: close observed points make
+            ``A Sigma A^T`` nearly singular, and a larger jitter biases the posterior (docs/conditioning.md).
 
     Returns:
         ``guide(denoise) -> denoise_y``; ``denoise_y(x, t)`` needs autograd through ``denoise``. Where

@@ -115,11 +115,12 @@ def path_log_likelihood(denoise: ModelFn, path: GaussianPath, values: Tensor, co
         raise ValueError(f"the path's noise-to-signal ratio must grow from the data end to the prior end and stay "
                          f"finite; got rho = {r_min} .. {r_max}")
     grid = rho_grid(steps, r_min, r_max)
+    levels = {float(r): path.level(float(r)) for r in grid}  # Heun evaluates on the grid only
+    levels[float(grid[0])], levels[float(grid[-1])] = path.t_data, path.t_prior
+    alphas = {r: path.scales(t)[0] for r, t in levels.items()}
 
     def velocity(y: Tensor, rho: float) -> Tensor:
-        t = path.level(rho)
-        a, _ = path.scales(t)
-        return (y - denoise(a * y, t)) / rho
+        return (y - denoise(alphas[rho] * y, levels[rho])) / rho
 
     y = values / a0
     y_end, delta = ode_log_likelihood(velocity, y, grid, exact=exact, probes=probes, generator=generator,
