@@ -22,6 +22,7 @@ from torch import Tensor
 from ..config import Configurable
 from ..pointset import grid_shape, shares_points
 from ..rng import rand, randn
+from .density import DEFAULT_JITTER, gaussian_log_prob, student_t_log_prob
 
 __all__ = [
     "FunctionNoise",
@@ -33,6 +34,7 @@ __all__ = [
     "StudentTProcess",
     "sample_chi2_over_dof",
     "fourier_series",
+    "point_covariance",
 ]
 
 KernelName = Literal["se", "matern12", "matern32", "matern52"]
@@ -64,6 +66,16 @@ def kernel_matrix(x: Tensor, y: Tensor, kernel: KernelName, lengthscale: float, 
     raise ValueError(f"unknown kernel {kernel!r}; choose one of se, matern12, matern32, matern52")
 
 
+def point_covariance(noise: "FunctionNoise", coords: Tensor) -> Tensor:
+    """The covariance of ``noise`` at every function's points: ``[1, N, N]`` when all functions of ``coords``
+    ``[B, N, d]`` share their points, else ``[B, N, N]``."""
+    if coords.ndim != 3:
+        raise ValueError(f"coords must have shape [B, N, d]; got {tuple(coords.shape)}")
+    if shares_points(coords):
+        return noise.covariance(coords[0], coords[0]).unsqueeze(0)
+    return torch.stack([noise.covariance(c, c) for c in coords])
+
+
 def _check_coords(coords: Tensor, channels: int) -> None:
     if coords.ndim != 3:
         raise ValueError(f"noise coords must have shape [B, N, d]; got {tuple(coords.shape)}")
@@ -83,6 +95,12 @@ class FunctionNoise(Configurable, ABC):
     @abstractmethod
     def covariance(self, x: Tensor, y: Tensor) -> Tensor:
         """Covariance ``[N, M]`` between the values at ``x`` ``[N, d]`` and ``y`` ``[M, d]``."""
+
+    def log_prob(self, values: Tensor, coords: Tensor, jitter: float = DEFAULT_JITTER) -> Tensor:
+        """Exact log density ``[B]`` (nats, float64) of draws ``values`` ``[B, N, c]`` at ``coords`` ``[B, N, d]``:
+        the Gaussian ``N(0, C)`` per channel, ``C`` from :meth:`covariance` (plus ``jitter`` times its mean
+        diagonal, :mod:`funcgen.processes.density`)."""
+        return gaussian_log_prob(values, point_covariance(self, coords), jitter)
 
 
 class WhiteNoise(FunctionNoise):
@@ -376,3 +394,8 @@ class StudentTProcess(FunctionNoise):
 
     def covariance(self, x: Tensor, y: Tensor) -> Tensor:
         return self.base.covariance(x, y) * self.variance_factor()
+
+    def log_prob(self, values: Tensor, coords: Tensor, jitter: float = DEFAULT_JITTER) -> Tensor:
+        """Exact multivariate Student-t log density ``[B]`` (float64) with scale matrix the base field's covariance
+        (:func:`funcgen.processes.density.student_t_log_prob`)."""
+        return student_t_log_prob(values, point_covariance(self.base, coords), self.dof, jitter)
