@@ -9,7 +9,6 @@ any query coordinates.
 from __future__ import annotations
 
 import json
-import math
 import numbers
 from pathlib import Path
 from typing import Any, Literal, Sequence
