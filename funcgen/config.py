@@ -50,6 +50,10 @@ class Configurable:
     """
 
     config: dict[str, Any]
+    #: constructor arguments whose default changed, with the value a config written before the change
+    #: meant: :func:`build` fills them in for a recorded config that lacks the key (an old export keeps
+    #: its behaviour), while new objects, and configs that name the key, get the current default
+    legacy_defaults: dict[str, Any] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -106,15 +110,17 @@ def _resolve(class_path: str) -> type:
 def build(config: dict[str, Any], base: type[T]) -> T:
     """Instantiate ``config`` (``{"class_path", "init_args"}``), checking it derives from ``base``.
 
-    Nested configs in ``init_args`` (dicts with a ``class_path``) are built recursively.
+    Nested configs in ``init_args`` (dicts with a ``class_path``) are built recursively; arguments the
+    config lacks take the class's :attr:`Configurable.legacy_defaults` where it names them.
     """
     if not isinstance(config, dict) or "class_path" not in config:
         raise ValueError(f"expected a config dict with 'class_path' and 'init_args'; got {config!r}")
     cls = _resolve(config["class_path"])
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ValueError(f"{config['class_path']} is not a {base.__name__}")
-    args = {}
-    for k, v in dict(config.get("init_args", {})).items():
+    recorded = dict(config.get("init_args", {}))
+    args = {k: v for k, v in getattr(cls, "legacy_defaults", {}).items() if k not in recorded}
+    for k, v in recorded.items():
         if isinstance(v, dict) and "class_path" in v:
             v = build(v, Configurable)
         args[k] = v

@@ -55,7 +55,9 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
     if ns.method_arg:
         gen = gen.with_method_args(**parse_assignments(ns.method_arg, "--method-arg"))
     res = None if ns.resolution is None else ns.resolution
-    ps = gen.sample(ns.num, res, seed=ns.seed, steps=ns.steps, progress=True, denormalize=False)
+    mesh = gen.mesh_domain  # mesh models: the training mesh, subdivided --refine times
+    ps = gen.sample(ns.num, res, seed=ns.seed, steps=ns.steps, progress=True, denormalize=False,
+                    **({"refine": ns.refine} if ns.refine else {}))
     out = Path(ns.out)
     out.mkdir(parents=True, exist_ok=True)
     import numpy as np
@@ -63,8 +65,15 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
     values = gen.denormalize(ps.values)
     np.savez(out / "samples.npz", coords=ps.coords.cpu().numpy(), values=values.cpu().numpy())
     shape = tuple(gen.data["train_shape"]) if res is None else (res,) * gen.dim
-    rgb = render(ps.coords, ps.values, shape, gen.data.get("kind", "image"),
-                 title=f"{ps.batch_size} samples at {'x'.join(map(str, shape))}")
+    if mesh is not None:
+        from ..data.mesh import render_mesh_functions
+
+        level = mesh.level(ns.refine)[0]
+        shape = (level.num_vertices,)
+        rgb = render_mesh_functions(level, values, f"{ps.batch_size} samples at {level.num_vertices} vertices")
+    else:
+        rgb = render(ps.coords, ps.values, shape, gen.data.get("kind", "image"),
+                     title=f"{ps.batch_size} samples at {'x'.join(map(str, shape))}")
     png = save_png(rgb, out / "samples.png")
     html = write_summary_html(out / "summary.html", png, {
         "checkpoint": ns.ckpt, "method": gen.method.config.get("class_path", type(gen.method).__name__),
@@ -134,6 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="samples", help="output folder (samples.npz, samples.png, summary.html)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--steps", type=int, default=None, help="sampler steps (default: the method's)")
+    s.add_argument("--refine", type=int, default=0,
+                   help="mesh models: subdivide the training mesh this many times (each ~4x the vertices)")
     _add_method_arg(s, "this run")
 
     e = sub.add_parser("export", help="write weights + config to a safetensors file")

@@ -27,6 +27,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from funcgen.geometry.mesh import (
+    MeshDomain,
     TriangleMesh,
     deformed_sphere,
     eigenbasis,
@@ -34,14 +35,13 @@ from funcgen.geometry.mesh import (
     interpolate,
     read_mesh,
     sample_surface,
-    subdivide,
     torus,
 )
 
 from .base import FunctionDataModule
 
-__all__ = ["MeshFunctionDataModule", "MeshGRFDataModule", "MNISTSphereDataModule", "SphereGRFDataModule",
-           "MeshFieldDataset", "spectral_density", "build_mesh", "render_mesh_functions", "texture_hemisphere"]
+__all__ = ["MeshFunctionDataModule", "rebuild_domain", "MeshGRFDataModule", "MNISTSphereDataModule",
+           "SphereGRFDataModule", "MeshFieldDataset", "spectral_density", "build_mesh", "render_mesh_functions", "texture_hemisphere"]
 
 MeshName = Literal["icosphere", "torus", "deformed_sphere", "file"]
 SpectrumName = Literal["matern", "heat"]
@@ -62,6 +62,19 @@ def build_mesh(mesh: MeshName, subdivisions: int = 3, path: str | None = None) -
             raise ValueError("mesh='file' needs path=... to an ASCII .obj, .off or .ply file")
         return read_mesh(path)
     raise ValueError(f"unknown mesh {mesh!r}; choose icosphere, torus, deformed_sphere or file")
+
+
+def rebuild_domain(data: dict[str, Any]) -> MeshDomain | None:
+    """The :class:`MeshDomain` of a mesh model exported before models carried their mesh, rebuilt from the
+    procedural mesh its data metadata name (``mesh``, ``subdivisions``, ``num_eigs``; checked against
+    ``mesh_sha256``); None when they name a file or too little."""
+    name = data.get("mesh", "icosphere" if data.get("name") == "mnist_sphere" else None)
+    if name not in ("icosphere", "torus", "deformed_sphere") or "subdivisions" not in data or "num_eigs" not in data:
+        return None
+    mesh = build_mesh(name, int(data["subdivisions"]))
+    if data.get("mesh_sha256") not in (None, mesh.key):
+        return None
+    return MeshDomain(mesh, eigenbasis(mesh, int(data["num_eigs"])).coords(torch.float64))
 
 
 def spectral_density(lam: Tensor, spectrum: SpectrumName, lengthscale: float, nu: float = 1.5) -> Tensor:
@@ -154,19 +167,18 @@ class MeshFunctionDataModule(FunctionDataModule):
         self.dim = self.basis.k
         self.kind = "mesh"
         self.domain = "eigen"
-        self._levels: dict[int, tuple[TriangleMesh, Tensor]] = {}
+        self.mesh_domain = MeshDomain(mesh, self.basis.coords(torch.float64))
+
+    def domain_tensors(self) -> dict[str, Tensor]:
+        """The mesh and its vertices' eigen-coordinates, exported with a model (:class:`MeshDomain`)."""
+        return self.mesh_domain.to_tensors()
 
     # --- evaluation hooks (used by GenerativeModule's validation) ------------------------
     def _level(self, factor: int) -> tuple[TriangleMesh, Tensor]:
         """The mesh subdivided ``ceil(log4(factor))`` times and its vertices' eigen-coordinates."""
         times = max(0, math.ceil(math.log(max(factor, 1), 4) - 1e-9))
-        if times not in self._levels:
-            if times == 0:
-                self._levels[0] = (self.mesh, self.phi)
-            else:
-                fine, face, bary = subdivide(self.mesh, times)
-                self._levels[times] = (fine, self.basis.coords_at(face, bary))
-        return self._levels[times]
+        mesh, phi = self.mesh_domain.level(times)
+        return mesh, (self.phi if times == 0 else phi.float())
 
     def validation_coords(self, factor: int, num: int) -> Tensor:
         """Eigen-coordinates ``[num, V', k]`` of the vertices of the mesh refined ~``factor`` times

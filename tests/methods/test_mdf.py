@@ -62,7 +62,7 @@ def _rows_of(sub: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
 
 
 def test_training_draws_queries_and_a_context_subset_of_them(gen):
-    mdf = ManifoldDiffusionField(num_context=7, num_queries=15)
+    mdf = ManifoldDiffusionField(num_context=7, num_queries=15, context="random")
     coords = torch.randn(3, 40, K, generator=gen)
     ps = PointSet(coords, torch.randn(3, 40, 1, generator=gen))
     net = Recorder()
@@ -76,7 +76,7 @@ def test_training_draws_queries_and_a_context_subset_of_them(gen):
 
 def test_sampler_draws_a_fresh_context_of_the_current_state_every_step(gen):
     steps, n, m = 5, 50, 8
-    mdf = ManifoldDiffusionField(steps=steps, num_context=m)
+    mdf = ManifoldDiffusionField(steps=steps, num_context=m, context="random")
     coords = torch.randn(2, n, K, generator=gen)
     net = Recorder()
     mdf.sample(net, coords, 1, generator=gen)
@@ -91,6 +91,34 @@ def test_sampler_draws_a_fresh_context_of_the_current_state_every_step(gen):
     net = Recorder()
     mdf.sample(net, coords[:, :m], 1, generator=gen, steps=2)
     assert all(torch.equal(c, q) for q, _, c, _ in net.calls)
+
+
+def test_full_context_is_every_query_in_training_and_the_whole_state_when_sampling(gen):
+    mdf = ManifoldDiffusionField(steps=4, num_context=7, num_queries=15)
+    assert mdf.context == "full"
+    coords = torch.randn(3, 40, K, generator=gen)
+    net = Recorder()
+    mdf.loss(net, PointSet(coords, torch.randn(3, 40, 1, generator=gen)), gen)
+    (q, xq, c, xc), = net.calls
+    assert q.shape == (3, 15, K) and torch.equal(c, q) and torch.equal(xc, xq)
+    net = Recorder()
+    mdf.sample(net, coords, 1, generator=gen)
+    assert len(net.calls) == 4
+    assert all(torch.equal(q, coords) and torch.equal(c, coords) and torch.equal(xc, xq) for q, xq, c, xc in net.calls)
+
+
+def test_exports_without_a_context_key_keep_the_random_subsets():
+    from funcgen.config import build
+    from funcgen.methods import Method
+
+    old = {"class_path": "funcgen.methods.mdf.ManifoldDiffusionField",
+           "init_args": {"schedule": "cosine", "steps": 4, "eta": 1.0, "num_context": 16, "num_queries": 256,
+                         "clip_x0": None, "t_min": 0.001}}
+    assert build(old, Method).context == "random"
+    new = ManifoldDiffusionField(num_context=16)
+    assert new.config["init_args"]["context"] == "full" and build(new.config, Method).context == "full"
+    with pytest.raises(ValueError, match="context must be"):
+        ManifoldDiffusionField(context="subset")
 
 
 def test_forward_marginals_are_the_closed_form(gen):
