@@ -38,7 +38,11 @@ class GaussianEigenOracle(nn.Module):
         if isinstance(self.method.noise, EigenNoise):
             k = self.method.noise.modes
             pk = phi[..., :k]
-            u = torch.linalg.solve(pk.transpose(1, 2) @ pk, pk.transpose(1, 2) @ y)  # y lies in the span
+            if pk.shape[0] == 1:  # shared points: one [K, K] system for the whole batch
+                u = torch.linalg.solve(pk[0].T @ pk[0], (y.transpose(1, 2) @ pk[0]).flatten(0, 1).T)
+                u = u.T.view(y.shape[0], y.shape[2], -1).transpose(1, 2)  # y lies in the span
+            else:
+                u = torch.linalg.solve(pk.transpose(1, 2) @ pk, pk.transpose(1, 2) @ y)
             noise_var = s**2 * self.method.noise.variance / k
             return (a * self.c2[:, None] / (a**2 * self.c2[:, None] + noise_var)) * u[:, :m]
         pm = phi[..., :m]
