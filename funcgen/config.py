@@ -50,10 +50,10 @@ class Configurable:
     """
 
     config: dict[str, Any]
-    #: constructor arguments whose default changed, with the value a config written before the change
-    #: meant: :func:`build` fills them in for a recorded config that lacks the key (an old export keeps
-    #: its behaviour), while new objects, and configs that name the key, get the current default
-    legacy_defaults: dict[str, Any] = {}
+    #: constructor arguments whose default changed after models were exported: a recorded config that
+    #: lacks one (written before it existed) is rebuilt with the value given here, i.e. the behaviour it
+    #: was trained with, while new code gets the constructor's default. Read by :func:`build`.
+    LEGACY_DEFAULTS: dict[str, Any] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -111,16 +111,21 @@ def build(config: dict[str, Any], base: type[T]) -> T:
     """Instantiate ``config`` (``{"class_path", "init_args"}``), checking it derives from ``base``.
 
     Nested configs in ``init_args`` (dicts with a ``class_path``) are built recursively; arguments the
-    config lacks take the class's :attr:`Configurable.legacy_defaults` where it names them.
+    config lacks take the class's ``LEGACY_DEFAULTS`` (configs recorded before the argument existed),
+    else the constructor's default.
     """
     if not isinstance(config, dict) or "class_path" not in config:
         raise ValueError(f"expected a config dict with 'class_path' and 'init_args'; got {config!r}")
     cls = _resolve(config["class_path"])
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ValueError(f"{config['class_path']} is not a {base.__name__}")
-    recorded = dict(config.get("init_args", {}))
-    args = {k: v for k, v in getattr(cls, "legacy_defaults", {}).items() if k not in recorded}
-    for k, v in recorded.items():
+    init_args = dict(config.get("init_args", {}))
+    params = inspect.signature(cls).parameters
+    for k, v in getattr(cls, "LEGACY_DEFAULTS", {}).items():
+        if k in params:
+            init_args.setdefault(k, v)
+    args = {}
+    for k, v in init_args.items():
         if isinstance(v, dict) and "class_path" in v:
             v = build(v, Configurable)
         args[k] = v

@@ -49,7 +49,8 @@ def _add_method_arg(parser: argparse.ArgumentParser, scope: str) -> None:
 
 def _cmd_sample(ns: argparse.Namespace) -> int:
     from ..generator import load
-    from ..viz.plotting import render, save_png, write_summary_html
+    from ..viz.plotting import save_png, write_summary_html
+    from .pictures import sample_picture
 
     gen = load(ns.ckpt)
     if ns.method_arg:
@@ -72,8 +73,8 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
         shape = (level.num_vertices,)
         rgb = render_mesh_functions(level, values, f"{ps.batch_size} samples at {level.num_vertices} vertices")
     else:
-        rgb = render(ps.coords, ps.values, shape, gen.data.get("kind", "image"),
-                     title=f"{ps.batch_size} samples at {'x'.join(map(str, shape))}")
+        where = "" if gen.data.get("manifold") is not None else f" at {'x'.join(map(str, shape))}"
+        rgb = sample_picture(gen, ps, values, shape, title=f"{ps.batch_size} samples{where}")
     png = save_png(rgb, out / "samples.png")
     html = write_summary_html(out / "summary.html", png, {
         "checkpoint": ns.ckpt, "method": gen.method.config.get("class_path", type(gen.method).__name__),
@@ -160,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     from ..bench.run import METHODS
 
     pairs = "\n".join(f"  {task:15s} {', '.join(methods)}" for task, methods in METHODS.items())
-    b = sub.add_parser("bench", help="run a benchmark task (../shared/BENCHMARKS.md)",
+    b = sub.add_parser("bench", help="run a benchmark task (protocol: docs/protocol.md)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=f"tasks and the methods with a default config for them:\n{pairs}")
     b.add_argument("task", help="a task, or `all` for every task x applicable method (funcgen.bench.run.METHODS)")
@@ -175,7 +176,8 @@ def _parser() -> argparse.ArgumentParser:
                         "shuffling); on earth also the split seed (the protocol's 0..4)")
     b.add_argument("--out", default=None, help="JSON result file (`all`: output folder, default runs/bench_quick)")
     b.add_argument("--ckpt", default=None, help="evaluate this checkpoint instead of training")
-    b.add_argument("--minutes", type=float, default=None, help="training budget (default: the task's)")
+    b.add_argument("--minutes", type=float, default=None,
+                   help="training budget in CPU minutes of this process (default: the task's)")
     b.add_argument("--max-steps", type=int, default=None)
     b.add_argument("--save", default=None, help="also export the trained generator to this .safetensors file")
     b.add_argument("--eval-num", type=int, default=None,

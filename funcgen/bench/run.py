@@ -1,6 +1,6 @@
 """``funcgen bench TASK --method M``: train within the task's CPU budget, evaluate, write JSON.
 
-Protocol and JSON format: ../shared/BENCHMARKS.md. Tasks are registered in :data:`TASKS` (an
+Protocol and JSON format: docs/protocol.md. Tasks are registered in :data:`TASKS` (an
 explicit table, no name look-ups in globals). Each task names its default config
 ``configs/METHOD/TASK.yaml``, its training budget, and an evaluation function.
 """
@@ -445,7 +445,8 @@ def run_bench(task: str, method: str, config: str | Path | Sequence[str | Path] 
         "task": task, "method": method, "seed": seed, "minutes": budget, "config": _names(files),
         "model": gen.config(), "metrics": metrics, "reference": reference, "train_steps": steps, "max_steps": max_steps,
         "eval_options": eval_options, **({"method_args": dict(method_args)} if method_args else {}),
-        "train_seconds": round(train_seconds, 1), "sample_seconds": round(sample_seconds, 1),
+        "train_seconds": round(train_seconds, 1), "train_cpu_seconds": round(run.cpu_seconds, 1),
+        "budget_clock": "cpu", "sample_seconds": round(sample_seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "torch": torch.__version__, "commit": commit,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",

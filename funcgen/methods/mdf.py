@@ -82,7 +82,7 @@ class ManifoldDiffusionField(FunctionalDiffusion):
     """
 
     #: exports written before ``context`` existed drew a random context subset at every step
-    legacy_defaults = {"context": "random"}
+    LEGACY_DEFAULTS = {"context": "random"}
 
     def __init__(self, schedule: ScheduleName = "cosine", steps: int = 100, eta: float = 1.0,
                  num_context: int = 256, num_queries: int | None = None, clip_x0: float | None = None,

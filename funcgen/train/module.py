@@ -21,6 +21,7 @@ from ..generator import FunctionGenerator
 from ..io import CONFIG_KEY, FORMAT_VERSION, VERSION
 from ..methods.base import Method
 from ..pointset import PointSet, random_subset
+from .budget import budget_fraction
 
 __all__ = ["GenerativeModule"]
 
@@ -35,9 +36,10 @@ class GenerativeModule(L.LightningModule):
         weight_decay: AdamW weight decay.
         warmup_steps: linear learning-rate warm-up steps.
         lr_schedule: ``constant`` after warm-up, or ``cosine`` decay to 10% over the run's budget: the
-            progress is the larger of ``step / trainer.max_steps`` and, when ``trainer.max_time`` is set,
-            the fraction of that time spent training (Lightning's ``Timer``, which checkpoints carry),
-            so a time-budgeted run ends at the low learning rate too instead of stopping mid-decay.
+            progress is the larger of ``step / trainer.max_steps`` and, when the run has a time budget
+            (:class:`funcgen.train.budget.CpuTimeBudget`, or ``trainer.max_time``), the fraction of it
+            spent (both carried by checkpoints), so a time-budgeted run ends at the low learning rate
+            too instead of stopping mid-decay.
         ema_decay: decay of the exponential moving average of the weights used for sampling.
         val_num_samples: functions drawn at each validation.
         val_upsample: the second validation resolution is this factor times the training one.
@@ -169,7 +171,7 @@ class GenerativeModule(L.LightningModule):
         warm = max(1, self.hparams.warmup_steps)
         total = max(self.trainer.estimated_stepping_batches if self._trainer else 1, warm + 1)
         cosine = self.hparams.lr_schedule == "cosine"
-        timer = self._budget_timer()
+        trainer = self._trainer
 
         def factor(step: int) -> float:
             if step < warm:
@@ -177,22 +179,14 @@ class GenerativeModule(L.LightningModule):
             if not cosine:
                 return 1.0
             p = (step - warm) / max(1, total - warm) if math.isfinite(total) else 0.0
-            if timer is not None:
-                p = max(p, timer.time_elapsed("train") / timer._duration)
+            spent = budget_fraction(trainer) if trainer is not None else None
+            if spent is not None:
+                p = max(p, spent)
             p = min(1.0, p)
             return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * p))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def _budget_timer(self) -> Any:
-        """Lightning's ``Timer`` callback when the trainer has a ``max_time`` budget, else None."""
-        if self._trainer is None:
-            return None
-        from lightning.pytorch.callbacks import Timer
-
-        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
-        return timer if timer is not None and getattr(timer, "_duration", None) else None
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
@@ -229,20 +223,28 @@ class GenerativeModule(L.LightningModule):
         gen = self.generator()
         dm = self.trainer.datamodule
         train_shape = tuple(self.data_config["train_shape"])
+        manifold = self.data_config.get("manifold")  # points on a manifold: one map, no resolutions
         metrics: dict[str, float] = {}
-        for factor in (1, self.hparams.val_upsample):
+        factors = (1,) if manifold is not None else tuple(dict.fromkeys((1, self.hparams.val_upsample)))
+        for factor in factors:
             shape = tuple(s * factor for s in train_shape)
             # data on non-grid domains (meshes) give their own query points and pictures
             coords = (dm.validation_coords(factor, self.hparams.val_num_samples)
                       if hasattr(dm, "validation_coords") else None)
             ps = gen.sample(self.hparams.val_num_samples, shape, coords=coords, seed=self.hparams.val_seed,
                             steps=self.hparams.val_steps, denormalize=False)
+            step = f"step {self.global_step}"
             if hasattr(dm, "render"):
-                rgb = dm.render(ps.coords, ps.values, title=f"samples at {ps.num_points} points")
+                rgb = dm.render(ps.coords, ps.values, title=f"{ps.batch_size} samples at {ps.num_points} points, "
+                                                            f"{step}")
+            elif manifold is not None:
+                rgb = render(ps.coords, ps.values, shape, "points", manifold=manifold, data=_data_points(dm),
+                             title=f"{ps.batch_size} samples beside the data, {step}")
             else:
-                rgb = render(ps.coords, ps.values, shape, self.data_config.get("kind", "image"),
-                             title=f"samples at {'x'.join(map(str, shape))}")
-            log_image(self.logger, f"samples/res{factor}x", rgb, self.global_step)
+                rgb = render(ps.coords, ps.values, shape, self.data_config.get("kind", "image"), value_range=None,
+                             title=f"{ps.batch_size} samples at {'x'.join(map(str, shape))}, {step} (model units)")
+            log_image(self.logger, f"samples/res{factor}x", rgb, self.global_step,
+                      fallback_dir=self.trainer.default_root_dir)
             ref = dm.reference(ps.coords, torch.Generator().manual_seed(1)) if hasattr(dm, "reference") else None
             if ref is not None:
                 ref = ref.to(ps.values)
@@ -280,3 +282,12 @@ class GenerativeModule(L.LightningModule):
         self.data_config = saved.get("data")
         self.domain_tensors = dict(checkpoint.get("funcgen_domain", {}))
         self._resume_rng = checkpoint.get("funcgen_rng")
+
+
+def _data_points(dm: Any, limit: int = 4000) -> Tensor | None:
+    """Up to ``limit`` data points ``[M, c]`` of a datamodule's training (else validation) set, for pictures."""
+    for name in ("train_set", "val_set"):
+        values = getattr(getattr(dm, name, None), "values", None)
+        if isinstance(values, Tensor) and values.numel():
+            return values[:limit].reshape(-1, values.shape[-1])
+    return None
