@@ -29,6 +29,9 @@ __all__ = ["FunctionGenerator", "load", "CONFIG_KEY", "Guidance"]
 #: how :meth:`FunctionGenerator.sample_conditional` conditions a diffusion-type method (docs/conditioning.md)
 Guidance = Literal["auto", "tweedie", "replace"]
 
+#: names of exported tensors that describe the data's domain (a mesh), not backbone weights
+DOMAIN_PREFIX = "domain."
+
 
 
 class FunctionGenerator:
@@ -38,13 +41,18 @@ class FunctionGenerator:
         method: the method object (sampler).
         net: the backbone with the weights to sample with (EMA weights after training).
         data: the data metadata (``dim``, ``channels``, ``train_shape``, ``kind``, normalisation).
+        domain: tensors the data's domain needs at sampling, exported with the model (mesh models: the
+            mesh and its vertices' eigen-coordinates, :class:`funcgen.geometry.mesh.MeshDomain`).
     """
 
-    def __init__(self, method: Method, net: nn.Module, data: dict[str, Any]) -> None:
+    def __init__(self, method: Method, net: nn.Module, data: dict[str, Any],
+                 domain: dict[str, Tensor] | None = None) -> None:
         for key in ("dim", "channels", "train_shape"):
             if key not in data:
                 raise ValueError(f"data metadata lacks {key!r}: {data}")
         self.method, self.net, self.data = method, net.eval(), dict(data)
+        self.domain = {k: v.detach().cpu() for k, v in (domain or {}).items()}
+        self._mesh: Any = None
 
     @property
     def dim(self) -> int:
@@ -90,12 +98,35 @@ class FunctionGenerator:
         low, high = (torch.tensor(v, dtype=coords.dtype, device=coords.device) for v in box)
         return low + coords * (high - low)
 
-    def coords_for(self, resolution: int | Sequence[int] | None, num: int) -> Tensor:
-        """Grid coordinates ``[num, N, d]``; ``resolution=None`` means the training grid."""
+    @property
+    def mesh_domain(self) -> Any:
+        """A mesh model's :class:`funcgen.geometry.mesh.MeshDomain` (None for other models): from the export,
+        or for exports that predate it, rebuilt from the procedural mesh the data metadata name."""
+        if self._mesh is None and self.data.get("kind") == "mesh":
+            from .geometry.mesh import MeshDomain
+
+            self._mesh = MeshDomain.from_tensors(self.domain, name=str(self.data.get("mesh", "mesh")))
+            if self._mesh is None:
+                from .data.mesh import rebuild_domain
+
+                self._mesh = rebuild_domain(self.data)
+        return self._mesh
+
+    def coords_for(self, resolution: int | Sequence[int] | None, num: int, refine: int = 0) -> Tensor:
+        """Grid coordinates ``[num, N, d]``; ``resolution=None`` means the training grid. Mesh models: the
+        eigen-coordinates of the vertices of the training mesh subdivided ``refine`` times."""
         if self.data.get("kind") == "mesh":
-            raise ValueError("this model lives on a mesh: pass coords=... (eigen-coordinates [B, N, "
-                             f"{self.dim}], e.g. datamodule.validation_coords(factor, num)) instead of a grid "
-                             "resolution")
+            domain = self.mesh_domain
+            if resolution is not None or domain is None:
+                raise ValueError("this model lives on a mesh: sample(num) draws on its training mesh, "
+                                 "sample(num, refine=R) on that mesh subdivided R times, or pass coords=... "
+                                 f"(eigen-coordinates [B, N, {self.dim}]) instead of a grid resolution"
+                                 + ("" if domain is not None else "; this export carries no mesh, so only coords"))
+            phi = domain.level(refine)[1]
+            param = next(self.net.parameters())
+            return phi.to(device=param.device, dtype=param.dtype).unsqueeze(0).expand(num, -1, -1)
+        if refine:
+            raise ValueError(f"refine={refine!r} subdivides a mesh; this model is not a mesh model (use resolution)")
         res = tuple(self.data["train_shape"]) if resolution is None else resolution
         res = int(res) if isinstance(res, numbers.Integral) else tuple(int(r) for r in res)
         return query_coords(res, self.dim, num, device=next(self.net.parameters()).device)
@@ -149,7 +180,7 @@ class FunctionGenerator:
     def sample(self, num: int = 1, resolution: int | Sequence[int] | None = None, *,
                coords: Tensor | None = None, seed: int | None = 0, steps: int | None = None,
                batch_size: int = 64, denormalize: bool = True, progress: bool = False,
-               check_domain: bool = True, decode: bool = True, observed: PointSet | None = None,
+               check_domain: bool = True, decode: bool = True, refine: int = 0, observed: PointSet | None = None,
                obs_std: float = 0.0, guidance: Guidance = "auto") -> PointSet:
         """Draw ``num`` functions on a grid of ``resolution`` cells per axis, or at ``coords``.
 
@@ -172,6 +203,8 @@ class FunctionGenerator:
             check_domain: raise on coordinates outside the data's box (False: extrapolate).
             decode: apply the method's :meth:`~funcgen.methods.Method.decode` (e.g. infty-Diff's Wiener
                 deconvolution on grids); False returns the sampler's raw output.
+            refine: mesh models: sample at the vertices of the training mesh subdivided ``refine`` times
+                (each ~4x the vertices); 0: the training mesh.
 
         Returns:
             PointSet with ``coords`` ``[B, N, d]`` (data units, as given) and ``values`` ``[B, N, c]``.
@@ -189,7 +222,7 @@ class FunctionGenerator:
         param = next(self.net.parameters())
         device = param.device
         if coords is None:
-            coords = self.coords_for(resolution, num)
+            coords = self.coords_for(resolution, num, refine)
             data_coords = self.to_data_coords(coords)
         else:
             data_coords = coords
@@ -475,12 +508,17 @@ class FunctionGenerator:
         from safetensors.torch import save_file
 
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        state.update({k: v.contiguous() for k, v in self.domain.items()})
         meta = {CONFIG_KEY: json.dumps(self.config())}
         return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], state: dict[str, Tensor], source: str) -> "FunctionGenerator":
-        """Rebuild from a config dict and a backbone state dict (``source`` names the file in errors)."""
+    def from_config(cls, config: dict[str, Any], state: dict[str, Tensor], source: str,
+                    domain: dict[str, Tensor] | None = None) -> "FunctionGenerator":
+        """Rebuild from a config dict and a backbone state dict (``source`` names the file in errors); entries
+        of ``state`` named ``domain.*`` are the data's domain tensors (see :class:`FunctionGenerator`)."""
+        domain = {**(domain or {}), **{k: v for k, v in state.items() if k.startswith(DOMAIN_PREFIX)}}
+        state = {k: v for k, v in state.items() if not k.startswith(DOMAIN_PREFIX)}
         fmt = config.get("format") if isinstance(config, dict) else None
         if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
             written_by = config.get("version") if isinstance(config, dict) else "?"
@@ -499,7 +537,7 @@ class FunctionGenerator:
             net.load_state_dict(state)
         except RuntimeError as e:
             raise ValueError(f"{source}: weight shapes do not match the config: {e}") from e
-        return cls(method, net, config["data"])
+        return cls(method, net, config["data"], domain=domain)
 
 
 def _union_points(query: Tensor, observed: Tensor, tol: float = 1e-7) -> tuple[Tensor, Tensor]:
@@ -566,7 +604,8 @@ def _load_lightning(path: Path) -> FunctionGenerator:
         raise ValueError(f"{path}: not a funcgen training checkpoint (no {CONFIG_KEY!r} entry)")
     prefix = "ema_net."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    return FunctionGenerator.from_config(json.loads(ckpt[CONFIG_KEY]), state, str(path))
+    return FunctionGenerator.from_config(json.loads(ckpt[CONFIG_KEY]), state, str(path),
+                                         domain=ckpt.get("funcgen_domain"))
 
 
 def load(path: str | Path) -> FunctionGenerator:

@@ -103,6 +103,7 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
     if ns.method_arg:
         gen = gen.with_method_args(**parse_assignments(ns.method_arg, "--method-arg"))
     res = None if ns.resolution is None else ns.resolution
+    mesh = None
     query = None
     if ns.coords is not None:
         import numpy as np
@@ -125,7 +126,9 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
         q = query if query.ndim == 3 else query[None].expand(ns.num, -1, -1)
         ps = gen.sample(coords=q, seed=ns.seed, steps=ns.steps, progress=True, denormalize=False)
     else:
-        ps = gen.sample(ns.num, res, seed=ns.seed, steps=ns.steps, progress=True, denormalize=False)
+        mesh = gen.mesh_domain  # mesh models: the training mesh, subdivided --refine times
+        ps = gen.sample(ns.num, res, seed=ns.seed, steps=ns.steps, progress=True, denormalize=False,
+                        **({"refine": ns.refine} if ns.refine else {}))
     out = Path(ns.out)
     out.mkdir(parents=True, exist_ok=True)
     import numpy as np
@@ -136,8 +139,15 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
     if query is not None:
         print(f"wrote {out / 'samples.npz'} (coords {tuple(ps.coords.shape)}, values {tuple(ps.values.shape)})")
         return 0
-    where = "" if gen.data.get("manifold") is not None else f" at {'x'.join(map(str, shape))}"
-    rgb = sample_picture(gen, ps, values, shape, title=f"{ps.batch_size} samples{where}")
+    if mesh is not None:
+        from ..data.mesh import render_mesh_functions
+
+        level = mesh.level(ns.refine)[0]
+        shape = (level.num_vertices,)
+        rgb = render_mesh_functions(level, values, f"{ps.batch_size} samples at {level.num_vertices} vertices")
+    else:
+        where = "" if gen.data.get("manifold") is not None else f" at {'x'.join(map(str, shape))}"
+        rgb = sample_picture(gen, ps, values, shape, title=f"{ps.batch_size} samples{where}")
     png = save_png(rgb, out / "samples.png")
     html = write_summary_html(out / "summary.html", png, {
         "checkpoint": ns.ckpt, "method": gen.method.config.get("class_path", type(gen.method).__name__),
@@ -231,6 +241,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="samples", help="output folder (samples.npz, samples.png, summary.html)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--steps", type=int, default=None, help="sampler steps (default: the method's)")
+    s.add_argument("--refine", type=int, default=0,
+                   help="mesh models: subdivide the training mesh this many times (each ~4x the vertices)")
     _add_method_arg(s, "this run")
 
     lp = sub.add_parser("logprob", help="log density (nats) of functions or manifold points under a model",
