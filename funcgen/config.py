@@ -106,14 +106,16 @@ def _resolve(class_path: str) -> type:
 def build(config: dict[str, Any], base: type[T]) -> T:
     """Instantiate ``config`` (``{"class_path", "init_args"}``), checking it derives from ``base``.
 
-    Nested configs in ``init_args`` (dicts with a ``class_path``) are built recursively.
+    Nested configs in ``init_args`` (dicts with a ``class_path``) are built recursively. Arguments the
+    config lacks take the class's ``absent_defaults`` (``{name: value}``, for configs written before an
+    argument existed: the behaviour they were written with) before its constructor defaults.
     """
     if not isinstance(config, dict) or "class_path" not in config:
         raise ValueError(f"expected a config dict with 'class_path' and 'init_args'; got {config!r}")
     cls = _resolve(config["class_path"])
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ValueError(f"{config['class_path']} is not a {base.__name__}")
-    args = {}
+    args = dict(getattr(cls, "absent_defaults", {}))
     for k, v in dict(config.get("init_args", {})).items():
         if isinstance(v, dict) and "class_path" in v:
             v = build(v, Configurable)
