@@ -164,7 +164,7 @@ def _parser() -> argparse.ArgumentParser:
                         "shuffling); on earth also the split seed (the protocol's 0..4)")
     b.add_argument("--out", default=None, help="JSON result file (`all`: output folder, default runs/bench_quick)")
     b.add_argument("--ckpt", default=None, help="evaluate this checkpoint instead of training")
-    b.add_argument("--minutes", type=float, default=None, help="training budget (default: the task's)")
+    b.add_argument("--minutes", type=float, default=None, help="training budget in CPU minutes of this process (default: the task's)")
     b.add_argument("--max-steps", type=int, default=None)
     b.add_argument("--save", default=None, help="also export the trained generator to this .safetensors file")
     b.add_argument("--eval-num", type=int, default=None,

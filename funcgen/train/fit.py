@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Sequence
 
 if TYPE_CHECKING:
     import lightning as L
@@ -135,14 +135,17 @@ class Run:
     steps: int = 0
     #: wall-clock seconds spent in :meth:`fit`
     seconds: float = 0.0
+    #: CPU seconds of this process spent in :meth:`fit`
+    cpu_seconds: float = 0.0
     #: the dotted settings applied after the config files (seed, budget and ``settings`` of :func:`prepare`)
     settings: dict[str, Any] = field(default_factory=dict)
 
     def fit(self) -> "Run":
-        """Train within the trainer's budget (``max_steps`` / ``max_time``); returns ``self``."""
-        t0 = time.time()
+        """Train within the trainer's budget (``max_steps`` / CPU or wall minutes); returns ``self``."""
+        t0, c0 = time.time(), time.process_time()
         self.trainer.fit(self.module, datamodule=self.datamodule)
         self.seconds += time.time() - t0
+        self.cpu_seconds += time.process_time() - c0
         self.steps = int(self.trainer.global_step)
         return self
 
@@ -156,7 +159,8 @@ class Run:
 
 
 def prepare(configs: ConfigFiles, *, settings: Mapping[str, Any] | None = None, seed: int | None = None,
-            max_steps: int | None = None, minutes: float | None = None) -> Run:
+            max_steps: int | None = None, minutes: float | None = None,
+            clock: Literal["cpu", "wall"] = "cpu") -> Run:
     """Build the module, data module and trainer of ``configs`` (applied in order) without training.
 
     Args:
@@ -166,17 +170,26 @@ def prepare(configs: ConfigFiles, *, settings: Mapping[str, Any] | None = None, 
         seed: seeds everything: ``seed_everything`` (initialisation) and the data module's ``seed``
             (data generation and shuffling).
         max_steps: stop after this many optimizer steps.
-        minutes: stop after this many minutes of training (Lightning's ``max_time``).
+        minutes: stop after this many minutes of training: CPU minutes of this process
+            (:class:`funcgen.train.budget.CpuTimeBudget`, the protocol's single-thread CPU minutes when
+            ``OMP_NUM_THREADS=1``) or, with ``clock="wall"``, wall-clock minutes (Lightning's ``max_time``).
+        clock: ``"cpu"`` (default) or ``"wall"``, what ``minutes`` counts.
     """
     merged: dict[str, Any] = {}
     if seed is not None:
         merged.update({"seed_everything": int(seed), "data.init_args.seed": int(seed)})
     if max_steps is not None:
         merged["trainer.max_steps"] = int(max_steps)
-    if minutes is not None:
+    if minutes is not None and clock == "wall":
         merged["trainer.max_time"] = budget_string(minutes)
+    elif clock != "cpu":
+        raise ValueError(f"clock must be 'cpu' or 'wall'; got {clock!r}")
     merged.update(settings or {})
     cli = make_cli(_arguments(configs, merged), run=False)
+    if minutes is not None and clock == "cpu":
+        from .budget import CpuTimeBudget
+
+        cli.trainer.callbacks.append(CpuTimeBudget(minutes))
     return Run(cli.model, cli.datamodule, cli.trainer, settings=merged)
 
 

@@ -21,6 +21,7 @@ from ..generator import FunctionGenerator
 from ..io import CONFIG_KEY, FORMAT_VERSION, VERSION
 from ..methods.base import Method
 from ..pointset import PointSet, random_subset
+from .budget import budget_fraction
 
 __all__ = ["GenerativeModule"]
 
@@ -35,9 +36,10 @@ class GenerativeModule(L.LightningModule):
         weight_decay: AdamW weight decay.
         warmup_steps: linear learning-rate warm-up steps.
         lr_schedule: ``constant`` after warm-up, or ``cosine`` decay to 10% over the run's budget: the
-            progress is the larger of ``step / trainer.max_steps`` and, when ``trainer.max_time`` is set,
-            the fraction of that time spent training (Lightning's ``Timer``, which checkpoints carry),
-            so a time-budgeted run ends at the low learning rate too instead of stopping mid-decay.
+            progress is the larger of ``step / trainer.max_steps`` and, when the run has a time budget
+            (:class:`funcgen.train.budget.CpuTimeBudget`, or ``trainer.max_time``), the fraction of it
+            spent (both carried by checkpoints), so a time-budgeted run ends at the low learning rate
+            too instead of stopping mid-decay.
         ema_decay: decay of the exponential moving average of the weights used for sampling.
         val_num_samples: functions drawn at each validation.
         val_upsample: the second validation resolution is this factor times the training one.
@@ -167,7 +169,7 @@ class GenerativeModule(L.LightningModule):
         warm = max(1, self.hparams.warmup_steps)
         total = max(self.trainer.estimated_stepping_batches if self._trainer else 1, warm + 1)
         cosine = self.hparams.lr_schedule == "cosine"
-        timer = self._budget_timer()
+        trainer = self._trainer
 
         def factor(step: int) -> float:
             if step < warm:
@@ -175,22 +177,14 @@ class GenerativeModule(L.LightningModule):
             if not cosine:
                 return 1.0
             p = (step - warm) / max(1, total - warm) if math.isfinite(total) else 0.0
-            if timer is not None:
-                p = max(p, timer.time_elapsed("train") / timer._duration)
+            spent = budget_fraction(trainer) if trainer is not None else None
+            if spent is not None:
+                p = max(p, spent)
             p = min(1.0, p)
             return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * p))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def _budget_timer(self) -> Any:
-        """Lightning's ``Timer`` callback when the trainer has a ``max_time`` budget, else None."""
-        if self._trainer is None:
-            return None
-        from lightning.pytorch.callbacks import Timer
-
-        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
-        return timer if timer is not None and getattr(timer, "_duration", None) else None
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:

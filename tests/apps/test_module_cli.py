@@ -200,17 +200,23 @@ def test_demo_runs_end_to_end(tmp_path):
     assert gen.sample(1, 20, steps=2).values.shape == (1, 400, 1)
 
 
-@pytest.mark.parametrize("budget", ["time", "steps"])
+@pytest.mark.parametrize("budget", ["time", "cpu", "steps"])
 def test_cosine_schedule_decays_over_the_budget_that_ends_first(budget, tmp_path, monkeypatch):
-    """A run stopped by max_time ends at the cosine floor (10% of the peak), as one stopped by max_steps
-    does, not mid-decay. The Timer's clock is replaced by 10 s per step: a 100 s budget is 10 steps."""
+    """A run stopped by max_time or by its CPU-time budget ends at the cosine floor (10% of the peak), as
+    one stopped by max_steps does, not mid-decay. The clocks are replaced by 10 s per step: a 100 s budget
+    is 10 steps."""
     from lightning.pytorch.callbacks import Timer
+
+    from funcgen.train.budget import CpuTimeBudget
 
     dm = GRFDataModule(dim=1, resolution=8, num_train=64, num_val=8, batch_size=4)
     module = tiny_module(1)
     if budget == "time":
         monkeypatch.setattr(Timer, "time_elapsed", lambda self, stage="train": 10.0 * module.global_step)
         tr = trainer(tmp_path, max_time={"seconds": 100}, max_steps=1000, limit_val_batches=0)
+    elif budget == "cpu":
+        tr = trainer(tmp_path, max_steps=1000, limit_val_batches=0)
+        tr.callbacks.append(CpuTimeBudget(100 / 60, clock=lambda: 10.0 * module.global_step))
     else:
         tr = trainer(tmp_path, max_steps=10, limit_val_batches=0)
     lrs = []
