@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             for pe, pn in zip(ema.parameters(), net.parameters()):
                 pe.lerp_(pn, 1.0 - args.ema)
         step += 1
-        loss_avg = float(loss) if loss_avg is None else 0.98 * loss_avg + 0.02 * float(loss)
+        loss_avg = float(loss.detach()) if loss_avg is None else 0.98 * loss_avg + 0.02 * float(loss.detach())
         if step % 100 == 0:
             print(f"step {step} loss {loss_avg:.4f} cpu {time.process_time() - c0:.0f}s", flush=True)
     train_cpu, train_wall = time.process_time() - c0, time.time() - t_wall
