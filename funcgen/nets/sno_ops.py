@@ -26,7 +26,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -261,6 +261,21 @@ def _stencil(coords: Tensor, size: int, reach: int) -> Iterator[tuple[Tensor, Te
         yield node, u
 
 
+def _stencil_matrix(x: Tensor, size: int, reach: int, weight: Callable[[Tensor], Tensor], nodes: int,
+                    dtype: torch.dtype) -> Tensor:
+    """Sparse ``[nodes, N]`` matrix of ``weight(u)`` between the grid nodes and the points ``x [N, d]``."""
+    rows, cols, vals = [], [], []
+    idx = torch.arange(x.shape[0], device=x.device)
+    for node, u in _stencil(x[None], size, reach):
+        w = weight(u[0]).to(dtype)
+        keep = w > 0
+        rows.append(node[0][keep])
+        cols.append(idx[keep])
+        vals.append(w[keep])
+    ij = torch.stack([torch.cat(rows), torch.cat(cols)])
+    return torch.sparse_coo_tensor(ij, torch.cat(vals), (nodes, x.shape[0]), check_invariants=False).coalesce()
+
+
 def grid_splat(coords: Tensor, h: Tensor, size: int, width: float, mask: Tensor | None = None, *,
                chunk: int = 4096) -> Tensor:
     """Normalised tent-kernel average of point features onto the cell-centre grid (``size^d`` nodes).
@@ -275,6 +290,14 @@ def grid_splat(coords: Tensor, h: Tensor, size: int, width: float, mask: Tensor 
     c = h.shape[-1]
     nodes = size**d
     reach = max(1, math.ceil(width))
+    if mask is None and b > 1 and bool((coords == coords[:1]).all()):
+        # one point set for the batch (grids, the sampler): one sparse [nodes, N] weight matrix serves all
+        w = _stencil_matrix(coords[0], size, reach, lambda u: (1.0 - u.abs() / width).clamp_min(0.0).prod(-1),
+                            nodes, h.dtype)
+        flat = h.transpose(0, 1).reshape(n, b * c)
+        num = torch.sparse.mm(w, flat).reshape(nodes, b, c).transpose(0, 1)
+        den = torch.sparse.mm(w, h.new_ones(n, 1))
+        return num / den.clamp_min(1e-12)
     num = h.new_zeros(b * nodes, c)
     den = h.new_zeros(b * nodes)
     shift = (torch.arange(b, device=h.device) * nodes)[:, None]
@@ -299,6 +322,11 @@ def grid_gather(coords: Tensor, g: Tensor, size: int, *, chunk: int = 4096) -> T
     flat = g.reshape(-1, c)
     shift = (torch.arange(b, device=g.device) * size**d)[:, None]
     lo_c, hi_c = 0.5 / size, 1.0 - 0.5 / size
+    if b > 1 and bool((coords == coords[:1]).all()):  # one point set for the batch: one sparse [N, nodes] matrix
+        m = _stencil_matrix(coords[0].clamp(lo_c, hi_c), size, 1,
+                            lambda u: (1.0 - u.abs()).clamp_min(0.0).prod(-1), size**d, g.dtype).t()
+        out = torch.sparse.mm(m.coalesce(), g.transpose(0, 1).reshape(size**d, b * c))
+        return out.reshape(n, b, c).transpose(0, 1)
     out = g.new_empty(b, n, c)
     for lo in range(0, n, chunk):
         x = coords[:, lo:lo + chunk].clamp(lo_c, hi_c)
