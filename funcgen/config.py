@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
+from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["Configurable", "build", "to_jsonable", "known_classes", "MOVED"]
+__all__ = ["Configurable", "build", "to_jsonable", "known_classes", "MOVED", "config_root", "resolve_config"]
 
 #: modules that moved when the package took its layered layout: old module path -> new one. Configs
 #: written before the move (exports, checkpoints) name the old paths; :func:`build` reads them through
@@ -27,6 +29,34 @@ MOVED: dict[str, str] = {
 }
 
 T = TypeVar("T")
+
+
+def config_root() -> Path:
+    """The folder of the shipped YAML configs (``base/trainer.yaml``, ``METHOD/DATASET.yaml``, ``ablations/``).
+
+    An installed package carries them as package data in ``funcgen/configs``; a source checkout (editable
+    install, ``PYTHONPATH``) has them in the repository's ``configs/``, which is what the package data is
+    built from.
+    """
+    here = Path(__file__).resolve().parent
+    for root in (here / "configs", here.parent / "configs"):
+        if (root / "base" / "trainer.yaml").is_file():
+            return root
+    return here.parent / "configs"
+
+
+def resolve_config(path: str | os.PathLike) -> Path:
+    """``path`` when that file exists; else a ``configs/...`` path (e.g. ``configs/fdp/grf1d.yaml``, as the
+    docs write them) found among the shipped configs (:func:`config_root`), so it works from any folder."""
+    p = Path(path)
+    if p.is_file() or p.is_absolute():
+        return p
+    parts = p.parts
+    if parts and parts[0] == "configs":
+        shipped = config_root().joinpath(*parts[1:])
+        if shipped.is_file():
+            return shipped
+    return p
 
 
 def to_jsonable(value: Any) -> Any:
@@ -50,6 +80,10 @@ class Configurable:
     """
 
     config: dict[str, Any]
+    #: constructor arguments whose default changed after models were exported: a recorded config that
+    #: lacks one (written before it existed) is rebuilt with the value given here, i.e. the behaviour it
+    #: was trained with, while new code gets the constructor's default. Read by :func:`build`.
+    LEGACY_DEFAULTS: dict[str, Any] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -106,17 +140,22 @@ def _resolve(class_path: str) -> type:
 def build(config: dict[str, Any], base: type[T]) -> T:
     """Instantiate ``config`` (``{"class_path", "init_args"}``), checking it derives from ``base``.
 
-    Nested configs in ``init_args`` (dicts with a ``class_path``) are built recursively. Arguments the
-    config lacks take the class's ``absent_defaults`` (``{name: value}``, for configs written before an
-    argument existed: the behaviour they were written with) before its constructor defaults.
+    Nested configs in ``init_args`` (dicts with a ``class_path``) are built recursively; arguments the
+    config lacks take the class's ``LEGACY_DEFAULTS`` (configs recorded before the argument existed),
+    else the constructor's default.
     """
     if not isinstance(config, dict) or "class_path" not in config:
         raise ValueError(f"expected a config dict with 'class_path' and 'init_args'; got {config!r}")
     cls = _resolve(config["class_path"])
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ValueError(f"{config['class_path']} is not a {base.__name__}")
-    args = dict(getattr(cls, "absent_defaults", {}))
-    for k, v in dict(config.get("init_args", {})).items():
+    init_args = dict(config.get("init_args", {}))
+    params = inspect.signature(cls).parameters
+    for k, v in getattr(cls, "LEGACY_DEFAULTS", {}).items():
+        if k in params:
+            init_args.setdefault(k, v)
+    args = {}
+    for k, v in init_args.items():
         if isinstance(v, dict) and "class_path" in v:
             v = build(v, Configurable)
         args[k] = v

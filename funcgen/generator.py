@@ -49,15 +49,41 @@ class FunctionGenerator:
     def channels(self) -> int:
         return int(self.data["channels"])
 
+    def _norm(self, key: str, default: float, like: Tensor) -> Tensor:
+        """A normalisation constant (a number, or one per channel) as a tensor like ``like``."""
+        return torch.as_tensor(self.data.get("normalization", {}).get(key, default), dtype=like.dtype,
+                               device=like.device)
+
     def normalize(self, values: Tensor) -> Tensor:
         """Data units -> model-space values (``(values - shift) / scale``), the inverse of :meth:`denormalize`."""
-        norm = self.data.get("normalization", {})
-        return (values - float(norm.get("shift", 0.0))) / float(norm.get("scale", 1.0))
+        return (values - self._norm("shift", 0.0, values)) / self._norm("scale", 1.0, values)
 
     def denormalize(self, values: Tensor) -> Tensor:
         """Model-space values -> data units (``values * scale + shift``)."""
-        norm = self.data.get("normalization", {})
-        return values * float(norm.get("scale", 1.0)) + float(norm.get("shift", 0.0))
+        return values * self._norm("scale", 1.0, values) + self._norm("shift", 0.0, values)
+
+    def box(self) -> tuple[list[float], list[float]] | None:
+        """The data's coordinate box ``(low [d], high [d])`` in data units, or None: the models' unit cube
+        (exports that record no box, and data made on ``[0, 1]^d``)."""
+        box = self.data.get("box")
+        return None if box is None else (list(box["low"]), list(box["high"]))
+
+    def to_model_coords(self, coords: Tensor) -> Tensor:
+        """Query coordinates ``[..., d]`` in data units -> the unit cube the model works in:
+        ``(coords - low) / (high - low)`` (unchanged without a recorded box)."""
+        box = self.box()
+        if box is None:
+            return coords
+        low, high = (torch.tensor(v, dtype=coords.dtype, device=coords.device) for v in box)
+        return (coords - low) / (high - low)
+
+    def to_data_coords(self, coords: Tensor) -> Tensor:
+        """The inverse of :meth:`to_model_coords`: unit-cube coordinates ``[..., d]`` -> data units."""
+        box = self.box()
+        if box is None:
+            return coords
+        low, high = (torch.tensor(v, dtype=coords.dtype, device=coords.device) for v in box)
+        return low + coords * (high - low)
 
     def coords_for(self, resolution: int | Sequence[int] | None, num: int) -> Tensor:
         """Grid coordinates ``[num, N, d]``; ``resolution=None`` means the training grid."""
@@ -101,11 +127,15 @@ class FunctionGenerator:
         if not torch.isfinite(coords).all():
             raise ValueError("coords contain NaN or inf")
         # the data say where queries live (mesh data: unbounded eigen-coordinates); older exports: unit cube
-        if (check_domain and self.data.get("domain", "unit_cube") == "unit_cube"
-                and (coords.min() < 0 or coords.max() > 1)):
-            raise ValueError(f"coords must lie in the training domain [0, 1]^{self.dim}; found values in "
-                             f"[{float(coords.min()):.4g}, {float(coords.max()):.4g}]. Rescale them, or pass "
-                             "check_domain=False to extrapolate outside the data's domain")
+        if check_domain and self.data.get("domain", "unit_cube") == "unit_cube":
+            unit = self.to_model_coords(coords)
+            if unit.min() < 0 or unit.max() > 1:
+                box = self.box()
+                where = (f"[0, 1]^{self.dim}" if box is None else
+                         "the box " + " x ".join(f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(*box)) + " (data units)")
+                raise ValueError(f"coords must lie in the training domain {where}; found values in "
+                                 f"[{float(coords.min()):.4g}, {float(coords.max()):.4g}]. Rescale them, or pass "
+                                 "check_domain=False to extrapolate outside the data's domain")
 
     #: at most this many points (functions x points) per sampler call, unless one function has more
     max_points_per_call: int = 2**21
@@ -124,27 +154,32 @@ class FunctionGenerator:
         Args:
             num: number of functions (ignored when ``coords`` is given: its batch size counts).
             resolution: cells per axis (int or per-axis tuple); None = training resolution.
-            coords: explicit query coordinates ``[B, N, d]`` (any points, any N) in ``[0, 1]^d``.
+            coords: explicit query coordinates ``[B, N, d]`` (any points, any N) in the data's units: in its
+                recorded box (:meth:`box`, e.g. data read by :class:`funcgen.data.FileDataModule`), else ``[0, 1]^d``.
             seed: seed of the sampler's generator (same seed -> same samples); None = fresh.
             steps: sampler steps (None = the method's default).
             batch_size: at most this many functions drawn at once.
             denormalize: return values in data units.
-            check_domain: raise on coordinates outside ``[0, 1]^d`` (False: extrapolate).
+            check_domain: raise on coordinates outside the data's box (False: extrapolate).
             decode: apply the method's :meth:`~funcgen.methods.Method.decode` (e.g. infty-Diff's Wiener
                 deconvolution on grids); False returns the sampler's raw output.
 
         Returns:
-            PointSet with ``coords`` ``[B, N, d]`` and ``values`` ``[B, N, c]``.
+            PointSet with ``coords`` ``[B, N, d]`` (data units, as given) and ``values`` ``[B, N, c]``.
 
         Raises:
             ValueError / TypeError: a non-positive or non-integer ``num``, ``resolution``, ``steps``
                 or ``batch_size``; ``coords`` of the wrong shape or dtype, non-finite or off the domain.
         """
         self._check_sample_args(num, resolution, coords, seed, steps, batch_size, check_domain)
-        if coords is None:
-            coords = self.coords_for(resolution, num)
         param = next(self.net.parameters())
         device = param.device
+        if coords is None:
+            coords = self.coords_for(resolution, num)
+            data_coords = self.to_data_coords(coords)
+        else:
+            data_coords = coords
+            coords = self.to_model_coords(coords)
         coords = coords.to(device=device, dtype=param.dtype)  # float64 queries of a float32 net
         gen = _seeded(seed, device)
         outs = []
@@ -156,7 +191,7 @@ class FunctionGenerator:
         values = torch.cat(outs)
         if denormalize:
             values = self.denormalize(values)
-        return PointSet(coords, values)
+        return PointSet(data_coords.to(device=device, dtype=values.dtype), values)
 
     def log_likelihood(self, points: Tensor, *, steps: int | None = None, seed: int | None = 0,
                        progress: bool = False) -> Tensor:
@@ -187,9 +222,10 @@ class FunctionGenerator:
             raise TypeError(f"{type(self.method).__name__} offers no projection (methods that do implement "
                             "funcgen.methods.SupportsProjection)")
         param = next(self.net.parameters())
-        coords = ps.coords.to(device=param.device, dtype=param.dtype)
+        coords = self.to_model_coords(ps.coords.to(device=param.device, dtype=param.dtype))
         values = self.normalize(ps.values.to(device=param.device, dtype=param.dtype))
-        return PointSet(coords, self.denormalize(self.method.project(self.net, coords, values, k=k)))
+        out = self.denormalize(self.method.project(self.net, coords, values, k=k))
+        return PointSet(ps.coords.to(device=param.device, dtype=param.dtype), out)
 
     def with_method_args(self, **overrides: Any) -> "FunctionGenerator":
         """A generator with the same weights whose method is rebuilt with some constructor arguments

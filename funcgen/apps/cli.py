@@ -49,7 +49,8 @@ def _add_method_arg(parser: argparse.ArgumentParser, scope: str) -> None:
 
 def _cmd_sample(ns: argparse.Namespace) -> int:
     from ..generator import load
-    from ..viz.plotting import render, save_png, write_summary_html
+    from ..viz.plotting import save_png, write_summary_html
+    from .pictures import sample_picture
 
     gen = load(ns.ckpt)
     if ns.method_arg:
@@ -63,8 +64,8 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
     values = gen.denormalize(ps.values)
     np.savez(out / "samples.npz", coords=ps.coords.cpu().numpy(), values=values.cpu().numpy())
     shape = tuple(gen.data["train_shape"]) if res is None else (res,) * gen.dim
-    rgb = render(ps.coords, ps.values, shape, gen.data.get("kind", "image"),
-                 title=f"{ps.batch_size} samples at {'x'.join(map(str, shape))}")
+    where = "" if gen.data.get("manifold") is not None else f" at {'x'.join(map(str, shape))}"
+    rgb = sample_picture(gen, ps, values, shape, title=f"{ps.batch_size} samples{where}")
     png = save_png(rgb, out / "samples.png")
     html = write_summary_html(out / "summary.html", png, {
         "checkpoint": ns.ckpt, "method": gen.method.config.get("class_path", type(gen.method).__name__),
@@ -152,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     from ..bench.run import METHODS
 
     pairs = "\n".join(f"  {task:15s} {', '.join(methods)}" for task, methods in METHODS.items())
-    b = sub.add_parser("bench", help="run a benchmark task (../shared/BENCHMARKS.md)",
+    b = sub.add_parser("bench", help="run a benchmark task (protocol: docs/protocol.md)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=f"tasks and the methods with a default config for them:\n{pairs}")
     b.add_argument("task", help="a task, or `all` for every task x applicable method (funcgen.bench.run.METHODS)")

@@ -55,18 +55,37 @@ def demo_statistics(samples: torch.Tensor, exact: list[torch.Tensor], shape: tup
             "mean_abs_err": float((samples.mean(0) - exact[0].mean(0)).abs().mean())}
 
 
-def side_by_side(generated: torch.Tensor, exact: torch.Tensor, shape: tuple[int, int], min_tile: int = 96,
-                 nrow: int = 8) -> np.ndarray:
-    """RGB picture: ``generated`` tiles above ``exact`` tiles (``[B, N, 1]`` on the grid ``shape``), each tile
-    enlarged by pixel repetition to at least ``min_tile`` px, a grey band between the two rows."""
-    from ..viz.plotting import image_grid
+def side_by_side(generated: torch.Tensor, exact: torch.Tensor, shape: tuple[int, int], title: str = "",
+                 tile_px: int = 112, ncol: int = 8) -> np.ndarray:
+    """RGB picture ``[H, W, 3]``: the first ``ncol`` ``generated`` functions (``[B, N, 1]`` on the grid
+    ``shape``) in the top row, ``exact`` ones in the bottom row, every tile ``tile_px`` pixels wide, one
+    colour scale (the data range ``[-1, 1]``) with its colour bar."""
+    import matplotlib
 
-    rep = max(1, -(-min_tile // shape[0]))
-    k = min(nrow, generated.shape[0])
-    top = image_grid(generated[:k], shape, nrow=nrow).repeat(rep, 0).repeat(rep, 1)
-    bottom = image_grid(exact[:k], shape, nrow=nrow).repeat(rep, 0).repeat(rep, 1)
-    band = np.full((4 * rep, top.shape[1], 3), 128, dtype=np.uint8)
-    return np.concatenate([top, band, bottom], axis=0)
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from ..pointset import pointset_to_grid
+
+    k = min(ncol, generated.shape[0], exact.shape[0])
+    dpi, inch = 80, tile_px / 80
+    fig, axes = plt.subplots(2, k, figsize=(inch * k + 1.2, 2 * inch + 0.7), dpi=dpi, squeeze=False,
+                             layout="constrained")
+    im = None
+    for row, (vals, label) in enumerate(((generated, "generated"), (exact, "exact"))):
+        img = pointset_to_grid(vals[:k].detach().float().cpu(), shape)[:, 0]
+        for c in range(k):
+            ax = axes[row, c]
+            ax.set_axis_off()
+            im = ax.imshow(img[c].numpy(), cmap="viridis", vmin=-1.0, vmax=1.0, interpolation="nearest")
+        axes[row, 0].set_title(label, fontsize=9, loc="left")
+    fig.colorbar(im, ax=axes, shrink=0.9, fraction=0.05, pad=0.02)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return rgb
 
 
 def run_demo(out_dir: str | os.PathLike = "demo_out", minutes: float = 5.0, logger: str = "wandb",
@@ -128,7 +147,8 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", minutes: float = 5.0, logg
         stats["sample_cpu_seconds"] = round(sample_seconds, 1)
         stats["value_range"] = [float(ps.values.min()), float(ps.values.max())]
         summary[f"{r}x{r}"] = stats
-        rgb = side_by_side(ps.values, exact[0], (r, r))
+        rgb = side_by_side(ps.values, exact[0], (r, r), title=f"blobs at {r}x{r}: generated (step "
+                           f"{trainer.global_step}) above, exact below")
         path = save_png(rgb, out / f"samples_{r}.png")
         log_image(run_logger, f"demo/samples_{r}x{r}", rgb, trainer.global_step)
         summary["files"][f"samples_{r}"] = str(path)

@@ -1,6 +1,6 @@
 """``funcgen bench TASK --method M``: train within the task's CPU budget, evaluate, write JSON.
 
-Protocol and JSON format: ../shared/BENCHMARKS.md. Tasks are registered in :data:`TASKS` (an
+Protocol and JSON format: docs/protocol.md. Tasks are registered in :data:`TASKS` (an
 explicit table, no name look-ups in globals). Each task names its default config
 ``configs/METHOD/TASK.yaml``, its training budget, and an evaluation function.
 """
@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..config import config_root, resolve_config
 from ..metrics import (
     energy_distance,
     median_bandwidth,
@@ -34,7 +35,8 @@ __all__ = ["run_bench", "TASKS", "Task", "METHODS", "QUICK_MAX_STEPS"]
 
 REPO = Path(__file__).resolve().parents[2]
 #: the trainer / logger / checkpoint settings every config composes with
-BASE_CONFIG = REPO / "configs" / "base" / "trainer.yaml"
+CONFIGS = config_root()  # the repository's configs/, or funcgen/configs in an installed package
+BASE_CONFIG = CONFIGS / "base" / "trainer.yaml"
 
 
 @dataclass(frozen=True)
@@ -328,7 +330,7 @@ def default_config(task: str, method: str) -> Path:
     if method not in METHODS[task]:
         raise ValueError(f"no default config of method {method!r} for task {task!r}; methods with one: "
                          f"{', '.join(METHODS[task])} (or pass --config FILE)")
-    return REPO / "configs" / method / f"{TASKS[task].config or task}.yaml"
+    return CONFIGS / method / f"{TASKS[task].config or task}.yaml"
 
 
 def _quick_settings(files: Sequence[Path], root_dir: str) -> dict[str, Any]:
@@ -353,7 +355,8 @@ def configs_for(files: Sequence[Path]) -> list[Path]:
 
 def _names(files: Sequence[Path]) -> str | list[str]:
     """The record's ``config``: the file (relative to the repository where it lies there), or the list of them."""
-    names = [str(f.resolve().relative_to(REPO)) if f.resolve().is_relative_to(REPO) else str(f) for f in files]
+    home = CONFIGS.resolve().parent  # configs/... whether shipped in the package or in the repository
+    names = [str(f.resolve().relative_to(home)) if f.resolve().is_relative_to(home) else str(f) for f in files]
     return names[0] if len(names) == 1 else names
 
 
@@ -375,7 +378,7 @@ def run_bench(task: str, method: str, config: str | Path | Sequence[str | Path] 
     tiny evaluation sizes (:attr:`Task.quick`), no logger; the record says ``"quick": true`` and its
     numbers mean nothing beyond "the pipeline runs" (docs/benchmarks.md leaves such records out).
     """
-    files = [default_config(task, method)] if not config else [Path(c) for c in (
+    files = [default_config(task, method)] if not config else [resolve_config(c) for c in (
         [config] if isinstance(config, (str, Path)) else config)]
     spec = TASKS[task]
     for cfg in files:

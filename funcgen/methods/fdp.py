@@ -32,7 +32,7 @@ from ..pointset import PointSet
 from ..processes.noise import FunctionNoise
 from ..processes.schedules import ScheduleName, make_schedule
 from ..samplers import Callback, ModelFn, ddim, dpm_solver_2m, time_grid
-from .base import Method, masked_mean, stratified_times
+from .base import Method, bind_mask, masked_mean, stratified_times
 
 __all__ = ["FunctionalDiffusion"]
 
@@ -143,7 +143,7 @@ class FunctionalDiffusion(Method):
         batch = self.training_points(batch, generator)
         t = self.train_times(batch.batch_size, batch.values, generator)
         x_t, xi = self.perturb(batch.values, batch.coords, t, generator)
-        f = self.network(net, batch.coords, x_t, generator)
+        f = bind_mask(self.network(net, batch.coords, x_t, generator), batch.mask)
         if self.loss_space == "x0":
             residual = self._to_x0(f(batch.coords, x_t, t), x_t, t) - batch.values
         else:

@@ -30,7 +30,7 @@ from ..pointset import PointSet
 from ..processes.noise import FunctionNoise
 from ..rng import rand
 from ..samplers import Callback, ODESolver, flow_ode
-from .base import Method, masked_mean, stratified_times
+from .base import Method, bind_mask, masked_mean, stratified_times
 
 __all__ = ["FunctionalFlowMatching"]
 
@@ -87,7 +87,7 @@ class FunctionalFlowMatching(Method):
         t = self.train_times(batch.batch_size, batch.values, generator)
         x0 = self.noise.sample(batch.coords, batch.values.shape[-1], generator)
         x_t, u_t = self.path(x0, batch.values, t)
-        per_fn = masked_mean((net(batch.coords, x_t, t) - u_t) ** 2, batch.mask)
+        per_fn = masked_mean((bind_mask(net, batch.mask)(batch.coords, x_t, t) - u_t) ** 2, batch.mask)
         return per_fn.mean(), {}
 
     @torch.no_grad()

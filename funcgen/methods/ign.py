@@ -61,7 +61,7 @@ from ..pointset import PointSet
 from ..processes.matched import SpectrumMatchedNoise
 from ..processes.noise import FunctionNoise
 from ..samplers.base import Callback, apply_callback
-from .base import Method, masked_mean
+from .base import Method, bind_mask, masked_mean
 
 __all__ = ["IdempotentGenerative", "distance", "clamp_tight"]
 
@@ -159,12 +159,14 @@ class IdempotentGenerative(Method):
             self.noise.observe(coords, x)  # no training batch seen yet (e.g. Lightning's sanity check)
         z = self.noise.sample(coords, x.shape[-1], generator)
         t = self._t(coords)
-        fx = net(coords, x, t)
-        fz = net(coords, z, t)
+        f = bind_mask(net, mask)
+        fx = f(coords, x, t)
+        fz = f(coords, z, t)
         frozen = {k: p.detach() for k, p in net.named_parameters()}
-        f_fz = functional_call(net, frozen, (coords, fz, t))  # f'(f(z)): gradient reaches only the inner f
+        kw = {} if f is net else {"mask": mask}
+        f_fz = functional_call(net, frozen, (coords, fz, t), kw)  # f'(f(z)): gradient reaches only the inner f
         y = fz.detach()
-        f_y = net(coords, y, t)  # f(f(z).detach()): gradient reaches only the outer f (the LIVE net, not f')
+        f_y = f(coords, y, t)  # f(f(z).detach()): gradient reaches only the outer f (the LIVE net, not f')
         rec = distance(fx, x, mask, self.distance)  # [B]
         idem = distance(f_fz, fz, mask, self.distance)
         tight_raw = -distance(f_y, y, mask, self.distance)

@@ -1,15 +1,18 @@
 """infty-Diff (Bond-Taylor & Willcocks, ICLR 2024): mollified diffusion trained on random coordinate subsets.
 
 Mollified states (paper eq. 6-8), with ``T`` the heat-kernel blur of std ``width`` in physical units
-(:mod:`funcgen.processes.mollify`) and ``xi`` continuum white noise:
+(:mod:`funcgen.processes.mollify`) and ``xi`` white noise of unit variance per cell of side
+``noise_cell`` (the paper's ``randn`` per pixel of the training grid):
 
     x_t = T(sqrt(abar_t) x0 + sqrt(1 - abar_t) xi) = alpha_t T x0 + sigma_t T xi,
-    x_t | x0 ~ GP(alpha_t T x0, sigma_t^2 C),   C(x, y) = Neumann heat kernel of std sqrt(2) width.
+    x_t | x0 ~ GP(alpha_t T x0, sigma_t^2 C),   C(x, y) = noise_cell^d heat kernel of std sqrt(2) width.
 
-``T xi`` is trace-class (a Gaussian random field whose covariance is a Gaussian kernel of physical
-width), so its law is the same at every resolution: at ``r`` times the training resolution the
-pixel std of the blur becomes ``r`` pixels and the white noise is ``N(0, N)`` per cell
-(physical white noise), which the mollifier handles by construction.
+With a 1-pixel mollifier the noise has per-point variance ``(4 pi)^(-d/2)`` (about 0.08 in 2-D), so the
+signal-to-noise ratio of the data sweeps the cosine schedule as in the paper. ``T xi`` is trace-class
+(a Gaussian random field whose covariance is a Gaussian kernel of physical width) and ``noise_cell``
+is a physical length, so the law is the same at every resolution: at ``r`` times the training
+resolution the blur spans ``r`` pixels and each pixel's white noise is ``r^d`` times stronger, which
+the mollifier handles by construction.
 
 Training: mollify data and noise on the dense grid FIRST (a DCT, exact for the discretised
 operator), then gather a random subset of the points per function, without replacement, at rate
@@ -59,20 +62,33 @@ class InftyDiff(FunctionalDiffusion):
         schedule: ``cosine`` (the paper's) or ``linear``.
         steps: default number of respaced sampler steps.
         eta: 0 = DDIM (probability-flow ODE), 1 = ancestral sampling.
-        clip_x0: clamp the predicted ``T x0`` while sampling (None: never).
+        clip_x0: clamp the predicted ``T x0`` while sampling (None: never; not needed at the paper's
+            noise scale).
         t_min: smallest training time.
         wiener_eps: regulariser ``eps`` of the Wiener deconvolution in :meth:`deconvolve` (paper 0.05).
+        noise_cell: side, in physical units, of the cell on which the driving white noise has unit
+            variance. None: ``width``, the paper's convention (unit-variance noise per pixel of the
+            training grid, blurred by one pixel). Models exported before this argument existed were
+            trained with ``1.0`` (white noise of unit intensity on the unit cube, ``1/width^d`` times
+            stronger) and load with it.
     """
+
+    #: exports written before ``noise_cell`` existed drew physical white noise on the unit cube
+    LEGACY_DEFAULTS = {"noise_cell": 1.0}
 
     def __init__(self, width: float = 1.0 / 32, dim: int = 2, subsample: float = 0.25,
                  schedule: ScheduleName = "cosine", steps: int = 100, eta: float = 0.0,
-                 clip_x0: float | None = None, t_min: float = 1e-3, wiener_eps: float = 0.05) -> None:
+                 clip_x0: float | None = None, t_min: float = 1e-3, wiener_eps: float = 0.05,
+                 noise_cell: float | None = None) -> None:
         if not 0.0 < subsample <= 1.0:
             raise ValueError(f"subsample rate must lie in (0, 1] (e.g. 1, 0.5, 0.25, 0.125); got {subsample}")
         if not wiener_eps > 0:
             raise ValueError(f"wiener_eps must be positive; got {wiener_eps}")
-        super().__init__(MollifiedNoise(width, dim), schedule=schedule, prediction="eps", steps=steps, eta=eta,
-                         clip_x0=clip_x0, t_min=t_min, loss_space="target")
+        if noise_cell is not None and not noise_cell > 0:
+            raise ValueError(f"noise_cell must be positive (a length of [0, 1]^d) or None; got {noise_cell}")
+        self.noise_cell = float(width if noise_cell is None else noise_cell)
+        super().__init__(MollifiedNoise(width, dim, cell=self.noise_cell), schedule=schedule, prediction="eps",
+                         steps=steps, eta=eta, clip_x0=clip_x0, t_min=t_min, loss_space="target")
         self.width, self.dim = float(width), int(dim)
         self.subsample, self.wiener_eps = float(subsample), float(wiener_eps)
 

@@ -70,6 +70,9 @@ class ManifoldDiffusionField(FunctionalDiffusion):
 
     def training_points(self, batch: PointSet, generator: torch.Generator | None = None) -> PointSet:
         """A random query set ``Q`` of ``num_queries`` points per function (``[B, |Q|, .]``)."""
+        if batch.mask is not None and not bool(batch.mask.all()):
+            raise ValueError("ManifoldDiffusionField draws its context from every point of a function: ragged "
+                             "(padded) batches are not supported; give every function the same points")
         if self.num_queries is None or self.num_queries >= batch.num_points:
             return batch
         idx = random_index(batch.batch_size, batch.num_points, self.num_queries, generator, batch.coords.device)

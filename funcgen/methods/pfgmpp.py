@@ -42,7 +42,7 @@ from ..processes.noise import FunctionNoise, StudentTProcess, WhiteNoise
 from ..processes.schedules import karras_sigmas
 from ..rng import randn
 from ..samplers import Callback, sigma_ode, sigma_ode_nfe
-from .base import Method, masked_mean
+from .base import Method, bind_mask, masked_mean
 
 __all__ = ["PFGMPP"]
 
@@ -114,7 +114,7 @@ class PFGMPP(Method):
         sigma = (self.p_mean + self.p_std * z).exp().to(y.dtype)
         x = self.perturb(y, coords, sigma, generator)
         weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
-        err = masked_mean((self.denoise(net, coords, x, sigma) - y) ** 2, batch.mask)  # [B]
+        err = masked_mean((self.denoise(bind_mask(net, batch.mask), coords, x, sigma) - y) ** 2, batch.mask)  # [B]
         return (weight * err).mean(), {"x0_mse": err.mean().detach()}
 
     # ----------------------------------------------------------------- sampling

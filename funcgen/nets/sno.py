@@ -177,7 +177,7 @@ class SparseNeuralOperator(Backbone):
     """
 
     #: constructor values for arguments a stored config lacks (it was written before they existed)
-    absent_defaults: ClassVar[dict[str, Any]] = {"readin": "idw"}
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"readin": "idw"}
 
     def __init__(self, dim: int, in_channels: int, out_channels: int, width: int = 64, radius: float = 0.08,
                  grid_size: int = 16, depth: int = 1, grid_depth: int = 2, chunk: int = 1024,

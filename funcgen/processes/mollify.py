@@ -161,30 +161,39 @@ def neumann_heat_kernel(x: Tensor, y: Tensor, std: float) -> Tensor:
 
 
 class MollifiedNoise(GaussianRandomField):
-    """``T xi``: continuum white noise mollified by the Neumann heat kernel of std ``width``.
+    """``sqrt(cell^d) T xi``: continuum white noise, scaled to unit variance per cell of side ``cell``,
+    mollified by the Neumann heat kernel of std ``width``.
 
-    A Gaussian random field on ``[0,1]^d`` with covariance ``neumann_heat_kernel(x, y, sqrt(2) width)``
-    (free-space variance ``(4 pi width^2)^(-d/2)``). On a shared cell-centre grid it is drawn as the
-    DCT mollification of physical white noise (cell values ``N(0, N)``, the discretisation of
-    :class:`funcgen.processes.noise.WhiteNoise` with ``physical=True``): its covariance is the eigen-expansion of
-    the kernel truncated at the grid's ``n`` modes per axis, exact up to ``exp(-(pi n width)^2)``, at
-    ``O(N log N)``; elsewhere by a dense Cholesky of the kernel. Either way the law does not depend
-    on the resolution.
+    A Gaussian random field on ``[0,1]^d`` with covariance
+    ``cell^d neumann_heat_kernel(x, y, sqrt(2) width)`` (free-space variance
+    ``cell^d (4 pi width^2)^(-d/2)``). infty-Diff (Bond-Taylor & Willcocks 2024) blurs unit-variance
+    pixel noise of the training grid: that is ``cell = 1/n`` for an ``n``-pixel axis, and with the
+    paper's 1-pixel mollifier (``width = cell``) the per-point variance is ``(4 pi)^(-d/2)`` (``1/(4 pi)``
+    in 2-D). ``cell`` is a physical length, so the law is the same field at every resolution;
+    ``cell = 1`` is white noise of unit intensity on the unit cube (cell values ``N(0, N)`` at
+    resolution ``N``, :class:`funcgen.processes.noise.WhiteNoise` with ``physical=True``).
+
+    On a shared cell-centre grid it is drawn as the DCT mollification of that white noise: its
+    covariance is the eigen-expansion of the kernel truncated at the grid's ``n`` modes per axis, exact
+    up to ``exp(-(pi n width)^2)``, at ``O(N log N)``; elsewhere by a dense Cholesky of the kernel.
 
     Args:
         width: std of the mollifier in physical units.
         dim: dimension ``d`` of the domain.
+        cell: side of the cell on which the white noise has unit variance, physical units.
         jitter: relative diagonal added before the Cholesky factorisation (scattered points).
         max_dense_points: above this N off a grid, sampling raises.
     """
 
-    def __init__(self, width: float = 1.0 / 32, dim: int = 2, jitter: float = 1e-6,
+    def __init__(self, width: float = 1.0 / 32, dim: int = 2, cell: float = 1.0, jitter: float = 1e-6,
                  max_dense_points: int = 6000) -> None:
-        if not width > 0 or dim <= 0:
-            raise ValueError(f"width and dim must be positive; got width={width}, dim={dim}")
-        super().__init__("se", lengthscale=math.sqrt(2.0) * width, variance=(4.0 * math.pi * width**2) ** (-dim / 2.0),
+        if not width > 0 or dim <= 0 or not cell > 0:
+            raise ValueError(f"width, dim and cell must be positive; got width={width}, dim={dim}, cell={cell}")
+        self.cell_volume = float(cell) ** dim
+        super().__init__("se", lengthscale=math.sqrt(2.0) * width,
+                         variance=self.cell_volume * (4.0 * math.pi * width**2) ** (-dim / 2.0),
                          jitter=jitter, max_dense_points=max_dense_points)
-        self.width, self.dim = float(width), int(dim)
+        self.width, self.dim, self.cell = float(width), int(dim), float(cell)
 
     def _check_dim(self, d: int) -> None:
         if d != self.dim:
@@ -192,7 +201,7 @@ class MollifiedNoise(GaussianRandomField):
 
     def covariance(self, x: Tensor, y: Tensor) -> Tensor:
         self._check_dim(x.shape[-1])
-        return neumann_heat_kernel(x, y, math.sqrt(2.0) * self.width)
+        return self.cell_volume * neumann_heat_kernel(x, y, math.sqrt(2.0) * self.width)
 
     def sample(self, coords: Tensor, channels: int = 1, generator: torch.Generator | None = None) -> Tensor:
         _check_coords(coords, channels)
@@ -206,10 +215,11 @@ class MollifiedNoise(GaussianRandomField):
     def sample_grid(self, shape: tuple[int, ...], batch: int, channels: int = 1,
                     generator: torch.Generator | None = None, *, device: torch.device | str = "cpu",
                     dtype: torch.dtype = torch.float32) -> Tensor:
-        """Draws ``[batch, prod(shape), channels]`` on the cell-centre grid of ``shape``: ``T`` (physical white
-        noise)."""
+        """Draws ``[batch, prod(shape), channels]`` on the cell-centre grid of ``shape``: ``T`` of white noise
+        with variance ``N cell^d`` per grid cell."""
         self._check_dim(len(shape))
         n = math.prod(shape)
-        z = randn((batch, channels, *shape), generator, device=torch.device(device), dtype=torch.float64) * math.sqrt(n)
+        std = math.sqrt(n * self.cell_volume)
+        z = randn((batch, channels, *shape), generator, device=torch.device(device), dtype=torch.float64) * std
         out = mollify_grid(z, self.width)
         return out.reshape(batch, channels, n).transpose(1, 2).to(dtype).contiguous()

@@ -95,7 +95,7 @@ def test_sampler_with_exact_denoiser_reaches_mollified_data_law(eta, gen):
     linear Wiener filter W) gives about K.
 
     The exact covariance of the 400-step sampler (tests.methods.test_fdp.ScriptedNoise; the grid noise has
-    covariance N B B^T) against B K B^T: relative Frobenius error 0.007 (eta 0) and 0.017 (eta 1), trace ratio
+    covariance N cell B B^T) against B K B^T: relative Frobenius error 0.007 (eta 0) and 0.017 (eta 1), trace ratio
     0.992 and 0.982 (first-order discretisation: 0.935 at 100 steps with eta = 1, where an 8% excess passed
     unseen); allowed 0.035 and 0.965..1.03, so an 8% covariance bias (outputs scaled by sqrt(1.08) or
     1 / sqrt(1.08): ratios >= 1.06 or <= 0.92) fails. Decoded: W cov W^T against K, measured 0.017 and 0.025
@@ -107,8 +107,9 @@ def test_sampler_with_exact_denoiser_reaches_mollified_data_law(eta, gen):
     b = blur_matrix(n, width)
     k = GaussianRandomField("se", 0.2).covariance(c, c).double()
     ky = b @ k @ b.T
-    cn = n * b @ b.T  # exact covariance of the grid noise sampler
-    cov = exact_sampler_covariance(m, lambda m: ExactEpsDenoiser(m, ky, cn), c, math.sqrt(n) * b, draws=400)
+    cell = width  # the default noise cell: unit-variance white noise per cell of side `width`
+    cn = n * cell * b @ b.T  # exact covariance of the grid noise sampler (d = 1)
+    cov = exact_sampler_covariance(m, lambda m: ExactEpsDenoiser(m, ky, cn), c, math.sqrt(n * cell) * b, draws=400)
     err, ratio = rel_err(cov, ky), float(torch.trace(cov) / torch.trace(ky))
     assert err < 0.035 and 0.965 < ratio < 1.03, (err, ratio)
     w = m.decode(torch.eye(n, dtype=torch.float64)[:, :, None], c.expand(n, -1, -1))[..., 0].T  # column j = W e_j
@@ -182,3 +183,41 @@ def test_fast_dev_run_fit_and_sample_above_training_resolution(tmp_path):
     scattered = torch.rand(2, 20, 2)
     assert torch.allclose(gen.sample(coords=scattered, seed=4, steps=2, denormalize=False).values,
                           gen.sample(coords=scattered, seed=4, steps=2, denormalize=False, decode=False).values)
+
+
+def test_driving_noise_has_the_papers_pixel_scale_at_every_resolution(gen):
+    """The paper blurs unit-variance pixel noise (``randn``) of the training grid by one pixel. Recomputed
+    here without funcgen: a 28x28 grid of N(0, 1) pixels convolved with a normalised 2-D Gaussian of std 1
+    pixel (truncated at 8 px) has interior per-pixel variance sum(w^2) ~ 1/(4 pi) = 0.0796. InftyDiff's
+    noise at 28x28 (the training grid) and at 56x56 (a finer query grid, same physical law) must match it
+    within 5 standard errors of 4000 draws at the centre. The physical white noise of funcgen <= 0.1
+    (variance ~62 at 28x28, the ~800x bug) and a noise rescaled per resolution both fail."""
+    n = 28
+    ax = torch.arange(-8, 9, dtype=torch.float64)
+    w1 = torch.exp(-0.5 * ax**2)
+    w1 = w1 / w1.sum()
+    want = float((torch.outer(w1, w1) ** 2).sum())
+    assert abs(want - 1 / (4 * math.pi)) < 2e-3  # the continuum value, as a check of the recipe
+    m = InftyDiff(width=1.0 / n, dim=2)
+    draws = 4000
+    for res in (n, 2 * n):
+        coords = grid_coords((res, res))[None].expand(draws, -1, -1)
+        x = m.noise.sample(coords, 1, generator=gen)[..., 0].reshape(draws, res, res)
+        centre = x[:, res // 2, res // 2].double()
+        var = float(centre.var())
+        se = want * math.sqrt(2.0 / (draws - 1))
+        assert abs(var - want) < 5 * se, (res, var, want)
+
+
+def test_old_exports_keep_the_noise_they_were_trained_with():
+    """A config recorded before ``noise_cell`` existed rebuilds with physical white noise (cell 1)."""
+    from funcgen.config import build
+    from funcgen.methods.base import Method
+
+    new = InftyDiff(width=1.0 / 28, dim=2)
+    old_args = {k: v for k, v in new.config["init_args"].items() if k != "noise_cell"}
+    old = build({"class_path": new.config["class_path"], "init_args": old_args}, Method)
+    assert new.noise_cell == pytest.approx(1 / 28) and old.noise_cell == 1.0
+    c = grid_coords((4, 4), dtype=torch.float64)
+    ratio = old.noise.covariance(c, c) / new.noise.covariance(c, c)
+    assert torch.allclose(ratio, torch.full_like(ratio, 28.0**2))
