@@ -198,23 +198,35 @@ class IdempotentGenerative(Method):
 
     # ----------------------------------------------------------------- generation
     @torch.no_grad()
-    def project(self, net: nn.Module, coords: Tensor, values: Tensor, k: int = 1) -> Tensor:
+    def project(self, net: nn.Module, coords: Tensor, values: Tensor, k: int = 1, mask: Tensor | None = None,
+                generator: torch.Generator | None = None) -> Tensor:
         """Apply ``f`` ``k`` times to the functions ``values`` ``[B, N, c]`` at ``coords`` ``[B, N, d]``.
 
         Maps a noisy, masked or otherwise corrupted function towards the data manifold (``k = 0``
-        returns the input). Returns ``[B, N, c]``.
+        returns the input). With ``mask`` ``[B, N]`` (True = observed; conditional generation by projection)
+        the unobserved values are first replaced by a draw of the source noise and the observed ones are
+        restored after every application of ``f``, so the result agrees with them exactly. Returns ``[B, N, c]``.
         """
         if coords.ndim != 3 or values.ndim != 3 or coords.shape[:2] != values.shape[:2]:
             raise ValueError(f"need coords [B, N, d] and values [B, N, c] with matching B, N; got "
                              f"{tuple(coords.shape)} and {tuple(values.shape)}")
+        if mask is not None:
+            if mask.shape != coords.shape[:2] or mask.dtype != torch.bool:
+                raise ValueError(f"mask must be bool [B, N] = {tuple(coords.shape[:2])}; got {mask.dtype} "
+                                 f"{tuple(mask.shape)}")
+            values = torch.where(mask.unsqueeze(-1), values.nan_to_num(0.0),
+                                 self.noise.sample(coords, values.shape[-1], generator).to(values.dtype))
         if not (torch.isfinite(coords).all() and torch.isfinite(values).all()):
             raise ValueError("project: coords or values contain NaN or inf (fill missing values first)")
         if k < 0:
             raise ValueError(f"k (applications of f) must be >= 0; got {k}")
         self._check_net(net, values.shape[-1])
         t = self._t(coords)
+        observed = values
         for _ in range(int(k)):
             values = net(coords, values, t)
+            if mask is not None:
+                values = torch.where(mask.unsqueeze(-1), observed, values)
         return values
 
     @torch.no_grad()

@@ -1,10 +1,11 @@
 """Backbones: networks ``(coords [B,N,d], values [B,N,c_in], t [B]) -> [B,N,c_out]`` on point sets."""
 
 from funcgen.nets.base import Backbone, FourierFeatures, TimeEmbedding
+from funcgen.nets.branch_trunk import BranchTrunkPerceiverNet
 from funcgen.nets.inr import AdaptiveINR, SirenNet
 from funcgen.nets.manifold import ManifoldMLP
 from funcgen.nets.perceiver import PerceiverNet
 from funcgen.nets.sno import SparseNeuralOperator
 
-__all__ = ["Backbone", "PerceiverNet", "SirenNet", "AdaptiveINR", "ManifoldMLP", "SparseNeuralOperator",
-           "FourierFeatures", "TimeEmbedding"]
+__all__ = ["Backbone", "PerceiverNet", "BranchTrunkPerceiverNet", "SirenNet", "AdaptiveINR", "ManifoldMLP",
+           "SparseNeuralOperator", "FourierFeatures", "TimeEmbedding"]

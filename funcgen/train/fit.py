@@ -179,6 +179,8 @@ class Run:
         if getattr(self.module, "data_config", None) is None:
             self.datamodule.setup("fit")
             self.module.data_config = self.datamodule.data_config()
+            if hasattr(self.datamodule, "domain_tensors"):
+                self.module.domain_tensors = self.datamodule.domain_tensors()
         return self.module.generator()
 
 

@@ -84,6 +84,8 @@ class GenerativeModule(L.LightningModule):
         self.hparams["method"] = method.config
         self.hparams["net"] = net.config
         self.data_config: dict[str, Any] | None = None
+        #: tensors the data's domain needs at sampling (a mesh and its eigenbasis), exported with the model
+        self.domain_tensors: dict[str, Tensor] = {}
         self._ema_step, self._resume_rng, self._skipped = -1, None, 0
 
     # ------------------------------------------------------------------ training
@@ -200,6 +202,7 @@ class GenerativeModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if dm is not None and hasattr(dm, "data_config"):
             self.data_config = dm.data_config()
+            self.domain_tensors = dm.domain_tensors() if hasattr(dm, "domain_tensors") else {}
         if self._trainer is not None:
             from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
@@ -211,7 +214,7 @@ class GenerativeModule(L.LightningModule):
         """The EMA model as a :class:`FunctionGenerator` (the library's one sampling entry point)."""
         if self.data_config is None:
             raise RuntimeError("GenerativeModule has no data metadata: train with a funcgen datamodule")
-        return FunctionGenerator(self.method, self.ema_net, self.data_config)
+        return FunctionGenerator(self.method, self.ema_net, self.data_config, domain=self.domain_tensors)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking or self.data_config is None or not self.trainer.is_global_zero:
@@ -259,6 +262,8 @@ class GenerativeModule(L.LightningModule):
             checkpoint["state_dict"].update({f"ema_net.{k}": v.detach().clone()
                                              for k, v in self.ema_net.state_dict().items()})
         checkpoint["funcgen_rng"] = rng_state()
+        if self.domain_tensors:
+            checkpoint["funcgen_domain"] = {k: v.detach().cpu().clone() for k, v in self.domain_tensors.items()}
         checkpoint[CONFIG_KEY] = json.dumps({"format": FORMAT_VERSION, "version": VERSION,
                                              "method": self.method.config, "net": self.net.config,
                                              "data": self.data_config})
@@ -277,6 +282,7 @@ class GenerativeModule(L.LightningModule):
                                  f"run builds {mine['class_path']}; use the checkpoint's config")
         check_state_shapes(checkpoint["state_dict"], self.state_dict(), source)
         self.data_config = saved.get("data")
+        self.domain_tensors = dict(checkpoint.get("funcgen_domain", {}))
         self._resume_rng = checkpoint.get("funcgen_rng")
 
 

@@ -92,6 +92,17 @@ def test_fit_from_ragged_npz_in_a_box_then_sample_in_data_units(tmp_path):
     with pytest.raises(ValueError, match=r"box \[-1\.9.*data units"):
         gen.sample(coords=q + 100.0, steps=2)
 
+    # conditioning and likelihoods take data units too: observed points in the box, samples through them
+    obs = funcgen.PointSet(q[:1, :3], torch.tensor([[[95.0], [100.0], [105.0]]]))
+    cond = gen.sample(coords=q[0, 3:], observed=obs, num=2, seed=0, steps=2)
+    assert torch.equal(cond.coords, q[0, 3:].expand(2, -1, -1))
+    at_obs = gen.sample(coords=q[0, :3], observed=obs, num=2, seed=0, steps=2)
+    assert torch.allclose(at_obs.values, obs.values.expand(2, -1, -1), atol=1e-3)
+    with pytest.raises(ValueError, match=r"outside.*box"):
+        gen.sample(coords=q[0], observed=funcgen.PointSet(q[:1, :3] - 50.0, obs.values), num=1, steps=2)
+    lp = gen.log_prob(funcgen.PointSet(q[:1, :3], obs.values), steps=4)
+    assert lp.shape == (1,) and torch.isfinite(lp).all()
+
 
 def test_fit_from_an_image_folder(tmp_path):
     from PIL import Image
