@@ -225,20 +225,13 @@ class SparseNeuralOperator(Backbone):
         Masked points feed no sum (local integrals, grid read-in); the outputs at them are finite but
         meaningless. Their coordinates and values may be anything, NaN included.
         """
+        mask = self.check_mask(mask, coords)
         if mask is not None:
-            if mask.shape != coords.shape[:2] or mask.dtype != torch.bool:
-                raise ValueError(f"SparseNeuralOperator: mask must be a bool [B, N] = {list(coords.shape[:2])} "
-                                 f"tensor; got {mask.dtype} {list(mask.shape)}")
-            if bool(mask.all()):
-                mask = None
-            else:
-                if not bool(mask.any(1).all()):
-                    raise ValueError("SparseNeuralOperator: every function needs at least one unmasked point")
-                if self.readin == "idw":
-                    raise ValueError("SparseNeuralOperator: readin='idw' (models exported before the kernel "
-                                     "read-in) takes no point mask; pass real points only")
-                coords = torch.where(mask[..., None], coords, 0.5)
-                values = torch.where(mask[..., None], values, 0.0)
+            if self.readin == "idw":
+                raise ValueError("SparseNeuralOperator: readin='idw' (models exported before the kernel "
+                                 "read-in) takes no point mask; pass real points only")
+            coords = torch.where(mask[..., None], coords, 0.5)
+            values = torch.where(mask[..., None], values, 0.0)
         t = self.check_inputs(coords, values, t)
         if not bool(torch.isfinite(coords).all()):
             raise ValueError("SparseNeuralOperator: coords contain NaN or inf")

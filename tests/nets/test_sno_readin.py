@@ -129,7 +129,7 @@ def test_sno_mask_checks() -> None:
     x, v, t = at(4), torch.zeros(2, 16, 1), torch.zeros(2)
     with pytest.raises(ValueError, match="mask must be a bool"):
         net(x, v, t, mask=torch.ones(2, 15, dtype=torch.bool))
-    with pytest.raises(ValueError, match="at least one unmasked"):
+    with pytest.raises(ValueError, match="at least one real point"):
         net(x, v, t, mask=torch.zeros(2, 16, dtype=torch.bool))
 
 
