@@ -194,7 +194,8 @@ def _cmd_export(ns: argparse.Namespace) -> int:
 def _cmd_demo(ns: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    summary = run_demo(out_dir=ns.out, minutes=ns.minutes, logger=ns.logger, max_steps=ns.max_steps)
+    summary = run_demo(out_dir=ns.out, minutes=ns.minutes, logger=ns.logger, max_steps=ns.max_steps,
+                       num_samples=ns.num_samples)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -265,7 +266,9 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="train a small model on procedural 2D data and sample at 1x and 4x")
     d.add_argument("--out", default="demo_out")
-    d.add_argument("--minutes", type=float, default=4.0, help="training budget in minutes")
+    d.add_argument("--minutes", type=float, default=5.0, help="training budget in CPU minutes of this process")
+    d.add_argument("--num-samples", type=int, default=64,
+                   help="samples per resolution for the pictures and the statistics (>= 64 for a stable floor)")
     d.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
     d.add_argument("--logger", choices=["wandb", "csv"], default="wandb")
 

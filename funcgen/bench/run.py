@@ -106,7 +106,7 @@ def _distance_report(samples: Tensor, exact: list[Tensor], shape: tuple[int, ...
     return metrics, reference
 
 
-def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 56), num: int = 2000,
+def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 56, 112), num: int = 2000,
                 steps: int | None = None, lenet: Any = None, floor_repeats: int = 5,
                 batch_size: int = 250, refine: tuple[int, ...] | None = None
                 ) -> tuple[dict[str, float], dict[str, float], float]:

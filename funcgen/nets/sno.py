@@ -1,7 +1,7 @@
 """Sparse neural operator (infty-Diff, Bond-Taylor & Willcocks 2024, sec. 3.3), pure PyTorch.
 
-    point-wise lift -> local blocks -> k=3 inverse-distance interpolation onto a fixed coarse grid ->
-    a small grid conv net (global context) -> interpolation back to the points -> local blocks -> head
+    point-wise lift -> local blocks -> normalised tent-kernel average onto a fixed coarse grid (2) ->
+    a grid conv net or U-Net (global context) -> multilinear read-back at the points -> local blocks -> head
 
 A local block is a kernel integral over a ball of physical radius ``r``,
 
@@ -11,25 +11,38 @@ a depthwise kernel ``k(u) = sum_m a_m phi_m(u / r)`` on a fixed basis (1, u, u^2
 learned per-channel coefficients ``a_m``. The normalisation by the (smoothly weighted) neighbour
 count makes (1) a self-normalised Monte Carlo estimate of the ball average ``int w k h / int w``:
 it does not depend on the sampling density, and the support stays ``r`` at every resolution.
+
+The grid reads the point features by the same self-normalised average with a tent kernel of
+half-width ``s`` grid cells (``readin_width``, spacing ``1 / G``),
+
+    g(c) = sum_i T(c - x_i) h_i / sum_i T(c - x_i),   T(u) = prod_a (1 - |u_a| G / s)_+,          (2)
+
+so 1x, 2x and 4x samplings of one function give nearly the same grid features (with ``s = 1.5`` the
+three nodes ``0, +-1`` of a grid at the training resolution weigh ``1/3, 1, 1/3`` per axis, a
+quadrature of the same tent average the finer samplings approach), and reads the grid back by
+multilinear interpolation (exact at the nodes). ``readin="idw"`` keeps the first version's
+``k = 3`` inverse-distance interpolation both ways (exports written before (2) existed rebuild with it).
+A point ``mask`` ``[B, N]`` (False: padding) removes points from every sum: they neither feed the
+local integrals nor the grid, so the outputs at the real points do not depend on them.
 Neighbourhoods come from a uniform cell grid of cell size ``r`` (candidates from the ``3^d``
 adjacent cells, ``O(N log N + #pairs)`` time, memory bounded by ``max_pairs``); on a full
 cell-centre grid (the sampler's case) the integral is an FFT convolution, ``O(N log N)`` at any
-radius. Every point-wise layer runs ``chunk`` points at a time and the coarse grid reads the
-features at only its nodes' 3 nearest points, so one forward holds a few ``[B, N, width]`` tensors and
-nothing larger (:mod:`funcgen.nets.sno_ops`). No compiled sparse-conv library is needed.
+radius. Every point-wise layer and the grid read-in/read-back run ``chunk`` points at a time, so one
+forward holds a few ``[B, N, width]`` tensors and nothing larger (:mod:`funcgen.nets.sno_ops`). No
+compiled sparse-conv library is needed.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, Sequence
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from funcgen.nets.base import Backbone, TimeEmbedding
 from funcgen.nets.grid_unet import GridUNet
-from funcgen.nets.sno_ops import grid_local_integral, knn, pairs_local_integral
+from funcgen.nets.sno_ops import grid_gather, grid_local_integral, grid_splat, knn, pairs_local_integral
 from funcgen.pointset import grid_coords, shared_grid_shape, shares_points
 
 __all__ = ["LocalIntegral", "SparseNeuralOperator", "idw_interpolate"]
@@ -57,9 +70,12 @@ class LocalIntegral(nn.Module):
         self.coef = nn.Parameter(coef + 0.1 * torch.randn(self.num_basis, channels) / math.sqrt(self.num_basis))
 
     def forward(self, queries: Tensor, sources: Tensor, h: Tensor, grid_shape: tuple[int, ...] | None = None,
-                inplace: bool = False) -> Tensor:
-        """``inplace``: the grid path may overwrite ``h`` with the result (to save memory without autograd)."""
+                inplace: bool = False, mask: Tensor | None = None) -> Tensor:
+        """``inplace``: the grid path may overwrite ``h`` with the result (to save memory without autograd).
+        ``mask [B, N]``: sources to use (False: left out of every sum; scattered path only)."""
         if grid_shape is not None:
+            if mask is not None:
+                raise ValueError("LocalIntegral: the grid path takes no mask (a masked grid is a scattered point set)")
             if math.prod(grid_shape) != h.shape[1] or queries.shape[1] != h.shape[1]:
                 raise ValueError(f"LocalIntegral: grid_shape {grid_shape} needs queries = sources = its "
                                  f"{math.prod(grid_shape)} cell centres; "
@@ -67,7 +83,7 @@ class LocalIntegral(nn.Module):
             return grid_local_integral(h, grid_shape, self.coef, self.radius, max_elems=16 * self.max_pairs,
                                        inplace=inplace)
         return pairs_local_integral(queries, sources, h, self.coef, self.radius, chunk=self.chunk,
-                                    max_pairs=self.max_pairs)
+                                    max_pairs=self.max_pairs, mask=mask)
 
 
 def idw_interpolate(queries: Tensor, sources: Tensor, h: Tensor, k: int = 3, chunk: int = 4096,
@@ -114,14 +130,15 @@ class _LocalBlock(nn.Module):
         self.integral = LocalIntegral(dim, width, radius, chunk, max_pairs)
         self.mlp = nn.Sequential(nn.Linear(2 * width, 2 * width), nn.SiLU(), nn.Linear(2 * width, width))
 
-    def forward(self, coords: Tensor, h: Tensor, temb: Tensor, grid_shape: tuple[int, ...] | None = None) -> Tensor:
+    def forward(self, coords: Tensor, h: Tensor, temb: Tensor, grid_shape: tuple[int, ...] | None = None,
+                mask: Tensor | None = None) -> Tensor:
         n, chunk = h.shape[1], self.integral.chunk
         def zc(sl: slice) -> Tensor:
             return self.norm(h[:, sl]) + temb[:, None]
 
         z = chunked_map(zc, n, chunk)
         grad = torch.is_grad_enabled()
-        k = self.integral(coords, coords, z, grid_shape, inplace=not grad)
+        k = self.integral(coords, coords, z, grid_shape, inplace=not grad, mask=mask)
         # if the integral overwrote z, z is recomputed chunk by chunk (the same values)
         zs: Callable[[slice], Tensor] = zc if k is z else (lambda sl: z[:, sl])
         # without autograd the integral's buffer is overwritten chunk by chunk (each chunk is read first)
@@ -152,13 +169,28 @@ class SparseNeuralOperator(Backbone):
         grid_mults: the U-Net's channel multipliers per level (``len - 1`` halvings of the grid).
         grid_blocks: the U-Net's residual blocks per level.
         grid_attention: self-attention on the U-Net's coarsest grid.
+        readin: how the grid reads the points and the points read the grid back: ``kernel``, the
+            normalised tent average (2) in and multilinear interpolation out; ``idw``, ``k = 3``
+            inverse-distance interpolation both ways (the first version: exact copies when the points
+            are the grid's nodes, biased at other densities; kept for exports that predate (2)).
+        readin_width: half-width ``s`` of the read-in tent in grid cells (``readin="kernel"``).
     """
+
+    #: constructor values for arguments a stored config lacks (it was written before they existed)
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"readin": "idw"}
 
     def __init__(self, dim: int, in_channels: int, out_channels: int, width: int = 64, radius: float = 0.08,
                  grid_size: int = 16, depth: int = 1, grid_depth: int = 2, chunk: int = 1024,
                  max_pairs: int = 2**18, grid_net: Literal["conv", "unet"] = "conv",
-                 grid_mults: Sequence[int] = (1, 2, 2), grid_blocks: int = 1, grid_attention: bool = True) -> None:
+                 grid_mults: Sequence[int] = (1, 2, 2), grid_blocks: int = 1, grid_attention: bool = True,
+                 readin: Literal["kernel", "idw"] = "kernel", readin_width: float = 1.5) -> None:
         super().__init__(dim, in_channels, out_channels)
+        if readin not in ("kernel", "idw"):
+            raise ValueError(f"unknown readin {readin!r}; choose kernel or idw")
+        if not readin_width >= 1.0:
+            raise ValueError(f"readin_width must be >= 1 grid cell (every node then sees its own cell); "
+                             f"got {readin_width}")
+        self.readin, self.readin_width = readin, float(readin_width)
         if dim > 3:
             raise ValueError(f"SparseNeuralOperator supports dim 1, 2 or 3; got {dim}")
         if grid_size < 2 or depth < 0 or grid_depth < 1:
@@ -187,27 +219,47 @@ class SparseNeuralOperator(Backbone):
         nn.init.zeros_(self.head[-1].bias)
         self.register_buffer("grid", grid_coords((grid_size,) * dim), persistent=False)
 
-    def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``coords [B, N, d], values [B, N, c_in], t [B], mask [B, N] bool (True: a real point) -> [B, N, c_out]``.
+
+        Masked points feed no sum (local integrals, grid read-in); the outputs at them are finite but
+        meaningless. Their coordinates and values may be anything, NaN included.
+        """
+        mask = self.check_mask(mask, coords)
+        if mask is not None:
+            if self.readin == "idw":
+                raise ValueError("SparseNeuralOperator: readin='idw' (models exported before the kernel "
+                                 "read-in) takes no point mask; pass real points only")
+            coords = torch.where(mask[..., None], coords, 0.5)
+            values = torch.where(mask[..., None], values, 0.0)
         t = self.check_inputs(coords, values, t)
         if not bool(torch.isfinite(coords).all()):
             raise ValueError("SparseNeuralOperator: coords contain NaN or inf")
         temb = self.time(t)
         n, chunk = coords.shape[1], self.chunk
-        shape = shared_grid_shape(coords)  # FFT path on grids
+        shape = shared_grid_shape(coords) if mask is None else None  # FFT path on (unmasked) grids
         h = chunked_map(lambda sl: self.lift(torch.cat([coords[:, sl], values[:, sl]], dim=-1)), n, chunk)
         for blk in self.down:
-            h = blk(coords, h, temb, shape)
+            h = blk(coords, h, temb, shape, mask)
         b, width = h.shape[0], h.shape[-1]
         grid = self.grid.to(coords.dtype).expand(b, -1, -1)
-        g = idw_interpolate(grid, coords, h, chunk=chunk)  # [B, G^d, C]: reads h at 3 points per node
+        if self.readin == "kernel":
+            g = grid_splat(coords, h, self.grid_size, self.readin_width, mask, chunk=chunk)  # eq. (2)
+        else:
+            g = idw_interpolate(grid, coords, h, chunk=chunk)  # [B, G^d, C]: reads h at 3 points per node
         g = g.transpose(1, 2).reshape(b, width, *(self.grid_size,) * self.dim)
         if self.grid_kind == "unet":
             g = g + self.grid_net(g, temb)
         else:
             g = g + self.grid_net(g + self.grid_time(temb).reshape(b, width, *(1,) * self.dim))
         g = g.reshape(b, width, -1).transpose(1, 2)
-        h = chunked_map(lambda sl: h[:, sl] + idw_interpolate(coords[:, sl], grid, g, chunk=chunk), n, chunk,
-                        out=None if torch.is_grad_enabled() else h)
+        if self.readin == "kernel":
+            def back(sl: slice) -> Tensor:
+                return h[:, sl] + grid_gather(coords[:, sl], g, self.grid_size, chunk=chunk)
+        else:
+            def back(sl: slice) -> Tensor:
+                return h[:, sl] + idw_interpolate(coords[:, sl], grid, g, chunk=chunk)
+        h = chunked_map(back, n, chunk, out=None if torch.is_grad_enabled() else h)
         for blk in self.up:
-            h = blk(coords, h, temb, shape)
+            h = blk(coords, h, temb, shape, mask)
         return chunked_map(lambda sl: self.head(h[:, sl]), n, chunk)

@@ -10,6 +10,9 @@
 * :func:`grid_local_integral`: the same sum when queries and sources are one full cell-centre grid:
   a depthwise convolution with the kernel sampled at the grid offsets, done by FFT with zero
   padding (``O(N log N)`` at ANY radius; the sum is over the same points as the brute force).
+* :func:`grid_splat` / :func:`grid_gather`: the SNO's read-in onto its coarse grid (a per-node normalised
+  tent-kernel average, eq. (2) of :mod:`funcgen.nets.sno`) and read-back (multilinear interpolation),
+  both ``chunk`` points at a time over the ``(2 ceil(s))^d`` nodes around each point.
 * :func:`knn`: the ``k`` nearest sources of each query by radius searches on the same cell grid;
   ties are broken by the lower source index, so the result never depends on the chunking.
 
@@ -23,12 +26,13 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
 
-__all__ = ["radius_pairs", "pairs_local_integral", "grid_local_integral", "kernel_basis", "knn"]
+__all__ = ["radius_pairs", "pairs_local_integral", "grid_local_integral", "kernel_basis", "knn", "grid_splat",
+           "grid_gather"]
 
 
 def kernel_basis(u: Tensor) -> tuple[Tensor, Tensor]:
@@ -111,18 +115,23 @@ def _radius_pairs_flat(qf: Tensor, qb: Tensor, sf: Tensor, sb: Tensor, b: int, r
 
 
 def pairs_local_integral(queries: Tensor, sources: Tensor, h: Tensor, coef: Tensor, radius: float, *,
-                         chunk: int = 4096, max_pairs: int = 2**18) -> Tensor:
+                         chunk: int = 4096, max_pairs: int = 2**18, mask: Tensor | None = None) -> Tensor:
     """``sum_y w k h / sum_y w`` over the sources within ``radius`` (:mod:`funcgen.nets.sno` eq. 1).
 
     ``queries [B, Q, d], sources [B, N, d], h [B, N, C], coef [1 + 2d, C] -> [B, Q, C]``; a query
-    with no source inside the ball gets 0. Memory ``O(B Q C + max_pairs C)``.
+    with no source inside the ball gets 0. ``mask [B, N]``: sources to use (False: weight 0).
+    Memory ``O(B Q C + max_pairs C)``.
     """
     b, nq, d = queries.shape
     c = h.shape[-1]
     qf, sf, hf = queries.reshape(-1, d), sources.reshape(-1, d), h.reshape(-1, c)
     out = hf.new_zeros(b * nq, c)
     den = hf.new_zeros(b * nq)
+    keep = None if mask is None else mask.reshape(-1)
     for qi, si in radius_pairs(queries, sources, radius, chunk=chunk, max_pairs=max_pairs):
+        if keep is not None:
+            sel = keep[si]
+            qi, si = qi[sel], si[sel]
         w, basis = kernel_basis(((qf[qi] - sf[si]) / radius).to(hf.dtype))
         out.index_add_(0, qi, (w[:, None] * (basis @ coef)) * hf[si])
         den.index_add_(0, qi, w)
@@ -230,3 +239,101 @@ def knn(queries: Tensor, sources: Tensor, k: int, *, chunk: int = 4096) -> tuple
     idx = best.reshape(b, nq, k)
     near = torch.gather(sources, 1, idx.reshape(b, -1, 1).expand(-1, -1, d)).reshape(b, nq, k, d)
     return torch.linalg.vector_norm(queries[:, :, None] - near, dim=-1), idx
+
+
+def _stencil(coords: Tensor, size: int, reach: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """Grid nodes near each point: yields ``(node [B, N] int64 flat row-major index, u [B, N, d])`` for every
+    offset in ``{-reach .. reach}^d`` around the point's nearest-lower node, ``u`` the offset from the point to
+    that node in cells (nodes outside the grid are clamped to the border and get ``|u| = inf``)."""
+    d = coords.shape[-1]
+    pos = coords * size - 0.5  # node i sits at pos = i
+    base = torch.floor(pos).long()
+    frac = pos - base
+    strides = [size ** (d - 1 - a) for a in range(d)]
+    for off in itertools.product(range(-reach + 1, reach + 1), repeat=d):
+        node = torch.zeros_like(base[..., 0])
+        u = torch.empty_like(pos)
+        for a, o in enumerate(off):
+            i = base[..., a] + o
+            inside = (i >= 0) & (i < size)
+            u[..., a] = torch.where(inside, frac[..., a] - o, torch.inf)
+            node += i.clamp(0, size - 1) * strides[a]
+        yield node, u
+
+
+def _stencil_matrix(x: Tensor, size: int, reach: int, weight: Callable[[Tensor], Tensor], nodes: int,
+                    dtype: torch.dtype) -> Tensor:
+    """Sparse ``[nodes, N]`` matrix of ``weight(u)`` between the grid nodes and the points ``x [N, d]``."""
+    rows, cols, vals = [], [], []
+    idx = torch.arange(x.shape[0], device=x.device)
+    for node, u in _stencil(x[None], size, reach):
+        w = weight(u[0]).to(dtype)
+        keep = w > 0
+        rows.append(node[0][keep])
+        cols.append(idx[keep])
+        vals.append(w[keep])
+    ij = torch.stack([torch.cat(rows), torch.cat(cols)])
+    return torch.sparse_coo_tensor(ij, torch.cat(vals), (nodes, x.shape[0]), check_invariants=False).coalesce()
+
+
+def grid_splat(coords: Tensor, h: Tensor, size: int, width: float, mask: Tensor | None = None, *,
+               chunk: int = 4096) -> Tensor:
+    """Normalised tent-kernel average of point features onto the cell-centre grid (``size^d`` nodes).
+
+    ``g(c) = sum_i w(c - x_i) h_i / sum_i w(c - x_i)``, ``w(u) = prod_a (1 - |u_a| / (width / size))_+``:
+    ``coords [B, N, d]`` in ``[0, 1]^d``, ``h [B, N, C]``, ``mask [B, N]`` (False: the point is left out)
+    ``-> [B, size^d, C]``; a node with no point inside its support gets 0. Normalising per node makes the
+    result a self-normalised estimate of the tent-weighted local average ``int w h / int w``: it does not
+    depend on the sampling density (points ``chunk`` at a time; memory ``O(B (size^d + chunk) C)``).
+    """
+    b, n, d = coords.shape
+    c = h.shape[-1]
+    nodes = size**d
+    reach = max(1, math.ceil(width))
+    if mask is None and b > 1 and bool((coords == coords[:1]).all()):
+        # one point set for the batch (grids, the sampler): one sparse [nodes, N] weight matrix serves all
+        w = _stencil_matrix(coords[0], size, reach, lambda u: (1.0 - u.abs() / width).clamp_min(0.0).prod(-1),
+                            nodes, h.dtype)
+        flat = h.transpose(0, 1).reshape(n, b * c)
+        num = torch.sparse.mm(w, flat).reshape(nodes, b, c).transpose(0, 1)
+        den = torch.sparse.mm(w, h.new_ones(n, 1))
+        return num / den.clamp_min(1e-12)
+    num = h.new_zeros(b * nodes, c)
+    den = h.new_zeros(b * nodes)
+    shift = (torch.arange(b, device=h.device) * nodes)[:, None]
+    for lo in range(0, n, chunk):
+        x, hc = coords[:, lo:lo + chunk], h[:, lo:lo + chunk]
+        keep = None if mask is None else mask[:, lo:lo + chunk].to(h.dtype)
+        for node, u in _stencil(x, size, reach):
+            w = (1.0 - u.abs() / width).clamp_min(0.0).prod(-1).to(h.dtype)
+            if keep is not None:
+                w = w * keep
+            idx = (node + shift).reshape(-1)
+            num.index_add_(0, idx, (w[..., None] * hc).reshape(-1, c))
+            den.index_add_(0, idx, w.reshape(-1))
+    return (num / den.clamp_min(1e-12)[:, None]).reshape(b, nodes, c)
+
+
+def grid_gather(coords: Tensor, g: Tensor, size: int, *, chunk: int = 4096) -> Tensor:
+    """Multilinear interpolation of grid features ``g [B, size^d, C]`` (cell-centre nodes, row-major) at
+    ``coords [B, N, d]`` ``-> [B, N, C]``; points beyond the outermost nodes read the border (exact at a node)."""
+    b, n, d = coords.shape
+    c = g.shape[-1]
+    flat = g.reshape(-1, c)
+    shift = (torch.arange(b, device=g.device) * size**d)[:, None]
+    lo_c, hi_c = 0.5 / size, 1.0 - 0.5 / size
+    if b > 1 and bool((coords == coords[:1]).all()):  # one point set for the batch: one sparse [N, nodes] matrix
+        m = _stencil_matrix(coords[0].clamp(lo_c, hi_c), size, 1,
+                            lambda u: (1.0 - u.abs()).clamp_min(0.0).prod(-1), size**d, g.dtype).t()
+        out = torch.sparse.mm(m.coalesce(), g.transpose(0, 1).reshape(size**d, b * c))
+        return out.reshape(n, b, c).transpose(0, 1)
+    out = g.new_empty(b, n, c)
+    for lo in range(0, n, chunk):
+        x = coords[:, lo:lo + chunk].clamp(lo_c, hi_c)
+        acc = None
+        for node, u in _stencil(x, size, 1):
+            w = (1.0 - u.abs()).clamp_min(0.0).prod(-1).to(g.dtype)
+            term = w[..., None] * flat[(node + shift).reshape(-1)].reshape(b, -1, c)
+            acc = term if acc is None else acc + term
+        out[:, lo:lo + chunk] = acc
+    return out

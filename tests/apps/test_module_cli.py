@@ -1,5 +1,6 @@
 """End to end: configs instantiate, a fast_dev_run fit, sampling at N and 4N, export -> load, CLI."""
 
+import json
 from pathlib import Path
 
 import lightning as L
@@ -193,11 +194,17 @@ def test_non_finite_loss_stops_with_a_message(tmp_path):
 
 def test_demo_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--max-steps", "3", "--minutes", "1", "--logger", "csv"]) == 0
+    assert main(["demo", "--out", str(out), "--max-steps", "3", "--minutes", "1", "--logger", "csv",
+                 "--num-samples", "4"]) == 0
     for name in ("samples_32.png", "samples_128.png", "model.safetensors", "summary.json", "summary.md"):
         assert (out / name).stat().st_size > 0, name
     gen = funcgen.load(out / "model.safetensors")
     assert gen.sample(1, 20, steps=2).values.shape == (1, 400, 1)
+    summary = json.loads((out / "summary.json").read_text())
+    for r in (32, 128):
+        assert {"spec_err", "floor_spec_err", "std_ratio"} <= set(summary[f"{r}x{r}"])
+    from PIL import Image
+    assert Image.open(out / "samples_32.png").size[0] >= 4 * 96  # tiles >= 96 px, 4 of them in a row
 
 
 @pytest.mark.parametrize("budget", ["time", "cpu", "steps"])

@@ -90,16 +90,18 @@ def test_mnist_evaluation_runs_with_stand_in_generators(mnist_and_net, gen):
     stand_in = _ImageStandIn(real, {2: noise_images})  # 2 sampler steps give noise, the default real images
     metrics, reference, seconds = _eval_mnist(stand_in, _DM(), 0, num=300, lenet=net, floor_repeats=2,
                                               refine=(2,))
-    assert stand_in.calls == [(28, None), (56, None), (28, 2)]
-    keys = {"fd_lenet@res=28", "fd_lenet@res=56", "fd_lenet@res=28,steps=2"}
+    assert stand_in.calls == [(28, None), (56, None), (112, None), (28, 2)]
+    keys = {"fd_lenet@res=28", "fd_lenet@res=56", "fd_lenet@res=112", "fd_lenet@res=28,steps=2"}
     assert set(metrics) == keys | {k.replace("fd_lenet", "recognisable") for k in keys}
     # a fresh net has no test accuracy
-    assert set(reference) == {"floor_fd_lenet@res=28", "floor_fd_lenet@res=56", "real_recognisable"}
+    assert set(reference) == {"floor_fd_lenet@res=28", "floor_fd_lenet@res=56", "floor_fd_lenet@res=112",
+                              "real_recognisable"}
     assert seconds >= 0 and all(math.isfinite(v) and v >= 0 for v in (*metrics.values(), *reference.values()))
     assert all(0.0 <= metrics[k] <= 1.0 for k in metrics if k.startswith("recognisable"))
     assert reference["real_recognisable"] <= 1
     # constant 2x2 blocks are averaged back to the same images: resolution-consistent by construction
     assert metrics["fd_lenet@res=56"] == pytest.approx(metrics["fd_lenet@res=28"], rel=1e-9)
+    assert metrics["fd_lenet@res=112"] == pytest.approx(metrics["fd_lenet@res=28"], rel=1e-6)  # 4x4 sums round
     assert metrics["recognisable@res=56"] == pytest.approx(metrics["recognisable@res=28"], abs=1e-12)
     noise, _, _ = _eval_mnist(_ImageStandIn(noise_images), _DM(), 0, num=300, resolutions=(28,), lenet=net,
                               floor_repeats=2)

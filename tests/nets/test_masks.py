@@ -54,8 +54,6 @@ def _padded(coords: torch.Tensor, values: torch.Tensor, extra: int, gen: torch.G
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_padding_with_masked_junk_leaves_real_outputs_unchanged(name: str, mode: str) -> None:
-    if name == "sno":
-        pytest.skip("SNO mask support lands with the read-in rewrite")
     torch.manual_seed(0)
     net = _perturb_(BACKBONES[name]()).double()  # float64: rounding (amplified by SIREN's w0) stays far below tol
     net.train(mode == "train")
