@@ -102,15 +102,22 @@ def _groups(channels: int) -> int:
     return next((g for g in (8, 4, 2) if channels % g == 0 and channels // g >= 2), 1)
 
 
+_BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+
+
+def _norm(kind: str, dim: int, channels: int) -> nn.Module:
+    return nn.GroupNorm(_groups(channels), channels) if kind == "group" else _BN[dim](channels)
+
+
 class GridAutoencoder(Backbone):
     """Point set -> grid -> conv encoder -> ``latent_dim`` vector -> conv decoder -> values at the queries.
 
     Encoder (a DCGAN discriminator's shape): a 3x3 convolution of the read-in grid (values and coverage,
-    :func:`splat`) to ``width`` channels, then ``levels`` times [GroupNorm, SiLU, 3x3 convolution of
+    :func:`splat`) to ``width`` channels, then ``levels`` times [norm, SiLU, 3x3 convolution of
     stride 2 doubling the channels], then one linear map of the flattened coarse grid to the latent.
     Decoder (a DCGAN generator's shape): a linear map back to the coarse grid, then ``levels`` times
-    [GroupNorm, SiLU, transposed 3x3 convolution of stride 2 halving the channels, to the exact size of
-    the encoder's level], then GroupNorm, SiLU and a 3x3 convolution to ``out_channels``, read back at the
+    [norm, SiLU, transposed 3x3 convolution of stride 2 halving the channels, to the exact size of
+    the encoder's level], then norm, SiLU and a 3x3 convolution to ``out_channels``, read back at the
     query points by multilinear interpolation (:func:`gather`). ``blocks`` extra residual 3x3
     convolutions per level deepen both halves. With ``time_embedding`` the time ``t`` adds an embedding
     to the latent (IGN feeds a constant ``t``).
@@ -133,11 +140,19 @@ class GridAutoencoder(Backbone):
         blocks: extra residual convolutions per level in encoder and decoder.
         time_embedding: add an embedding of ``t`` to the latent.
         out_activation: ``none`` or ``tanh`` (outputs in ``(-1, 1)``, for data normalised to ``[-1, 1]``).
+        norm: ``batch`` (the DCGAN's BatchNorm, default) or ``group`` (GroupNorm) before every activation.
+            BatchNorm normalises each feature over the batch in training, which removes whatever all
+            functions of a batch share, so the output cannot start (or settle) as one function for every
+            input: measured on IGN, GroupNorm collapses to a constant map within a few hundred steps,
+            BatchNorm does not. In ``eval()`` mode it uses running statistics, so a sample never depends on
+            the other functions of its batch; in training mode it does (and needs 2 or more values per
+            feature: a batch of one function trains only with a coarse grid of 2 or more cells).
     """
 
     def __init__(self, dim: int, in_channels: int, out_channels: int, grid: int | Sequence[int] = 32,
                  width: int = 64, levels: int = 2, latent_dim: int = 100, blocks: int = 0,
-                 time_embedding: bool = True, out_activation: Literal["none", "tanh"] = "none") -> None:
+                 time_embedding: bool = True, out_activation: Literal["none", "tanh"] = "none",
+                 norm: Literal["batch", "group"] = "batch") -> None:
         super().__init__(dim, in_channels, out_channels)
         if dim not in _CONV:
             raise ValueError(f"GridAutoencoder: dim must be 1, 2 or 3; got {dim}")
@@ -149,6 +164,8 @@ class GridAutoencoder(Backbone):
                              f"{width}, {levels}, {latent_dim}, {blocks}")
         if out_activation not in ("none", "tanh"):
             raise ValueError(f"GridAutoencoder: out_activation must be 'none' or 'tanh'; got {out_activation!r}")
+        if norm not in ("group", "batch"):
+            raise ValueError(f"GridAutoencoder: norm must be 'group' or 'batch'; got {norm!r}")
         self.grid_shape = tuple(shape)
         self.out_activation = out_activation
         conv, convt = _CONV[dim], _CONVT[dim]
@@ -160,9 +177,9 @@ class GridAutoencoder(Backbone):
         self.conv_in = conv(in_channels + 1, width, 3, padding=1)
         self.enc = nn.ModuleList()
         for level in range(levels + 1):
-            stage = nn.ModuleList([_Res(conv, chans[level]) for _ in range(blocks)])
+            stage = nn.ModuleList([_Res(conv, chans[level], _norm(norm, dim, chans[level])) for _ in range(blocks)])
             if level < levels:
-                stage.append(nn.Sequential(nn.GroupNorm(_groups(chans[level]), chans[level]), nn.SiLU(),
+                stage.append(nn.Sequential(_norm(norm, dim, chans[level]), nn.SiLU(),
                                            conv(chans[level], chans[level + 1], 3, stride=2, padding=1)))
             self.enc.append(stage)
         coarse = chans[-1] * math.prod(sizes[-1])
@@ -171,14 +188,14 @@ class GridAutoencoder(Backbone):
         self.from_latent = nn.Linear(latent_dim, coarse)
         self.dec = nn.ModuleList()
         for level in range(levels, -1, -1):
-            stage = nn.ModuleList([_Res(conv, chans[level]) for _ in range(blocks)])
+            stage = nn.ModuleList([_Res(conv, chans[level], _norm(norm, dim, chans[level])) for _ in range(blocks)])
             if level > 0:
                 pad = [t - (2 * s - 1) for t, s in zip(sizes[level - 1], sizes[level])]  # 0 or 1 per axis
-                stage.append(nn.Sequential(nn.GroupNorm(_groups(chans[level]), chans[level]), nn.SiLU(),
+                stage.append(nn.Sequential(_norm(norm, dim, chans[level]), nn.SiLU(),
                                            convt(chans[level], chans[level - 1], 3, stride=2, padding=1,
                                                  output_padding=tuple(pad))))
             self.dec.append(stage)
-        self.head = nn.Sequential(nn.GroupNorm(_groups(width), width), nn.SiLU(), conv(width, out_channels, 3,
+        self.head = nn.Sequential(_norm(norm, dim, width), nn.SiLU(), conv(width, out_channels, 3,
                                                                                           padding=1))
 
     def encode(self, coords: Tensor, values: Tensor, t: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -215,11 +232,11 @@ class GridAutoencoder(Backbone):
 
 
 class _Res(nn.Module):
-    """``x + conv(SiLU(GroupNorm(x)))``, a 3x3 residual convolution."""
+    """``x + conv(SiLU(norm(x)))``, a 3x3 residual convolution."""
 
-    def __init__(self, conv: type[nn.Module], channels: int) -> None:
+    def __init__(self, conv: type[nn.Module], channels: int, norm: nn.Module) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.GroupNorm(_groups(channels), channels), nn.SiLU(),
+        self.body = nn.Sequential(norm, nn.SiLU(),
                                   conv(channels, channels, 3, padding=1))
 
     def forward(self, x: Tensor) -> Tensor:

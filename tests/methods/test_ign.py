@@ -62,7 +62,7 @@ def grads(net, method, batch, seed):
 
 def test_idempotence_gradient_flows_only_through_the_inner_application(gen):
     net, batch, z, seed = linear_setup(gen)
-    method = IdempotentGenerative(WhiteNoise(), rec_weight=0.0, idem_weight=1.0, tight_weight=0.0)
+    method = IdempotentGenerative(WhiteNoise(), distance="l2", rec_weight=0.0, idem_weight=1.0, tight_weight=0.0)
     g_w, g_b, _ = grads(net, method, batch, seed)
     w, b = net.weight.detach(), net.bias.detach()
     m = z.numel()  # mean over functions, points and channels
@@ -76,10 +76,11 @@ def test_idempotence_gradient_flows_only_through_the_inner_application(gen):
     assert not torch.allclose(g_w, wrong_w, atol=1e-4)
 
 
-@pytest.mark.parametrize("clamp", [None, 1.5])
-def test_tightness_gradient_flows_only_through_the_outer_application(clamp, gen):
+@pytest.mark.parametrize("clamp,scale", [(None, "rec_z"), (1.5, "rec_z"), (1.5, "rec_x"), (1.5, "rec_x_mean")])
+def test_tightness_gradient_flows_only_through_the_outer_application(clamp, scale, gen):
     net, batch, z, seed = linear_setup(gen)
-    method = IdempotentGenerative(WhiteNoise(), rec_weight=0.0, idem_weight=0.0, tight_weight=1.0, tight_clamp=clamp)
+    method = IdempotentGenerative(WhiteNoise(), distance="l2", rec_weight=0.0, idem_weight=0.0, tight_weight=1.0,
+                                  tight_clamp=clamp, tight_scale=scale)
     g_w, g_b, extras = grads(net, method, batch, seed)
     w, b = net.weight.detach(), net.bias.detach()
     bsz, n, c = z.shape
@@ -88,8 +89,11 @@ def test_tightness_gradient_flows_only_through_the_outer_application(clamp, gen)
     tight = -(r**2).mean(dim=(1, 2))  # [B]
     slope = torch.ones(bsz)
     if clamp is not None:
-        s = ((batch.values @ w.T + b - batch.values) ** 2).mean(dim=(1, 2))  # per-function L_rec scale
+        s = {"rec_z": ((y - z) ** 2).mean(dim=(1, 2)),  # eq. 9: L_rec(z) = D(f(z), z) per function
+             "rec_x": ((batch.values @ w.T + b - batch.values) ** 2).mean(dim=(1, 2)),  # the i-th data function's
+             "rec_x_mean": ((batch.values @ w.T + b - batch.values) ** 2).mean().expand(bsz)}[scale]
         slope = 1.0 - torch.tanh(tight / (clamp * s)) ** 2  # d/dl of tanh(l / (a s)) a s
+        assert torch.allclose(extras["tight_scale"], s.mean())
     dr = -2.0 * r * slope[:, None, None] / (n * c * bsz)
     expect_w = dr.reshape(-1, c).T @ y.reshape(-1, c)
     assert expect_w.abs().max() > 1e-3  # a real, non-zero gradient (the f'-bug would give exactly 0)
@@ -134,19 +138,24 @@ def test_l1_l2_on_hand_computed_inputs():
         distance(a, b, None, "l3")  # type: ignore[arg-type]
 
 
-def test_loss_value_combines_the_weighted_terms(gen):
+def test_loss_value_combines_the_weighted_terms_with_the_papers_defaults(gen):
     net, batch, z, seed = linear_setup(gen)
-    method = IdempotentGenerative(WhiteNoise(), distance="l1", rec_weight=20.0, idem_weight=20.0, tight_weight=2.5)
+    method = IdempotentGenerative(WhiteNoise())  # the paper's trained setting: L1, 20 / 20 / 2.5, a = 1.5
+    assert (method.distance, method.rec_weight, method.idem_weight, method.tight_weight, method.tight_clamp,
+            method.tight_scale, method.tight_warmup_steps) == ("l1", 20.0, 20.0, 2.5, 1.5, "rec_z", 0)
     loss, ex = method.loss(net, batch, torch.Generator().manual_seed(seed))
     w, b = net.weight.detach(), net.bias.detach()
     f = lambda v: v @ w.T + b  # noqa: E731
     rec = (f(batch.values) - batch.values).abs().mean(dim=(1, 2))
     idem = (f(f(z)) - f(z)).abs().mean(dim=(1, 2))
-    tight = clamp_tight(-idem, rec, 1.5)  # with f' = f the tight distance equals the idempotence one
+    moved = (f(z) - z).abs().mean(dim=(1, 2))  # L_rec(z) of eq. 9
+    tight = clamp_tight(-idem, moved, 1.5)  # with f' = f the tight distance equals the idempotence one
     assert torch.allclose(loss, 20 * rec.mean() + 20 * idem.mean() + 2.5 * tight.mean(), rtol=1e-5)
     assert torch.allclose(ex["rec"], rec.mean()) and torch.allclose(ex["idem"], idem.mean())
     fz = f(z)
     assert torch.allclose(ex["diversity"], fz.std(0).mean() / batch.values.std(0).mean(), rtol=1e-5)
+    assert torch.allclose(ex["identity_dist"], moved.mean())
+    assert torch.allclose(ex["identity_gap"], moved.mean() / (batch.values - z).abs().mean(dim=(1, 2)).mean())
 
 
 def test_tightness_warmup_follows_the_training_step():
@@ -199,7 +208,8 @@ def test_data_points_become_fixed_points_after_training():
     # the per-point skip path the identity (which also fixes the data) is out of easy reach
     net = PerceiverNet(1, 1, 1, width=32, num_latents=8, depth=1, heads=2, num_bands=4, query_values=False)
     ema = copy.deepcopy(net).requires_grad_(False)  # IGN's objective is oscillatory: judge averaged weights
-    method = IdempotentGenerative(SpectralNoise(1, "fdp", modes=8))  # the paper's L2 weights 1 / 1 / 0.1
+    method = IdempotentGenerative(SpectralNoise(1, "fdp", modes=8), distance="l2", rec_weight=1.0, idem_weight=1.0,
+                                  tight_weight=0.1, tight_scale="rec_x")  # the paper's L2 listing, 1 / 1 / 0.1
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.5, 0.999))  # the paper's betas
 
     def rel_err() -> float:
