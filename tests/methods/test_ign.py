@@ -14,7 +14,7 @@ from funcgen.config import build
 from funcgen.data import GRFDataModule
 from funcgen.methods import IdempotentGenerative, Method
 from funcgen.methods.ign import clamp_tight, distance
-from funcgen.nets import PerceiverNet
+from funcgen.nets import GridAutoencoder, PerceiverNet
 from funcgen.nets.base import Backbone
 from funcgen.pointset import PointSet, grid_coords
 from funcgen.processes.matched import SpectrumMatchedNoise, half_lattice
@@ -156,6 +156,97 @@ def test_loss_value_combines_the_weighted_terms_with_the_papers_defaults(gen):
     assert torch.allclose(ex["diversity"], fz.std(0).mean() / batch.values.std(0).mean(), rtol=1e-5)
     assert torch.allclose(ex["identity_dist"], moved.mean())
     assert torch.allclose(ex["identity_gap"], moved.mean() / (batch.values - z).abs().mean(dim=(1, 2)).mean())
+
+
+def term_grads(net, batch, seed):
+    """Gradient norms of each loss term alone (the other weights 0)."""
+    out = {}
+    for name, w in (("rec", (1.0, 0.0, 0.0)), ("idem", (0.0, 1.0, 0.0)), ("tight", (0.0, 0.0, 1.0))):
+        method = IdempotentGenerative(WhiteNoise(), rec_weight=w[0], idem_weight=w[1], tight_weight=w[2])
+        net.zero_grad()
+        method.loss(net, batch, torch.Generator().manual_seed(seed))[0].backward()
+        out[name] = sum(float(p.grad.norm()) for p in net.parameters() if p.grad is not None)
+    return out
+
+
+def test_every_loss_term_has_a_gradient_at_initialisation(gen):
+    coords = grid_coords((16,)).expand(6, -1, -1)
+    batch = PointSet(coords, GaussianRandomField("se", 0.2).sample(coords, 1, gen))
+    torch.manual_seed(0)
+    g = term_grads(GridAutoencoder(1, 1, 1, grid=16, width=8, levels=2, latent_dim=4), batch, 1)
+    assert min(g.values()) > 1e-3, g
+    # the check can fail: a zero-initialised head (f = 0) leaves L_idem and L_tight without any gradient
+    g0 = term_grads(small_net(), batch, 1)
+    assert g0["rec"] > 1e-3 and g0["idem"] == 0.0 and g0["tight"] == 0.0, g0
+
+
+def test_old_configs_rebuild_with_the_public_code_clamp_scale():
+    method = IdempotentGenerative(WhiteNoise(), distance="l2")
+    config = {**method.config, "init_args": {k: v for k, v in method.config["init_args"].items()
+                                             if k != "tight_scale"}}
+    assert build(config, Method).tight_scale == "rec_x"  # recorded before tight_scale existed
+    assert build(method.config, Method).tight_scale == "rec_z"
+
+
+class ConstantNet(LinearNet):
+    """``f(v) = b`` for every input (weight fixed at 0): the mode-collapsed map."""
+
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
+        self.check_inputs(coords, values, t)
+        return values * 0.0 + self.bias
+
+
+class IdentityNet(LinearNet):
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
+        self.check_inputs(coords, values, t)
+        return values + 0.0 * self.bias
+
+
+@pytest.mark.parametrize("net,key", [(ConstantNet(1), "diversity"), (IdentityNet(1), "identity_gap")])
+def test_collapse_monitor_warns_after_patience_and_can_ask_to_stop(net, key, gen):
+    coords = grid_coords((8,)).expand(4, -1, -1)
+    batch = PointSet(coords, torch.randn(4, 8, 1, generator=gen) + 3.0)
+    for stop in (False, True):
+        method = IdempotentGenerative(WhiteNoise(), collapse_patience=3, collapse_stop=stop)
+        for step in range(2):
+            _, ex = method.loss(net, batch, gen)
+            assert float(ex[key]) < 1e-6 and method.stop_reason() is None
+        with torch.no_grad():  # validation (no gradients) does not count
+            method.loss(net, batch, gen)
+        with pytest.warns(RuntimeWarning, match=f"IGN collapse: {key}"):
+            method.loss(net, batch, gen)
+        assert (method.stop_reason() is not None) == stop
+    # a healthy map (an affine one moving and spreading the noise) never triggers it
+    healthy = IdempotentGenerative(WhiteNoise(), collapse_patience=1, collapse_stop=True)
+    lin = LinearNet(1)
+    with torch.no_grad():
+        lin.weight.fill_(0.5)
+        lin.bias.fill_(3.0)
+    _, ex = healthy.loss(lin, batch, gen)
+    assert float(ex["diversity"]) > 0.1 and float(ex["identity_gap"]) > 0.05 and healthy.stop_reason() is None
+
+
+def test_project_with_a_mask_keeps_the_observed_values_and_fills_the_rest_from_them(gen):
+    torch.manual_seed(0)
+    net = GridAutoencoder(2, 1, 1, grid=6, width=8, levels=1, latent_dim=5).eval()
+    method = IdempotentGenerative(GaussianRandomField("se", 0.2))
+    coords = grid_coords((6, 6)).expand(2, -1, -1)
+    v = torch.randn(2, 36, 1, generator=gen)
+    mask = torch.rand(2, 36, generator=gen) > 0.5
+    holes = torch.where(mask.unsqueeze(-1), v, torch.full_like(v, float("nan")))  # missing values may be NaN
+    out = method.project(net, coords, holes, k=1, mask=mask, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[mask], v[mask])  # observed values restored exactly
+    t = torch.zeros(2)
+    for i in range(2):  # the rest: f read from the observed points only
+        lat = net.encode(coords[i:i + 1, mask[i]], v[i:i + 1, mask[i]], t[:1])
+        torch.testing.assert_close(out[i, ~mask[i]], net.decode(lat, coords[i:i + 1])[0, ~mask[i]])
+    two = method.project(net, coords, holes, k=2, mask=mask, generator=torch.Generator().manual_seed(0))
+    manual = torch.where(mask.unsqueeze(-1), v, net(coords, out, t))  # later applications see the completed function
+    torch.testing.assert_close(two, manual)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        method.project(net, coords, holes)  # missing values without a mask
+    with pytest.raises(ValueError, match="mask must be bool"):
+        method.project(net, coords, v, mask=mask.float())
 
 
 def test_tightness_warmup_follows_the_training_step():
@@ -307,10 +398,10 @@ def test_matched_noise_errors_are_clear():
 
 
 # ----------------------------------------------------------------- configs through GenerativeModule
-def fit_config(config: Path, tmp_path, extra: list[str]) -> GenerativeModule:
+def fit_config(config: Path, tmp_path, extra: list[str], run: str = "--trainer.fast_dev_run=2") -> GenerativeModule:
     args = ["--config", str(config), f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
-            "--trainer.fast_dev_run=2", "--trainer.enable_progress_bar=false", "--trainer.callbacks=[]",
-            "--model.net.init_args.width=16", "--model.net.init_args.num_latents=4", "--model.net.init_args.depth=1",
+            run, "--trainer.enable_progress_bar=false", "--trainer.callbacks=[]",
+            "--model.net.init_args.width=8", "--model.net.init_args.latent_dim=8",
             "--model.val_num_samples=2", *extra]
     cli = make_cli(args, run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -321,7 +412,10 @@ def test_grf1d_config_fits_and_samples_at_n_and_4n(tmp_path):
     module = fit_config(REPO / "configs/ign/grf1d.yaml", tmp_path,
                         ["--data.init_args.num_train=16", "--data.init_args.num_val=8",
                          "--data.init_args.batch_size=8"])
-    assert isinstance(module.method, IdempotentGenerative) and module.method.tight_ramp() == 0.002  # step 1 of 500
+    assert isinstance(module.method, IdempotentGenerative) and module.method.tight_ramp() == 1.0  # no warm-up
+    assert isinstance(module.net, GridAutoencoder)
+    opt = module.optimizers().optimizer
+    assert opt.param_groups[0]["betas"] == (0.5, 0.999)  # the paper's Adam betas, from the config
     gen = module.generator()
     for res in (64, 256):
         ps = gen.sample(3, res, seed=1)
@@ -340,3 +434,12 @@ def test_mnist_config_fits_with_spectrum_matched_noise(tmp_path, data_root):
     for res in (28, 56):
         ps = gen.sample(2, res, seed=0)
         assert ps.values.shape == (2, res * res, 1) and torch.isfinite(ps.values).all()
+
+
+def test_a_collapse_stop_ends_training(tmp_path):
+    module = fit_config(REPO / "configs/ign/grf1d.yaml", tmp_path,
+                        ["--data.init_args.num_train=16", "--data.init_args.num_val=8", "--data.init_args.batch_size=8",
+                         "--model.method.init_args.collapse_stop=true", "--model.method.init_args.collapse_patience=2",
+                         "--model.method.init_args.collapse_diversity=1e9"],  # every step counts as collapsed
+                        run="--trainer.max_steps=10")
+    assert module.trainer.global_step == 2  # stopped by the monitor, not by max_steps
