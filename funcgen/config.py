@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
+from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["Configurable", "build", "to_jsonable", "known_classes", "MOVED"]
+__all__ = ["Configurable", "build", "to_jsonable", "known_classes", "MOVED", "config_root", "resolve_config"]
 
 #: modules that moved when the package took its layered layout: old module path -> new one. Configs
 #: written before the move (exports, checkpoints) name the old paths; :func:`build` reads them through
@@ -27,6 +29,34 @@ MOVED: dict[str, str] = {
 }
 
 T = TypeVar("T")
+
+
+def config_root() -> Path:
+    """The folder of the shipped YAML configs (``base/trainer.yaml``, ``METHOD/DATASET.yaml``, ``ablations/``).
+
+    An installed package carries them as package data in ``funcgen/configs``; a source checkout (editable
+    install, ``PYTHONPATH``) has them in the repository's ``configs/``, which is what the package data is
+    built from.
+    """
+    here = Path(__file__).resolve().parent
+    for root in (here / "configs", here.parent / "configs"):
+        if (root / "base" / "trainer.yaml").is_file():
+            return root
+    return here.parent / "configs"
+
+
+def resolve_config(path: str | os.PathLike) -> Path:
+    """``path`` when that file exists; else a ``configs/...`` path (e.g. ``configs/fdp/grf1d.yaml``, as the
+    docs write them) found among the shipped configs (:func:`config_root`), so it works from any folder."""
+    p = Path(path)
+    if p.is_file() or p.is_absolute():
+        return p
+    parts = p.parts
+    if parts and parts[0] == "configs":
+        shipped = config_root().joinpath(*parts[1:])
+        if shipped.is_file():
+            return shipped
+    return p
 
 
 def to_jsonable(value: Any) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import numbers
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -19,10 +19,18 @@ from torch import Tensor, nn
 from .config import build
 from .io import CONFIG_KEY, FORMAT_VERSION, VERSION, atomic_write, read_safetensors
 from .methods.base import Method
-from .methods.capabilities import SupportsLikelihood, SupportsProjection
+from .methods.capabilities import SupportsGaussianPath, SupportsLikelihood, SupportsProjection
 from .pointset import PointSet, query_coords
+from .samplers.guidance import Observation, replacement_callback, tweedie_guide
+from .samplers.likelihood import DivergenceMode, path_log_likelihood
 
-__all__ = ["FunctionGenerator", "load", "CONFIG_KEY"]
+__all__ = ["FunctionGenerator", "load", "CONFIG_KEY", "Guidance"]
+
+#: how :meth:`FunctionGenerator.sample_conditional` conditions a diffusion-type method (docs/conditioning.md)
+Guidance = Literal["auto", "tweedie", "replace"]
+
+#: names of exported tensors that describe the data's domain (a mesh), not backbone weights
+DOMAIN_PREFIX = "domain."
 
 
 
@@ -33,13 +41,18 @@ class FunctionGenerator:
         method: the method object (sampler).
         net: the backbone with the weights to sample with (EMA weights after training).
         data: the data metadata (``dim``, ``channels``, ``train_shape``, ``kind``, normalisation).
+        domain: tensors the data's domain needs at sampling, exported with the model (mesh models: the
+            mesh and its vertices' eigen-coordinates, :class:`funcgen.geometry.mesh.MeshDomain`).
     """
 
-    def __init__(self, method: Method, net: nn.Module, data: dict[str, Any]) -> None:
+    def __init__(self, method: Method, net: nn.Module, data: dict[str, Any],
+                 domain: dict[str, Tensor] | None = None) -> None:
         for key in ("dim", "channels", "train_shape"):
             if key not in data:
                 raise ValueError(f"data metadata lacks {key!r}: {data}")
         self.method, self.net, self.data = method, net.eval(), dict(data)
+        self.domain = {k: v.detach().cpu() for k, v in (domain or {}).items()}
+        self._mesh: Any = None
 
     @property
     def dim(self) -> int:
@@ -49,22 +62,71 @@ class FunctionGenerator:
     def channels(self) -> int:
         return int(self.data["channels"])
 
+    def _norm(self, key: str, default: float, like: Tensor) -> Tensor:
+        """A normalisation constant (a number, or one per channel) as a tensor like ``like``."""
+        return torch.as_tensor(self.data.get("normalization", {}).get(key, default), dtype=like.dtype,
+                               device=like.device)
+
     def normalize(self, values: Tensor) -> Tensor:
         """Data units -> model-space values (``(values - shift) / scale``), the inverse of :meth:`denormalize`."""
-        norm = self.data.get("normalization", {})
-        return (values - float(norm.get("shift", 0.0))) / float(norm.get("scale", 1.0))
+        return (values - self._norm("shift", 0.0, values)) / self._norm("scale", 1.0, values)
 
     def denormalize(self, values: Tensor) -> Tensor:
         """Model-space values -> data units (``values * scale + shift``)."""
-        norm = self.data.get("normalization", {})
-        return values * float(norm.get("scale", 1.0)) + float(norm.get("shift", 0.0))
+        return values * self._norm("scale", 1.0, values) + self._norm("shift", 0.0, values)
 
-    def coords_for(self, resolution: int | Sequence[int] | None, num: int) -> Tensor:
-        """Grid coordinates ``[num, N, d]``; ``resolution=None`` means the training grid."""
+    def box(self) -> tuple[list[float], list[float]] | None:
+        """The data's coordinate box ``(low [d], high [d])`` in data units, or None: the models' unit cube
+        (exports that record no box, and data made on ``[0, 1]^d``)."""
+        box = self.data.get("box")
+        return None if box is None else (list(box["low"]), list(box["high"]))
+
+    def to_model_coords(self, coords: Tensor) -> Tensor:
+        """Query coordinates ``[..., d]`` in data units -> the unit cube the model works in:
+        ``(coords - low) / (high - low)`` (unchanged without a recorded box)."""
+        box = self.box()
+        if box is None:
+            return coords
+        low, high = (torch.tensor(v, dtype=coords.dtype, device=coords.device) for v in box)
+        return (coords - low) / (high - low)
+
+    def to_data_coords(self, coords: Tensor) -> Tensor:
+        """The inverse of :meth:`to_model_coords`: unit-cube coordinates ``[..., d]`` -> data units."""
+        box = self.box()
+        if box is None:
+            return coords
+        low, high = (torch.tensor(v, dtype=coords.dtype, device=coords.device) for v in box)
+        return low + coords * (high - low)
+
+    @property
+    def mesh_domain(self) -> Any:
+        """A mesh model's :class:`funcgen.geometry.mesh.MeshDomain` (None for other models): from the export,
+        or for exports that predate it, rebuilt from the procedural mesh the data metadata name."""
+        if self._mesh is None and self.data.get("kind") == "mesh":
+            from .geometry.mesh import MeshDomain
+
+            self._mesh = MeshDomain.from_tensors(self.domain, name=str(self.data.get("mesh", "mesh")))
+            if self._mesh is None:
+                from .data.mesh import rebuild_domain
+
+                self._mesh = rebuild_domain(self.data)
+        return self._mesh
+
+    def coords_for(self, resolution: int | Sequence[int] | None, num: int, refine: int = 0) -> Tensor:
+        """Grid coordinates ``[num, N, d]``; ``resolution=None`` means the training grid. Mesh models: the
+        eigen-coordinates of the vertices of the training mesh subdivided ``refine`` times."""
         if self.data.get("kind") == "mesh":
-            raise ValueError("this model lives on a mesh: pass coords=... (eigen-coordinates [B, N, "
-                             f"{self.dim}], e.g. datamodule.validation_coords(factor, num)) instead of a grid "
-                             "resolution")
+            domain = self.mesh_domain
+            if resolution is not None or domain is None:
+                raise ValueError("this model lives on a mesh: sample(num) draws on its training mesh, "
+                                 "sample(num, refine=R) on that mesh subdivided R times, or pass coords=... "
+                                 f"(eigen-coordinates [B, N, {self.dim}]) instead of a grid resolution"
+                                 + ("" if domain is not None else "; this export carries no mesh, so only coords"))
+            phi = domain.level(refine)[1]
+            param = next(self.net.parameters())
+            return phi.to(device=param.device, dtype=param.dtype).unsqueeze(0).expand(num, -1, -1)
+        if refine:
+            raise ValueError(f"refine={refine!r} subdivides a mesh; this model is not a mesh model (use resolution)")
         res = tuple(self.data["train_shape"]) if resolution is None else resolution
         res = int(res) if isinstance(res, numbers.Integral) else tuple(int(r) for r in res)
         return query_coords(res, self.dim, num, device=next(self.net.parameters()).device)
@@ -101,11 +163,15 @@ class FunctionGenerator:
         if not torch.isfinite(coords).all():
             raise ValueError("coords contain NaN or inf")
         # the data say where queries live (mesh data: unbounded eigen-coordinates); older exports: unit cube
-        if (check_domain and self.data.get("domain", "unit_cube") == "unit_cube"
-                and (coords.min() < 0 or coords.max() > 1)):
-            raise ValueError(f"coords must lie in the training domain [0, 1]^{self.dim}; found values in "
-                             f"[{float(coords.min()):.4g}, {float(coords.max()):.4g}]. Rescale them, or pass "
-                             "check_domain=False to extrapolate outside the data's domain")
+        if check_domain and self.data.get("domain", "unit_cube") == "unit_cube":
+            unit = self.to_model_coords(coords)
+            if unit.min() < 0 or unit.max() > 1:
+                box = self.box()
+                where = (f"[0, 1]^{self.dim}" if box is None else
+                         "the box " + " x ".join(f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(*box)) + " (data units)")
+                raise ValueError(f"coords must lie in the training domain {where}; found values in "
+                                 f"[{float(coords.min()):.4g}, {float(coords.max()):.4g}]. Rescale them, or pass "
+                                 "check_domain=False to extrapolate outside the data's domain")
 
     #: at most this many points (functions x points) per sampler call, unless one function has more
     max_points_per_call: int = 2**21
@@ -114,8 +180,12 @@ class FunctionGenerator:
     def sample(self, num: int = 1, resolution: int | Sequence[int] | None = None, *,
                coords: Tensor | None = None, seed: int | None = 0, steps: int | None = None,
                batch_size: int = 64, denormalize: bool = True, progress: bool = False,
-               check_domain: bool = True, decode: bool = True) -> PointSet:
+               check_domain: bool = True, decode: bool = True, refine: int = 0, observed: PointSet | None = None,
+               obs_std: float = 0.0, guidance: Guidance = "auto") -> PointSet:
         """Draw ``num`` functions on a grid of ``resolution`` cells per axis, or at ``coords``.
+
+        With ``observed`` (a PointSet of ``B`` functions in data units) this is conditional sampling: ``num``
+        functions PER observed function, see :meth:`sample_conditional` (``obs_std``, ``guidance``).
 
         Memory stays bounded for very large point sets: each sampler call gets at most
         ``max(N, 2**21)`` points in all (fewer functions at once when ``N`` is large), and the
@@ -124,27 +194,39 @@ class FunctionGenerator:
         Args:
             num: number of functions (ignored when ``coords`` is given: its batch size counts).
             resolution: cells per axis (int or per-axis tuple); None = training resolution.
-            coords: explicit query coordinates ``[B, N, d]`` (any points, any N) in ``[0, 1]^d``.
+            coords: explicit query coordinates ``[B, N, d]`` (any points, any N) in the data's units: in its
+                recorded box (:meth:`box`, e.g. data read by :class:`funcgen.data.FileDataModule`), else ``[0, 1]^d``.
             seed: seed of the sampler's generator (same seed -> same samples); None = fresh.
             steps: sampler steps (None = the method's default).
             batch_size: at most this many functions drawn at once.
             denormalize: return values in data units.
-            check_domain: raise on coordinates outside ``[0, 1]^d`` (False: extrapolate).
+            check_domain: raise on coordinates outside the data's box (False: extrapolate).
             decode: apply the method's :meth:`~funcgen.methods.Method.decode` (e.g. infty-Diff's Wiener
                 deconvolution on grids); False returns the sampler's raw output.
+            refine: mesh models: sample at the vertices of the training mesh subdivided ``refine`` times
+                (each ~4x the vertices); 0: the training mesh.
 
         Returns:
-            PointSet with ``coords`` ``[B, N, d]`` and ``values`` ``[B, N, c]``.
+            PointSet with ``coords`` ``[B, N, d]`` (data units, as given) and ``values`` ``[B, N, c]``.
 
         Raises:
             ValueError / TypeError: a non-positive or non-integer ``num``, ``resolution``, ``steps``
                 or ``batch_size``; ``coords`` of the wrong shape or dtype, non-finite or off the domain.
         """
+        if observed is not None:
+            return self.sample_conditional(observed, num, resolution, coords=coords, seed=seed, steps=steps,
+                                           obs_std=obs_std, guidance=guidance, batch_size=batch_size,
+                                           denormalize=denormalize, progress=progress, check_domain=check_domain,
+                                           decode=decode)
         self._check_sample_args(num, resolution, coords, seed, steps, batch_size, check_domain)
-        if coords is None:
-            coords = self.coords_for(resolution, num)
         param = next(self.net.parameters())
         device = param.device
+        if coords is None:
+            coords = self.coords_for(resolution, num, refine)
+            data_coords = self.to_data_coords(coords)
+        else:
+            data_coords = coords
+            coords = self.to_model_coords(coords)
         coords = coords.to(device=device, dtype=param.dtype)  # float64 queries of a float32 net
         gen = _seeded(seed, device)
         outs = []
@@ -156,7 +238,7 @@ class FunctionGenerator:
         values = torch.cat(outs)
         if denormalize:
             values = self.denormalize(values)
-        return PointSet(coords, values)
+        return PointSet(data_coords.to(device=device, dtype=values.dtype), values)
 
     def log_likelihood(self, points: Tensor, *, steps: int | None = None, seed: int | None = 0,
                        progress: bool = False) -> Tensor:
@@ -175,6 +257,222 @@ class FunctionGenerator:
         gen = _seeded(seed, device)
         return self.method.log_likelihood(self.net, points.to(device), steps=steps, generator=gen, progress=progress)
 
+    # ------------------------------------------------------------------ conditioning and likelihoods
+    def _check_observed(self, observed: Any, obs_std: Any, check_domain: bool) -> None:
+        """Clear errors for observations that cannot condition this model."""
+        if not isinstance(observed, PointSet):
+            raise TypeError(f"observed must be a funcgen.PointSet(coords [B, M, {self.dim}], values [B, M, "
+                            f"{self.channels}]) in data units; got {type(observed).__name__}")
+        if observed.dim != self.dim:
+            raise ValueError(f"observed coords must be [B, M, {self.dim}] for this {self.dim}-d model; got "
+                             f"{tuple(observed.coords.shape)}")
+        if observed.channels != self.channels:
+            raise ValueError(f"observed values must have {self.channels} channel(s) like the model's functions; got "
+                             f"{observed.channels} (values {tuple(observed.values.shape)})")
+        unit = self.to_model_coords(observed.coords)
+        if (check_domain and self.data.get("domain", "unit_cube") == "unit_cube"
+                and (unit.min() < 0 or unit.max() > 1)):
+            bad = ((unit < 0) | (unit > 1)).any(-1).nonzero()[0].tolist()
+            box = self.box()
+            where = (f"[0, 1]^{self.dim}" if box is None else
+                     "the box " + " x ".join(f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(*box)) + " (data units)")
+            raise ValueError(f"observed point {tuple(bad)} (function, point) lies outside the model's domain "
+                             f"{where}: coordinates found in [{float(observed.coords.min()):.4g}, "
+                             f"{float(observed.coords.max()):.4g}]")
+        if isinstance(obs_std, bool) or not isinstance(obs_std, numbers.Real) or not 0 <= obs_std < float("inf"):
+            raise ValueError(f"obs_std (observation noise std, data units) must be a finite number >= 0; "
+                             f"got {obs_std!r}")
+
+    def _query_for(self, observed: PointSet, resolution: Any, coords: Tensor | None) -> Tensor:
+        """Query coordinates ``[B, N, d]``, one set per observed function."""
+        b = observed.batch_size
+        if coords is None:
+            q = self.to_data_coords(self.coords_for(resolution, 1))
+        else:
+            if not isinstance(coords, Tensor) or not coords.is_floating_point() or coords.ndim not in (2, 3):
+                raise TypeError(f"coords must be a float tensor [N, {self.dim}] or [B, N, {self.dim}]; got "
+                                f"{getattr(coords, 'shape', type(coords).__name__)}")
+            q = coords.unsqueeze(0) if coords.ndim == 2 else coords
+            if q.shape[0] not in (1, b):
+                raise ValueError(f"coords hold {q.shape[0]} query sets for {b} observed functions: pass one set "
+                                 f"[N, {self.dim}] for all, or one per observed function [{b}, N, {self.dim}]")
+        return q.expand(b, -1, -1)
+
+    @torch.no_grad()
+    def sample_conditional(self, observed: PointSet, num: int = 1, resolution: int | Sequence[int] | None = None, *,
+                           coords: Tensor | None = None, seed: int | None = 0, steps: int | None = None,
+                           obs_std: float = 0.0, guidance: Guidance = "auto", batch_size: int = 64,
+                           denormalize: bool = True, progress: bool = False, check_domain: bool = True,
+                           decode: bool = True) -> PointSet:
+        """Draw ``num`` functions per observed function that agree with the observations (posterior sampling).
+
+        ``observed`` holds ``B`` functions in data units, each at its own points ``coords [B, M, d]`` (anywhere in
+        the domain: on or off the query grid; a grid with a ``mask`` for inpainting, a coarse grid for
+        super-resolution); a ``mask`` ``[B, M]`` marks the observed points of each function. Query points
+        that coincide with an observed point (to ``1e-7``) share the sampler's state there; the others are
+        sampled jointly with the observed ones on the union of both sets.
+
+        How: diffusion-type methods (:class:`funcgen.methods.SupportsGaussianPath`) run their own sampler with
+        ``guidance="tweedie"`` (the default, ``auto``): the denoiser replaced by the conditional one of
+        :func:`funcgen.samplers.guidance.tweedie_guide` (exact for Gaussian data; one backward pass per observed
+        value and step), or ``"replace"``: replacement of the observed entries by forward draws after every
+        step (cheap, approximate, noise-free observations only); docs/conditioning.md has the measured
+        comparison. Methods with a projection (IGN) apply ``f`` ``steps`` times from source noise with the
+        observed values restored after each application. Other methods (Riemannian diffusion) refuse.
+
+        Args:
+            observed: the observations (data units).
+            num: samples per observed function ``K``.
+            resolution, coords: the query points: a grid (default: the training grid), or ``coords``
+                ``[N, d]`` (shared) or ``[B, N, d]`` (one set per observed function).
+            obs_std: observation noise standard deviation (data units); 0 = noise-free (the samples pass
+                through the observations).
+            guidance: ``auto`` (= ``tweedie``), ``tweedie`` or ``replace``.
+            other arguments: as :meth:`sample`.
+
+        Returns:
+            PointSet ``[B K, N, .]`` ordered observed-major: rows ``i K .. (i + 1) K - 1`` are the samples given
+            observed function ``i``.
+
+        Raises:
+            TypeError: the method offers no conditional sampling; observed not a PointSet.
+            ValueError: NaN / inf, wrong dimension or channels, points outside the domain, repeated observed
+                points, a negative ``obs_std``, an unknown ``guidance``.
+        """
+        self._check_observed(observed, obs_std, check_domain)
+        if guidance not in ("auto", "tweedie", "replace"):
+            raise ValueError(f"unknown guidance {guidance!r}; choose auto, tweedie or replace")
+        method = self.method
+        if not isinstance(method, (SupportsGaussianPath, SupportsProjection)):
+            raise TypeError(f"{type(method).__name__} offers no conditional sampling: it needs a diffusion-type "
+                            "method (funcgen.methods.SupportsGaussianPath: functional diffusion, infty-Diff, PFGM++, "
+                            "MDF, flow matching) or a projection (IGN). Riemannian diffusion models a distribution "
+                            "of points on a manifold, and sampling restricted to a region is not supported; its "
+                            "likelihood is (log_prob)")
+        if guidance == "replace" and obs_std > 0:
+            raise ValueError("guidance='replace' conditions on noise-free observations only; use guidance='tweedie' "
+                             "for obs_std > 0")
+        query = self._query_for(observed, resolution, coords)
+        self._check_sample_args(1, None, query, seed, steps, batch_size, check_domain)
+        param = next(self.net.parameters())
+        device, dtype = param.device, param.dtype
+        data_query = query.to(device=device, dtype=dtype)
+        query = self.to_model_coords(data_query)
+        gen = _seeded(seed, device)
+        scales = self._norm("scale", 1.0, query).reshape(-1)
+        if obs_std > 0 and scales.numel() > 1 and not bool((scales == scales[0]).all()):
+            raise ValueError("obs_std > 0 with per-channel normalisation scales is not supported: the observation "
+                             "noise would differ per channel in model units; pass obs_std=0 or one scale")
+        variance = (float(obs_std) / float(scales[0])) ** 2
+        nq = query.shape[1]
+        outs = []
+        for i in range(observed.batch_size):
+            keep = slice(None) if observed.mask is None else observed.mask[i].to(device)
+            oc = self.to_model_coords(observed.coords[i].to(device=device, dtype=dtype)[keep])
+            ov = self.normalize(observed.values[i].to(device=device, dtype=dtype)[keep])
+            union, index = _union_points(query[i], oc)
+            per_call = max(1, min(batch_size, self.max_points_per_call // union.shape[0]))
+            for lo in range(0, num, per_call):
+                b = min(per_call, num - lo)
+                coords_b = union.unsqueeze(0).expand(b, -1, -1)
+                obs = Observation(index.unsqueeze(0).expand(b, -1), ov.unsqueeze(0).expand(b, -1, -1), variance)
+                x = self._conditional_batch(coords_b, obs, oc, gen, steps, guidance, progress)
+                outs.append(x[:, :nq])
+        values = torch.cat(outs)
+        if decode:
+            values = self.method.decode(values, query.repeat_interleave(num, dim=0))
+        if denormalize:
+            values = self.denormalize(values)
+        return PointSet(data_query.repeat_interleave(num, dim=0), values)
+
+    def _conditional_batch(self, coords: Tensor, obs: Observation, obs_coords: Tensor, gen: torch.Generator,
+                           steps: int | None, guidance: str, progress: bool) -> Tensor:
+        """One sampler call on the union points ``coords`` ``[b, N, d]`` conditioned on ``obs``."""
+        method, c = self.method, self.channels
+        if isinstance(method, SupportsGaussianPath):
+            path = method.gaussian_path()
+            if guidance == "replace":
+                oc = obs_coords.unsqueeze(0).expand(coords.shape[0], -1, -1)
+                cb = replacement_callback(path, obs, lambda: path.noise.sample(oc, c, gen))
+                return method.sample(self.net, coords, c, generator=gen, steps=steps, progress=progress, callback=cb)
+            cov = path.noise.covariance(coords[0], coords[0]).unsqueeze(0)
+            return method.sample(self.net, coords, c, generator=gen, steps=steps, progress=progress,
+                                 guide=tweedie_guide(path, cov, obs))
+        mask = torch.zeros(coords.shape[:2], dtype=torch.bool, device=coords.device)
+        mask.scatter_(1, obs.index, True)
+        values = obs.scatter(torch.zeros(*coords.shape[:2], c, dtype=coords.dtype, device=coords.device), obs.values)
+        k = method.resolve_steps(steps) if isinstance(method, Method) else 1
+        return method.project(self.net, coords, values, k=k, mask=mask, generator=gen)
+
+    def log_prob(self, data: PointSet | Tensor, *, steps: int = 100, divergence: DivergenceMode = "auto",
+                 probes: int = 4, seed: int | None = 0, batch_size: int = 64, progress: bool = False,
+                 check_domain: bool = True) -> Tensor:
+        """Log density in nats, one value per function ``[B]`` (float64).
+
+        Functions (diffusion-type methods, :class:`funcgen.methods.SupportsGaussianPath`): ``data`` is a
+        PointSet of ``B`` functions in data units; the result is the log density of the values ``[B, N, c]`` at
+        those coordinates under the model's marginal there (Lebesgue measure on ``R^(N c)``, data units): the
+        probability-flow ODE from the method's smallest trained level to its prior
+        (:func:`funcgen.samplers.likelihood.path_log_likelihood`, ``steps`` Heun steps), the prior term the exact
+        log density of the method's noise at the points (covariance jitter 1e-9 of its mean variance), plus
+        ``- N c log(scale)`` for the data normalisation. ``divergence``: ``exact`` (``N c`` backward passes per
+        evaluation), ``hutchinson`` (``probes`` Gaussian probes) or ``auto`` (exact when ``N c <= 64``).
+
+        Manifold points (methods with their own likelihood, e.g. Riemannian diffusion): ``data`` is a tensor of
+        points ``[M, D]`` or a PointSet whose values ``[B, N, D]`` hold ``N`` independent points per entry (the sum
+        of their log densities per function); density w.r.t. the Riemannian volume (see :meth:`log_likelihood`,
+        the older name, and :meth:`log_prob_latlon` for latitude / longitude on the sphere).
+
+        Raises:
+            TypeError: the method has no likelihood (IGN: a one-step map without a density).
+            ValueError: wrong shapes, non-finite values, points outside the domain.
+        """
+        method = self.method
+        if isinstance(method, SupportsGaussianPath):
+            if not isinstance(data, PointSet):
+                raise TypeError(f"log_prob of a function model takes a PointSet(coords [B, N, {self.dim}], values "
+                                f"[B, N, {self.channels}]) in data units; got {type(data).__name__}")
+            self._check_observed(data, 0.0, check_domain)
+            param = next(self.net.parameters())
+            gen = _seeded(seed, param.device)
+            coords = self.to_model_coords(data.coords.to(device=param.device, dtype=param.dtype))
+            values = self.normalize(data.values.to(device=param.device, dtype=param.dtype))
+            path = method.gaussian_path()
+            out = []
+            for lo in range(0, data.batch_size, batch_size):
+                c, v = coords[lo:lo + batch_size], values[lo:lo + batch_size]
+                out.append(path_log_likelihood(method.denoiser(self.net, c, gen), path, v, c, steps=steps,
+                                               divergence_mode=divergence, probes=probes, generator=gen,
+                                               progress=progress))
+            # values are normalised per channel by scale_j: the density in data units gains -N sum_j log scale_j
+            scale = self._norm("scale", 1.0, values).double().reshape(-1).expand(data.channels)
+            return torch.cat(out) - data.num_points * float(scale.log().sum())
+        if isinstance(method, SupportsLikelihood):
+            if isinstance(data, PointSet):
+                b, n, d = data.values.shape
+                ll = self.log_likelihood(data.values.reshape(b * n, d), steps=steps, seed=seed, progress=progress)
+                return ll.double().reshape(b, n).sum(1)
+            return self.log_likelihood(data, steps=steps, seed=seed, progress=progress).double()
+        raise TypeError(f"{type(method).__name__} has no likelihood: it defines no density (IGN maps noise to data "
+                        "in one learned step, with no tractable change of variables). Likelihoods exist for the "
+                        "diffusion-type methods (functional diffusion, infty-Diff, PFGM++, MDF, flow matching) and "
+                        "Riemannian diffusion")
+
+    def log_prob_latlon(self, lat_lon_deg: Tensor, **kwargs: Any) -> Tensor:
+        """:meth:`log_prob` of points on the unit sphere given as ``[M, 2]`` (latitude, longitude) in degrees ->
+        ``[M]`` (density w.r.t. the area of the unit sphere, per steradian)."""
+        from .data.manifold import latlon_to_sphere
+
+        if not isinstance(lat_lon_deg, Tensor) or lat_lon_deg.ndim != 2 or lat_lon_deg.shape[1] != 2:
+            raise ValueError(f"lat_lon_deg must be a tensor [M, 2] of (latitude, longitude) in degrees; got "
+                             f"{getattr(lat_lon_deg, 'shape', type(lat_lon_deg).__name__)}")
+        if not torch.isfinite(lat_lon_deg).all() or lat_lon_deg[:, 0].abs().max() > 90:
+            raise ValueError("latitudes must be finite and lie in [-90, 90] degrees (columns: latitude, longitude)")
+        if self.channels != 3:
+            raise ValueError(f"latitude / longitude points need a model of points on the sphere S^2 (3 ambient "
+                             f"coordinates); this model's points have {self.channels}")
+        return self.log_prob(latlon_to_sphere(lat_lon_deg.double()).float(), **kwargs)
+
     @torch.no_grad()
     def project(self, ps: PointSet, k: int = 1) -> PointSet:
         """Map given functions (noisy, masked, corrupted; in data units) towards the data with a method that
@@ -187,9 +485,10 @@ class FunctionGenerator:
             raise TypeError(f"{type(self.method).__name__} offers no projection (methods that do implement "
                             "funcgen.methods.SupportsProjection)")
         param = next(self.net.parameters())
-        coords = ps.coords.to(device=param.device, dtype=param.dtype)
+        coords = self.to_model_coords(ps.coords.to(device=param.device, dtype=param.dtype))
         values = self.normalize(ps.values.to(device=param.device, dtype=param.dtype))
-        return PointSet(coords, self.denormalize(self.method.project(self.net, coords, values, k=k)))
+        out = self.denormalize(self.method.project(self.net, coords, values, k=k))
+        return PointSet(ps.coords.to(device=param.device, dtype=param.dtype), out)
 
     def with_method_args(self, **overrides: Any) -> "FunctionGenerator":
         """A generator with the same weights whose method is rebuilt with some constructor arguments
@@ -209,12 +508,17 @@ class FunctionGenerator:
         from safetensors.torch import save_file
 
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        state.update({k: v.contiguous() for k, v in self.domain.items()})
         meta = {CONFIG_KEY: json.dumps(self.config())}
         return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], state: dict[str, Tensor], source: str) -> "FunctionGenerator":
-        """Rebuild from a config dict and a backbone state dict (``source`` names the file in errors)."""
+    def from_config(cls, config: dict[str, Any], state: dict[str, Tensor], source: str,
+                    domain: dict[str, Tensor] | None = None) -> "FunctionGenerator":
+        """Rebuild from a config dict and a backbone state dict (``source`` names the file in errors); entries
+        of ``state`` named ``domain.*`` are the data's domain tensors (see :class:`FunctionGenerator`)."""
+        domain = {**(domain or {}), **{k: v for k, v in state.items() if k.startswith(DOMAIN_PREFIX)}}
+        state = {k: v for k, v in state.items() if not k.startswith(DOMAIN_PREFIX)}
         fmt = config.get("format") if isinstance(config, dict) else None
         if not isinstance(fmt, int) or fmt > FORMAT_VERSION:
             written_by = config.get("version") if isinstance(config, dict) else "?"
@@ -233,7 +537,38 @@ class FunctionGenerator:
             net.load_state_dict(state)
         except RuntimeError as e:
             raise ValueError(f"{source}: weight shapes do not match the config: {e}") from e
-        return cls(method, net, config["data"])
+        return cls(method, net, config["data"], domain=domain)
+
+
+def _union_points(query: Tensor, observed: Tensor, tol: float = 1e-7) -> tuple[Tensor, Tensor]:
+    """The union of ``query`` ``[N, d]`` and ``observed`` ``[M, d]`` points -> ``(union [N + M', d], index [M])``:
+    query points first, then the observed points that match no query point (max-norm distance > ``tol``);
+    ``index`` gives each observed point's position in the union.
+
+    Raises:
+        ValueError: two observed points coincide (their values could contradict each other).
+    """
+    m = observed.shape[0]
+    if m > 1:
+        gap = torch.cdist(observed.double(), observed.double(), p=float("inf"))
+        gap.fill_diagonal_(float("inf"))
+        if bool((gap <= tol).any()):
+            i, j = (gap <= tol).nonzero()[0].tolist()
+            raise ValueError(f"observed points {i} and {j} of a function coincide ({observed[i].tolist()}): give each "
+                             "point once (average repeated measurements, or pass obs_std)")
+    best = torch.full((m,), float("inf"), dtype=torch.float64, device=query.device)
+    where = torch.full((m,), -1, dtype=torch.long, device=query.device)
+    chunk = max(1, 2**24 // max(m, 1))
+    for lo in range(0, query.shape[0], chunk):
+        dist = torch.cdist(observed.double(), query[lo:lo + chunk].double(), p=float("inf"))  # [M, n]
+        val, arg = dist.min(1)
+        better = val < best
+        best = torch.where(better, val, best)
+        where = torch.where(better, arg + lo, where)
+    new = best > tol
+    index = where.clone()
+    index[new] = query.shape[0] + torch.arange(int(new.sum()), device=query.device)
+    return torch.cat([query, observed[new].to(query.dtype)]), index
 
 
 def _seeded(seed: int | None, device: torch.device) -> torch.Generator:
@@ -269,7 +604,8 @@ def _load_lightning(path: Path) -> FunctionGenerator:
         raise ValueError(f"{path}: not a funcgen training checkpoint (no {CONFIG_KEY!r} entry)")
     prefix = "ema_net."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    return FunctionGenerator.from_config(json.loads(ckpt[CONFIG_KEY]), state, str(path))
+    return FunctionGenerator.from_config(json.loads(ckpt[CONFIG_KEY]), state, str(path),
+                                         domain=ckpt.get("funcgen_domain"))
 
 
 def load(path: str | Path) -> FunctionGenerator:

@@ -22,6 +22,7 @@ __all__ = [
     "pointset_to_grid",
     "random_subset",
     "collate_pointsets",
+    "pad_points",
     "query_coords",
 ]
 
@@ -200,7 +201,9 @@ def pointset_to_grid(values: Tensor | PointSet, shape: Sequence[int]) -> Tensor:
 def random_subset(ps: PointSet, rate: float, generator: torch.Generator | None = None) -> PointSet:
     """A random subset of ``round(rate * N)`` points per function, drawn without replacement.
 
-    Each function in the batch gets its own subset. ``rate`` must lie in ``(0, 1]``.
+    Each function in the batch gets its own subset. ``rate`` must lie in ``(0, 1]``. With a ``mask``, the subset
+    is drawn from the real points first (uniformly); padded points only fill it up when a function has fewer
+    real points than the subset's size, so no function loses all of its real points.
     """
     if not 0.0 < rate <= 1.0:
         raise ValueError(f"subset rate must lie in (0, 1]; got {rate}")
@@ -209,18 +212,65 @@ def random_subset(ps: PointSet, rate: float, generator: torch.Generator | None =
     if m == n:
         return ps
     scores = torch.rand(ps.batch_size, n, generator=generator, device="cpu").to(ps.coords.device)
+    if ps.mask is not None:  # padding goes last: a uniform subset of the real points, padding only to fill up
+        scores = scores + 2.0 * (~ps.mask)
     index = scores.argsort(dim=1)[:, :m]
     return ps.gather(index)
 
 
+def pad_points(coords: Sequence[Tensor], values: Sequence[Tensor],
+               masks: Sequence[Tensor | None] | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Stack functions with different numbers of points into one padded batch.
+
+    Args:
+        coords: ``B`` tensors ``[N_i, d]``; values: ``B`` tensors ``[N_i, c]``; masks: optional ``B`` bool
+            ``[N_i]`` (None entries: every point real).
+
+    Returns:
+        ``(coords [B, N, d], values [B, N, c], mask [B, N])`` with ``N = max N_i``. Padded points repeat the
+        function's real points in turn (so they stay on its domain and no noise law sees a point from
+        nowhere) and carry value 0; ``mask`` is False there. Backbones and losses ignore them.
+    """
+    if len(coords) == 0 or len(coords) != len(values):
+        raise ValueError(f"pad_points needs as many coords as values (at least one); got {len(coords)}, {len(values)}")
+    n = max(int(c.shape[0]) for c in coords)
+    out_c, out_v, out_m = [], [], []
+    for i, (c, v) in enumerate(zip(coords, values)):
+        m = None if masks is None else masks[i]
+        if c.ndim != 2 or v.ndim != 2 or c.shape[0] != v.shape[0]:
+            raise ValueError(f"function {i}: need coords [N, d] and values [N, c] with the same N; got "
+                             f"{tuple(c.shape)} and {tuple(v.shape)}")
+        real = torch.ones(c.shape[0], dtype=torch.bool, device=c.device) if m is None else m.to(torch.bool)
+        if not bool(real.any()):
+            raise ValueError(f"function {i} has no real point (its mask is all False)")
+        pad = n - c.shape[0]
+        if pad:
+            idx = torch.nonzero(real).flatten()
+            fill = idx[torch.arange(pad, device=c.device) % idx.numel()]
+            c = torch.cat([c, c[fill]])
+            v = torch.cat([v, v.new_zeros(pad, v.shape[1])])
+            real = torch.cat([real, real.new_zeros(pad)])
+        out_c.append(c)
+        out_v.append(v)
+        out_m.append(real)
+    return torch.stack(out_c), torch.stack(out_v), torch.stack(out_m)
+
+
 def collate_pointsets(items: Sequence[PointSet]) -> PointSet:
-    """Stack PointSets with equal ``N`` along the batch axis."""
+    """Stack PointSets along the batch axis; sets with different ``N`` are padded (:func:`pad_points`) and
+    masked."""
     if len(items) == 0:
         raise ValueError("cannot collate an empty list of PointSets")
     ns = {p.num_points for p in items}
-    if len(ns) != 1:
-        raise ValueError(f"cannot collate PointSets with different numbers of points {sorted(ns)}; subsample first")
     masks = [p.mask for p in items]
+    if len(ns) != 1:
+        cs, vs, ms = [], [], []
+        for p in items:
+            for b in range(p.batch_size):
+                cs.append(p.coords[b])
+                vs.append(p.values[b])
+                ms.append(None if p.mask is None else p.mask[b])
+        return PointSet(*pad_points(cs, vs, ms))
     mask = None if all(m is None for m in masks) else torch.cat(
         [m if m is not None else torch.ones(p.coords.shape[:2], dtype=torch.bool) for p, m in zip(items, masks)])
     return PointSet(torch.cat([p.coords for p in items]), torch.cat([p.values for p in items]), mask)

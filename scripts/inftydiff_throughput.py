@@ -2,7 +2,7 @@
 
 Same model (configs/inftydiff/grf2d.yaml's PerceiverNet), same 32x32 GRF batches; each rate runs in
 its own process so its peak RSS (CPU) or peak CUDA memory is its own. Writes the JSON of
-../shared/BENCHMARKS.md (keys ``step_seconds@rate=R``, ``peak_mb@rate=R``).
+docs/protocol.md (keys ``step_seconds@rate=R``, ``peak_mb@rate=R``).
 
     PYTHONPATH=. python scripts/inftydiff_throughput.py --out docs/results/train-throughput_inftydiff.json
 """

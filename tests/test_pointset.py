@@ -92,9 +92,26 @@ def test_random_subset_without_replacement(gen):
         random_subset(ps, 1.5)
 
 
+def test_random_subset_of_a_ragged_batch_keeps_real_points():
+    mask = torch.arange(10)[None, :] < torch.tensor([10, 2, 5])[:, None]
+    ps = PointSet(torch.rand(3, 10, 1), torch.arange(30.0).reshape(3, 10, 1), mask)
+    gen = torch.Generator().manual_seed(0)
+    counts = torch.zeros(10)
+    for _ in range(200):
+        sub = random_subset(ps, 0.4, gen)
+        assert sub.mask.sum(1).tolist() == [4, 2, 4]  # min(4, real points): padding only fills up
+        counts += torch.bincount(sub.values[2, :, 0].long() - 20, minlength=10)
+    assert counts[5:].sum() == 0 and (counts[:5] - 160).abs().max() < 40  # uniform over the real points
+
+
 def test_collate():
     a = PointSet(torch.rand(2, 5, 1), torch.randn(2, 5, 1))
     b = PointSet(torch.rand(1, 5, 1), torch.randn(1, 5, 1))
     assert collate_pointsets([a, b]).batch_size == 3
-    with pytest.raises(ValueError, match="different numbers"):
-        collate_pointsets([a, PointSet(torch.rand(1, 6, 1), torch.randn(1, 6, 1))])
+    c = PointSet(torch.rand(1, 7, 1), torch.randn(1, 7, 1))
+    out = collate_pointsets([a, c])  # ragged: padded to 7 points and masked
+    assert out.values.shape == (3, 7, 1) and out.mask.sum(1).tolist() == [5, 5, 7]
+    assert torch.equal(out.values[:2, :5], a.values) and torch.equal(out.values[2], c.values[0])
+    assert (out.values[:2, 5:] == 0).all()
+    # padded points repeat the function's own points, so they stay on its domain
+    assert all(any(torch.equal(p, q) for q in a.coords[0]) for p in out.coords[0, 5:])

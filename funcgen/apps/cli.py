@@ -2,7 +2,8 @@
 
     funcgen fit --config configs/base/trainer.yaml --config configs/fdp/grf1d.yaml [--trainer.max_steps=...]
     funcgen validate | test --config ... --ckpt_path ...                     (LightningCLI)
-    funcgen sample --ckpt PATH --resolution R --num K --out DIR
+    funcgen sample --ckpt PATH [--resolution R | --coords Q.npy] --num K --out DIR [--observed OBS.npz]
+    funcgen logprob --ckpt PATH --data X.npz | POINTS.csv [--out FILE.json]
     funcgen export --ckpt PATH --out FILE.safetensors
     funcgen project --ckpt PATH --data X.npz --out DIR [--k K]                (IGN: repair given functions)
     funcgen demo [--out DIR] [--minutes M]
@@ -48,15 +49,87 @@ def _add_method_arg(parser: argparse.ArgumentParser, scope: str) -> None:
                              "(ancestral functional diffusion); repeatable; VALUE is read as YAML")
 
 
+OBSERVED_HELP = """observed functions (conditional sampling), an .npz with arrays
+  coords [B, M, d] (or [M, d] for one function): observed points in the model's domain [0, 1]^d,
+  values [B, M, c] (or [M, c]): observed values in data units,
+  mask   [B, M] bool (optional): True where a point is observed;
+--num samples are drawn PER observed function (output rows ordered observed-major)"""
+
+
+def _npz_array(path: str, key: str, ndims: tuple[int, ...], expected: str, dtype: Any = "float32") -> Any:
+    """Array ``key`` of the ``.npz`` at ``path`` with one of ``ndims`` dimensions, or a clear error."""
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{path}: no such file (expected an .npz with {expected})")
+    with np.load(p, allow_pickle=False) as f:
+        if key not in f.files:
+            raise ValueError(f"{path}: no array {key!r} (found {sorted(f.files)}); expected {expected}")
+        arr = f[key]
+    if arr.ndim not in ndims:
+        raise ValueError(f"{path}: array {key!r} has shape {arr.shape}; expected {expected}")
+    return arr.astype(dtype)
+
+
+def _load_pointset(path: str, mask: bool = True) -> Any:
+    """A PointSet from an .npz with ``coords`` [B, M, d] / [M, d], ``values`` [B, M, c] / [M, c], optional ``mask``."""
+    import numpy as np
+    import torch
+
+    from ..pointset import PointSet
+
+    coords = _npz_array(path, "coords", (2, 3), "coords [B, M, d] or [M, d]")
+    values = _npz_array(path, "values", (2, 3), "values [B, M, c] or [M, c]")
+    coords = coords[None] if coords.ndim == 2 else coords
+    values = values[None] if values.ndim == 2 else values
+    if coords.shape[:2] != values.shape[:2]:
+        raise ValueError(f"{path}: coords {coords.shape} and values {values.shape} disagree on B, M")
+    m = None
+    with np.load(path, allow_pickle=False) as f:
+        if mask and "mask" in f.files:
+            m = torch.from_numpy(f["mask"].astype(bool)).reshape(coords.shape[:2])
+    try:
+        return PointSet(torch.from_numpy(coords), torch.from_numpy(values), m)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: {e}") from e
+
+
 def _cmd_sample(ns: argparse.Namespace) -> int:
     from ..generator import load
-    from ..viz.plotting import render, save_png, write_summary_html
+    from ..viz.plotting import save_png, write_summary_html
+    from .pictures import sample_picture
 
     gen = load(ns.ckpt)
     if ns.method_arg:
         gen = gen.with_method_args(**parse_assignments(ns.method_arg, "--method-arg"))
     res = None if ns.resolution is None else ns.resolution
-    ps = gen.sample(ns.num, res, seed=ns.seed, steps=ns.steps, progress=True, denormalize=False)
+    mesh = None
+    query = None
+    if ns.coords is not None:
+        import numpy as np
+        import torch
+
+        if res is not None:
+            raise ValueError("give --resolution or --coords, not both")
+        if not Path(ns.coords).is_file():
+            raise FileNotFoundError(f"{ns.coords}: no such file (expected a .npy of query points [N, d] or [B, N, d])")
+        q = np.load(ns.coords, allow_pickle=False).astype("float32")
+        if q.ndim not in (2, 3) or q.shape[-1] != gen.dim:
+            raise ValueError(f"{ns.coords}: query points of shape {q.shape}; expected [N, {gen.dim}] or "
+                             f"[B, N, {gen.dim}] for this {gen.dim}-d model")
+        query = torch.from_numpy(q)
+    observed = None if ns.observed is None else _load_pointset(ns.observed)
+    if observed is not None:
+        ps = gen.sample(ns.num, res, coords=query, observed=observed, obs_std=ns.obs_std, seed=ns.seed,
+                        steps=ns.steps, progress=True, denormalize=False)
+    elif query is not None:
+        q = query if query.ndim == 3 else query[None].expand(ns.num, -1, -1)
+        ps = gen.sample(coords=q, seed=ns.seed, steps=ns.steps, progress=True, denormalize=False)
+    else:
+        mesh = gen.mesh_domain  # mesh models: the training mesh, subdivided --refine times
+        ps = gen.sample(ns.num, res, seed=ns.seed, steps=ns.steps, progress=True, denormalize=False,
+                        **({"refine": ns.refine} if ns.refine else {}))
     out = Path(ns.out)
     out.mkdir(parents=True, exist_ok=True)
     import numpy as np
@@ -64,8 +137,18 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
     values = gen.denormalize(ps.values)
     np.savez(out / "samples.npz", coords=ps.coords.cpu().numpy(), values=values.cpu().numpy())
     shape = tuple(gen.data["train_shape"]) if res is None else (res,) * gen.dim
-    rgb = render(ps.coords, ps.values, shape, gen.data.get("kind", "image"),
-                 title=f"{ps.batch_size} samples at {'x'.join(map(str, shape))}")
+    if query is not None:
+        print(f"wrote {out / 'samples.npz'} (coords {tuple(ps.coords.shape)}, values {tuple(ps.values.shape)})")
+        return 0
+    if mesh is not None:
+        from ..data.mesh import render_mesh_functions
+
+        level = mesh.level(ns.refine)[0]
+        shape = (level.num_vertices,)
+        rgb = render_mesh_functions(level, values, f"{ps.batch_size} samples at {level.num_vertices} vertices")
+    else:
+        where = "" if gen.data.get("manifold") is not None else f" at {'x'.join(map(str, shape))}"
+        rgb = sample_picture(gen, ps, values, shape, title=f"{ps.batch_size} samples{where}")
     png = save_png(rgb, out / "samples.png")
     html = write_summary_html(out / "summary.html", png, {
         "checkpoint": ns.ckpt, "method": gen.method.config.get("class_path", type(gen.method).__name__),
@@ -127,6 +210,26 @@ def _cmd_project(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_logprob(ns: argparse.Namespace) -> int:
+    from ..generator import load
+
+    gen = load(ns.ckpt)
+    if ns.data.endswith(".csv"):
+        from ..data.manifold import load_earth_csv
+
+        ll = gen.log_prob(load_earth_csv(ns.data).float(), steps=ns.steps, seed=ns.seed)
+    else:
+        ll = gen.log_prob(_load_pointset(ns.data, mask=False), steps=ns.steps, divergence=ns.divergence,
+                          probes=ns.probes, seed=ns.seed)
+    summary = {"data": ns.data, "num": int(ll.numel()), "mean_log_prob": float(ll.mean()),
+               "std_err": float(ll.std() / max(ll.numel(), 1) ** 0.5) if ll.numel() > 1 else 0.0,
+               "log_prob": [float(v) for v in ll]}
+    if ns.out:
+        Path(ns.out).write_text(json.dumps(summary, indent=2))
+    print(json.dumps({k: v for k, v in summary.items() if k != "log_prob"}, indent=2))
+    return 0
+
+
 def _cmd_export(ns: argparse.Namespace) -> int:
     from ..generator import load
 
@@ -174,13 +277,19 @@ def _parser() -> argparse.ArgumentParser:
     for name in LIGHTNING_COMMANDS:
         sub.add_parser(name, help=f"LightningCLI {name} (see `funcgen {name} --help`)", add_help=False)
 
-    s = sub.add_parser("sample", help="draw functions from a trained model at any resolution")
+    s = sub.add_parser("sample", help="draw functions from a trained model at any resolution",
+                       formatter_class=argparse.RawTextHelpFormatter)
     s.add_argument("--ckpt", required=True, help="a .ckpt from training or a .safetensors export")
     s.add_argument("--resolution", type=int, default=None, help="cells per axis (default: training resolution)")
+    s.add_argument("--coords", default=None, help="query points: a .npy of [N, d] (--num functions) or [B, N, d]")
+    s.add_argument("--observed", default=None, help=OBSERVED_HELP)
+    s.add_argument("--obs-std", type=float, default=0.0, help="observation noise std in data units (default 0)")
     s.add_argument("--num", type=int, default=16, help="number of functions")
     s.add_argument("--out", default="samples", help="output folder (samples.npz, samples.png, summary.html)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--steps", type=int, default=None, help="sampler steps (default: the method's)")
+    s.add_argument("--refine", type=int, default=0,
+                   help="mesh models: subdivide the training mesh this many times (each ~4x the vertices)")
     _add_method_arg(s, "this run")
 
     pr = sub.add_parser("project", help="repair given functions with a model that offers a projection (IGN's f)")
@@ -191,6 +300,20 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default="projected", help="output folder (projected.npz)")
     pr.add_argument("--k", type=int, default=1, help="applications of f")
     pr.add_argument("--seed", type=int, default=0, help="seed of the source noise that starts missing points")
+
+    lp = sub.add_parser("logprob", help="log density (nats) of functions or manifold points under a model",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog="--data: an .npz with coords [B, N, d] (or [N, d]) and values [B, N, c] (or [N, c]) "
+                               "in data units:\n  one log density per function (Lebesgue, data units); or, for "
+                               "a sphere model,\n  a .csv of 'latitude,longitude' in degrees per line: one per "
+                               "point (per steradian)")
+    lp.add_argument("--ckpt", required=True)
+    lp.add_argument("--data", required=True)
+    lp.add_argument("--steps", type=int, default=100, help="ODE steps")
+    lp.add_argument("--divergence", choices=["auto", "exact", "hutchinson"], default="auto")
+    lp.add_argument("--probes", type=int, default=4, help="Hutchinson probes per evaluation")
+    lp.add_argument("--seed", type=int, default=0)
+    lp.add_argument("--out", default=None, help="JSON file with every log density")
 
     e = sub.add_parser("export", help="write weights + config to a safetensors file")
     e.add_argument("--ckpt", required=True)
@@ -205,7 +328,7 @@ def _parser() -> argparse.ArgumentParser:
     from ..bench.run import METHODS
 
     pairs = "\n".join(f"  {task:15s} {', '.join(methods)}" for task, methods in METHODS.items())
-    b = sub.add_parser("bench", help="run a benchmark task (../shared/BENCHMARKS.md)",
+    b = sub.add_parser("bench", help="run a benchmark task (protocol: docs/protocol.md)",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        epilog=f"tasks and the methods with a default config for them:\n{pairs}")
     b.add_argument("task", help="a task, or `all` for every task x applicable method (funcgen.bench.run.METHODS)")
@@ -245,8 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         make_cli(argv)
         return 0
     ns = _parser().parse_args(argv)
-    handlers = {"sample": _cmd_sample, "project": _cmd_project, "export": _cmd_export, "demo": _cmd_demo,
-                "bench": _cmd_bench}
+    handlers = {"sample": _cmd_sample, "logprob": _cmd_logprob, "project": _cmd_project, "export": _cmd_export,
+                "demo": _cmd_demo, "bench": _cmd_bench}
     try:
         return handlers[ns.command](ns)
     except (FileNotFoundError, ValueError) as e:

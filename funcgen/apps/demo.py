@@ -74,11 +74,11 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", minutes: float = 4.0, logg
         t1 = time.time()
         ps = gen.sample(num_samples, r, seed=seed, denormalize=False, progress=True)
         sample_seconds = time.time() - t1
-        rgb = image_grid(ps.values, (r, r))
+        rgb = image_grid(ps.values, (r, r), title=f"{num_samples} samples at {r}x{r} (step {trainer.global_step})")
         path = save_png(rgb, out / f"samples_{r}.png")
         log_image(run_logger, f"demo/samples_{r}x{r}", rgb, trainer.global_step)
         ref = data.reference(ps.coords, ref_gen)
-        save_png(image_grid(ref, (r, r)), out / f"reference_{r}.png")
+        save_png(image_grid(ref, (r, r), title=f"exact reference samples at {r}x{r}"), out / f"reference_{r}.png")
         stats = _moment_summary(ps.values, ref)
         stats["sample_seconds"] = round(sample_seconds, 1)
         summary[f"{r}x{r}"] = stats

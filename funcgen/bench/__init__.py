@@ -1,4 +1,4 @@
-"""Benchmarks (../shared/BENCHMARKS.md): tasks, their evaluation, the smoke suite and cost studies.
+"""Benchmarks (docs/protocol.md): tasks, their evaluation, the smoke suite and cost studies.
 
 Training goes through :func:`funcgen.train.fit`; nothing here builds command-line strings.
 """

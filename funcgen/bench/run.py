@@ -1,6 +1,6 @@
 """``funcgen bench TASK --method M``: train within the task's CPU budget, evaluate, write JSON.
 
-Protocol and JSON format: ../shared/BENCHMARKS.md. Tasks are registered in :data:`TASKS` (an
+Protocol and JSON format: docs/protocol.md. Tasks are registered in :data:`TASKS` (an
 explicit table, no name look-ups in globals). Each task names its default config
 ``configs/METHOD/TASK.yaml``, its training budget, and an evaluation function.
 """
@@ -21,6 +21,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor
 
+from ..config import config_root, resolve_config
 from ..metrics import (
     energy_distance,
     median_bandwidth,
@@ -34,7 +35,8 @@ __all__ = ["run_bench", "TASKS", "Task", "METHODS", "QUICK_MAX_STEPS"]
 
 REPO = Path(__file__).resolve().parents[2]
 #: the trainer / logger / checkpoint settings every config composes with
-BASE_CONFIG = REPO / "configs" / "base" / "trainer.yaml"
+CONFIGS = config_root()  # the repository's configs/, or funcgen/configs in an installed package
+BASE_CONFIG = CONFIGS / "base" / "trainer.yaml"
 
 
 @dataclass(frozen=True)
@@ -188,10 +190,11 @@ def _eval_robustness(gen, datamodule, seed: int, num: int = 500, n: int = 64, qu
     return metrics, reference, seconds
 
 
-def _eval_mesh_grf(gen, datamodule, seed: int, num: int = 256, steps: int | None = 50
+def _eval_mesh_grf(gen, datamodule, seed: int, num: int = 256, steps: int | None = None
                    ) -> tuple[dict[str, float], dict[str, float], float]:
     """GRFs on meshes (MDF): moment errors, COV/MMD against exact samples and, on the sphere, the
-    angular power spectrum error, at the mesh vertices and at those of its 4x subdivision."""
+    angular power spectrum error, at the mesh vertices and at those of its 4x subdivision
+    (``steps``: sampler steps, None = the method's)."""
     from ..metrics.mdf_sets import cov_mmd
 
     metrics: dict[str, float] = {}
@@ -215,6 +218,34 @@ def _eval_mesh_grf(gen, datamodule, seed: int, num: int = 256, steps: int | None
                 err = float((datamodule.estimate_power_spectrum(vals) / c_l - 1).abs().mean())
                 (metrics if name == "aps_err" else reference)[f"{name}{key}"] = err
     return metrics, reference, sample_seconds
+
+
+def _eval_mnist_sphere(gen, datamodule, seed: int, num: int = 128, steps: int | None = None,
+                       batch_size: int = 32) -> tuple[dict[str, float], dict[str, float], float]:
+    """MNIST on a sphere (MDF): ``num`` samples at the mesh vertices, read back onto the digit's 28x28 chart
+    (:func:`funcgen.data.mesh.chart_images`, the inverse of the texturing), and the fraction the bench LeNet
+    calls one digit with probability >= 0.99 (``recognisable``). References: the same fraction for held-out
+    digits painted on the mesh and read back the same way (the pipeline's ceiling: the mesh blurs the
+    digit), and for the raw images."""
+    from ..data.mesh import chart_images
+    from ..data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
+    from ..metrics import get_lenet, lenet_confident_fraction
+
+    root = getattr(datamodule, "root", None)
+    net = get_lenet(root)
+    datamodule.setup("fit")
+    key = f"@N={datamodule.mesh.num_vertices}"
+    t0 = time.time()
+    ps = gen.sample(coords=datamodule.validation_coords(1, num), seed=seed + 1, steps=steps, batch_size=batch_size,
+                    denormalize=True, progress=True)
+    seconds = time.time() - t0
+    samples = chart_images(ps.values.cpu(), datamodule.mesh).clamp(0.0, 1.0)
+    real = chart_images(datamodule.denormalize(datamodule.val_set.values[:num]), datamodule.mesh).clamp(0.0, 1.0)
+    raw = torch.from_numpy(load_mnist_idx(resolve_data_root(root))[0][NUM_TRAIN_PROTOCOL:]).float() / 255.0
+    metrics = {f"recognisable{key}": lenet_confident_fraction(samples, net)}
+    reference = {f"real_on_mesh_recognisable{key}": lenet_confident_fraction(real, net),
+                 "real_recognisable": lenet_confident_fraction(raw, net)}
+    return metrics, reference, seconds
 
 
 def _eval_earth(gen, datamodule, seed: int, steps: int = 100) -> tuple[dict[str, float], dict[str, float], float]:
@@ -282,6 +313,7 @@ TASKS: dict[str, Task] = {
                        quick=dict(num=16, quality_num=16, alphas=(0.1,), bits=(6,), steps=(4,))),
     "sphere_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf, quick=dict(num=8, steps=4)),
     "mesh_grf": Task(minutes=30.0, evaluate=_eval_mesh_grf, quick=dict(num=8, steps=4)),
+    "mnist_sphere": Task(minutes=30.0, evaluate=_eval_mnist_sphere, quick=dict(num=4, steps=2)),
     "earth": Task(minutes=30.0, evaluate=_eval_earth, config="earth_volcano", quick=dict(steps=4),
                   seed_settings={"data.init_args.split_seed": int}),
     # cost, not quality: an UNTRAINED model from the config, one sample per size, few sampler steps
@@ -303,6 +335,7 @@ METHODS: dict[str, tuple[str, ...]] = {
     "robustness": ("pfgmpp",),
     "sphere_grf": ("mdf",),
     "mesh_grf": ("mdf",),
+    "mnist_sphere": ("mdf",),
     "earth": ("riemannian",),
     "sample-scaling": ("inftydiff",),
     "so3": ("riemannian",),
@@ -328,7 +361,7 @@ def default_config(task: str, method: str) -> Path:
     if method not in METHODS[task]:
         raise ValueError(f"no default config of method {method!r} for task {task!r}; methods with one: "
                          f"{', '.join(METHODS[task])} (or pass --config FILE)")
-    return REPO / "configs" / method / f"{TASKS[task].config or task}.yaml"
+    return CONFIGS / method / f"{TASKS[task].config or task}.yaml"
 
 
 def _quick_settings(files: Sequence[Path], root_dir: str) -> dict[str, Any]:
@@ -353,7 +386,8 @@ def configs_for(files: Sequence[Path]) -> list[Path]:
 
 def _names(files: Sequence[Path]) -> str | list[str]:
     """The record's ``config``: the file (relative to the repository where it lies there), or the list of them."""
-    names = [str(f.resolve().relative_to(REPO)) if f.resolve().is_relative_to(REPO) else str(f) for f in files]
+    home = CONFIGS.resolve().parent  # configs/... whether shipped in the package or in the repository
+    names = [str(f.resolve().relative_to(home)) if f.resolve().is_relative_to(home) else str(f) for f in files]
     return names[0] if len(names) == 1 else names
 
 
@@ -375,7 +409,7 @@ def run_bench(task: str, method: str, config: str | Path | Sequence[str | Path] 
     tiny evaluation sizes (:attr:`Task.quick`), no logger; the record says ``"quick": true`` and its
     numbers mean nothing beyond "the pipeline runs" (docs/benchmarks.md leaves such records out).
     """
-    files = [default_config(task, method)] if not config else [Path(c) for c in (
+    files = [default_config(task, method)] if not config else [resolve_config(c) for c in (
         [config] if isinstance(config, (str, Path)) else config)]
     spec = TASKS[task]
     for cfg in files:

@@ -1,6 +1,7 @@
 """Datamodules serving functions as ``(coords [B, N, d], values [B, N, c])`` batches."""
 
 from .base import FunctionDataModule, PointDataset
+from .files import FileDataModule
 from .grf import GRFDataModule
 from .manifold import EarthDataModule, ManifoldMixtureDataModule
 from .mnist import MNISTDataModule, load_mnist_idx, resolve_data_root
@@ -16,6 +17,7 @@ from .su3 import SU3WilsonDataModule
 
 __all__ = [
     "FunctionDataModule",
+    "FileDataModule",
     "PointDataset",
     "GRFDataModule",
     "EarthDataModule",

@@ -14,11 +14,11 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, default_collate
 
-from ..pointset import grid_coords
+from ..pointset import grid_coords, pad_points
 
-__all__ = ["FunctionDataModule", "PointDataset", "derive_seed", "EpochShuffleSampler"]
+__all__ = ["FunctionDataModule", "PointDataset", "derive_seed", "EpochShuffleSampler", "pad_collate"]
 
 # independent random streams derived from one user seed
 STREAM_TRAIN, STREAM_VAL, STREAM_SHUFFLE = 0, 1, 2
@@ -64,15 +64,26 @@ class EpochShuffleSampler(RandomSampler):
         yield from order
 
 
+def pad_collate(items: list[tuple[Tensor, ...]]) -> list[Tensor]:
+    """Batch dataset items ``(coords [N_i, d], values [N_i, c])``: stacked as ``[coords, values]`` when every
+    ``N_i`` is equal (torch's default collate), else padded to the longest and masked:
+    ``[coords [B, N, d], values [B, N, c], mask [B, N]]`` (:func:`funcgen.pointset.pad_points`)."""
+    if len({int(it[0].shape[0]) for it in items}) == 1:
+        return default_collate(items)
+    return list(pad_points([it[0] for it in items], [it[1] for it in items]))
+
+
 class PointDataset(Dataset):
     """Functions stored as values on (shared or per-function) coordinates.
 
     Args:
         coords: ``[N, d]`` shared by every function, or ``[M, N, d]`` one set per function.
         values: ``[M, N, c]``.
+        mask: optional ``[M, N]`` bool, True at the real points of ragged data: item ``i`` then holds only
+            its real points (``N_i`` of them; :func:`pad_collate` pads a batch again).
     """
 
-    def __init__(self, coords: Tensor, values: Tensor) -> None:
+    def __init__(self, coords: Tensor, values: Tensor, mask: Tensor | None = None) -> None:
         if values.ndim != 3:
             raise ValueError(f"values must be [M, N, c]; got {tuple(values.shape)}")
         if coords.ndim == 2:
@@ -83,15 +94,21 @@ class PointDataset(Dataset):
             ok = False
         if not ok:
             raise ValueError(f"coords {tuple(coords.shape)} do not match values {tuple(values.shape)}")
+        if mask is not None and (mask.shape != values.shape[:2] or mask.dtype != torch.bool):
+            raise ValueError(f"mask must be bool [M, N] = {list(values.shape[:2])}; got {mask.dtype} "
+                             f"{list(mask.shape)}")
         self.coords = coords.float().contiguous()
         self.values = values.float().contiguous()
+        self.mask = None if mask is None or bool(mask.all()) else mask
 
     def __len__(self) -> int:
         return self.values.shape[0]
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         c = self.coords if self.coords.ndim == 2 else self.coords[i]
-        return c, self.values[i]
+        if self.mask is None:
+            return c, self.values[i]
+        return c[self.mask[i]], self.values[i][self.mask[i]]
 
 
 CoordsOption = Literal["grid", "jitter"]
@@ -147,6 +164,11 @@ class JitteredImageDataset(Dataset):
         return coords, values.view(img.shape[1], -1).T.contiguous()
 
 
+def _number_or_list(x: float | Tensor) -> float | list[float]:
+    """A normalisation constant for JSON: a float, or a list (one per channel)."""
+    return [float(v) for v in x.reshape(-1)] if isinstance(x, Tensor) else float(x)
+
+
 class FunctionDataModule(L.LightningDataModule):
     """Base class of funcgen datamodules.
 
@@ -168,7 +190,8 @@ class FunctionDataModule(L.LightningDataModule):
         kind: ``"signal"`` (plotted as curves), ``"image"`` (plotted as images) or ``"mesh"``.
         domain: where query coordinates live: ``"unit_cube"`` (``[0, 1]^d``, checked by the sampler) or
             ``"eigen"`` (Laplace-Beltrami eigen-coordinates of a mesh: unbounded, not checked).
-        shift, scale: normalisation constants (model = (data - shift) / scale).
+        shift, scale: normalisation constants (model = (data - shift) / scale): floats, or ``[c]`` tensors
+            (one per channel).
     """
 
     name: str = "function"
@@ -177,11 +200,15 @@ class FunctionDataModule(L.LightningDataModule):
     train_shape: tuple[int, ...]
     kind: Literal["signal", "image", "mesh"]
     domain: Literal["unit_cube", "eigen"] = "unit_cube"
-    shift: float = 0.0
-    scale: float = 1.0
+    shift: float | Tensor = 0.0
+    scale: float | Tensor = 1.0
 
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0) -> None:
         super().__init__()
+        if type(self) is FunctionDataModule:
+            raise TypeError("FunctionDataModule is the abstract base of funcgen datamodules: pick a concrete one, "
+                            "e.g. --data funcgen.data.FileDataModule --data.init_args.path FILE (your own .npz, "
+                            "image folder or CSV) or funcgen.data.GRFDataModule")
         if int(batch_size) <= 0:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size}")
         if int(seed) < 0:
@@ -236,7 +263,7 @@ class FunctionDataModule(L.LightningDataModule):
             "train_shape": [int(s) for s in self.train_shape],
             "kind": self.kind,
             "domain": self.domain,
-            "normalization": {"shift": float(self.shift), "scale": float(self.scale),
+            "normalization": {"shift": _number_or_list(self.shift), "scale": _number_or_list(self.scale),
                               "formula": "model = (data - shift) / scale"},
             "seed": self.seed,
         }
@@ -251,7 +278,8 @@ class FunctionDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         gen = torch.Generator().manual_seed(derive_seed(self.seed, STREAM_SHUFFLE)) if shuffle else None
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, generator=gen,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          collate_fn=pad_collate)
 
     def train_dataloader(self) -> DataLoader:
         """Training functions in an order fixed by ``(seed, epoch)`` (:class:`EpochShuffleSampler`).
@@ -270,7 +298,7 @@ class FunctionDataModule(L.LightningDataModule):
         # the loader's own generator only seeds worker processes: kept off the global RNG
         return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler,
                           generator=make_generator(self.seed, STREAM_SHUFFLE), num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0, collate_fn=pad_collate)
 
     def val_dataloader(self) -> DataLoader:
         """Held-out functions in a fixed order."""

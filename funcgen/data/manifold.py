@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,6 @@ __all__ = ["load_earth_csv", "latlon_to_sphere", "earth_split", "EarthDataModule
 
 EARTH_FORMAT = ("one event per line as 'latitude,longitude' in degrees, no header "
                 "(latitude in [-90, 90], longitude in [-180, 360])")
-EarthName = Literal["volcano", "earthquake", "fire", "flood"]
 
 
 def latlon_to_sphere(lat_lon_deg: Tensor) -> Tensor:
@@ -44,39 +43,85 @@ def latlon_to_sphere(lat_lon_deg: Tensor) -> Tensor:
     return torch.stack([lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()], -1)
 
 
-def load_earth_csv(path: str | os.PathLike) -> Tensor:
-    """Read an Earth event file -> unit vectors ``[M, 3]`` (float64).
+def _csv_column(spec: int | str, names: list[str] | None, path: Path) -> int:
+    """Index of column ``spec`` (a 0-based index, or a name from the header ``names``)."""
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        if spec < 0:
+            raise ValueError(f"{path}: column index {spec} must be >= 0")
+        return spec
+    if isinstance(spec, str) and spec.strip().lstrip("-").isdigit():
+        return _csv_column(int(spec), names, path)
+    if names is None:
+        raise ValueError(f"{path}: column {spec!r} is a name but the file has no header (header=false); give a "
+                         "0-based column index instead")
+    if spec not in names:
+        raise ValueError(f"{path}: no column {spec!r} in the header; columns: {', '.join(names)}")
+    return names.index(spec)
+
+
+def load_earth_csv(path: str | os.PathLike, *, header: bool | None = False,
+                   columns: Sequence[int | str] = (0, 1), degrees: bool = True) -> Tensor:
+    """Read points on the sphere from a CSV file (one point per row) -> unit vectors ``[M, 3]`` (float64).
+
+    Args:
+        path: the file. The Earth benchmark files (the defaults) hold ``latitude,longitude`` in degrees, no header.
+        header: the first line names the columns (True), holds data (False) or None: a header when it does not
+            parse as numbers.
+        columns: the latitude and longitude columns: 0-based indices or header names.
+        degrees: the angles are in degrees (else radians).
 
     Raises:
         FileNotFoundError: no file at ``path`` (the message names it and the expected format).
-        ValueError: a malformed row, a non-finite value or a coordinate out of range (with its line number).
+        ValueError: a malformed row, a non-finite value or a coordinate out of range (with its line number),
+            or a column that does not exist.
     """
+    import csv
+
     path = Path(path)
+    fmt = EARTH_FORMAT if (header is False and tuple(columns) == (0, 1) and degrees) else (
+        f"one point per row with latitude and longitude in columns {list(columns)} "
+        f"({'degrees' if degrees else 'radians'}{', after a header line' if header else ''})")
     if not path.is_file():
-        raise FileNotFoundError(f"Earth data file not found: {path} (expected {EARTH_FORMAT}; "
+        raise FileNotFoundError(f"data file not found: {path} (expected {fmt}; "
                                 "set FUNCGEN_DATA or data.init_args.root to the folder holding earth/)")
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.split(",")
+    if len(tuple(columns)) != 2:
+        raise ValueError(f"{path}: columns must name two columns (latitude, longitude); got {list(columns)}")
+    lines = [(i, r) for i, r in enumerate(csv.reader(path.read_text().splitlines()), start=1) if any(x.strip()
+                                                                                                   for x in r)]
+    names = None
+    if lines and header is not False:
+        first = lines[0][1]
         try:
-            if len(parts) != 2:
-                raise ValueError
-            lat, lon = float(parts[0]), float(parts[1])
+            [float(x) for x in first]
+            is_header = bool(header)
         except ValueError:
-            raise ValueError(f"{path}, line {i}: malformed row {line!r}; expected {EARTH_FORMAT}") from None
+            is_header = True
+        if is_header:
+            names = [x.strip() for x in first]
+            lines = lines[1:]
+    i_lat, i_lon = (_csv_column(c, names, path) for c in columns)
+    lat_max, lon_lo, lon_hi = (90.0, -180.0, 360.0) if degrees else (math.pi / 2, -math.pi, 2 * math.pi)
+    rows = []
+    for i, parts in lines:
+        line = ",".join(parts)
+        try:
+            if len(parts) <= max(i_lat, i_lon) or (tuple(columns) == (0, 1) and names is None and len(parts) != 2):
+                raise ValueError
+            lat, lon = float(parts[i_lat]), float(parts[i_lon])
+        except ValueError:
+            raise ValueError(f"{path}, line {i}: malformed row {line!r}; expected {fmt}") from None
         if not (math.isfinite(lat) and math.isfinite(lon)):
             raise ValueError(f"{path}, line {i}: non-finite coordinate in {line!r}")
-        if not -90.0 <= lat <= 90.0:
-            raise ValueError(
-                f"{path}, line {i}: latitude {lat} out of range [-90, 90] (columns are latitude,longitude)")
-        if not -180.0 <= lon <= 360.0:
-            raise ValueError(f"{path}, line {i}: longitude {lon} out of range [-180, 360]")
+        if not -lat_max <= lat <= lat_max:
+            raise ValueError(f"{path}, line {i}: latitude {lat} out of range [{-lat_max:g}, {lat_max:g}] "
+                             f"(columns {list(columns)} are latitude, longitude{'' if degrees else ' in radians'})")
+        if not lon_lo <= lon <= lon_hi:
+            raise ValueError(f"{path}, line {i}: longitude {lon} out of range [{lon_lo:g}, {lon_hi:g}]")
         rows.append((lat, lon))
     if not rows:
-        raise ValueError(f"{path} holds no data rows; expected {EARTH_FORMAT}")
-    return latlon_to_sphere(torch.tensor(rows, dtype=torch.float64))
+        raise ValueError(f"{path} holds no data rows; expected {fmt}")
+    deg = torch.tensor(rows, dtype=torch.float64)
+    return latlon_to_sphere(deg if degrees else torch.rad2deg(deg))
 
 
 def earth_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -121,30 +166,42 @@ class _LawDataModule(_ManifoldDataModule):
 
 
 class EarthDataModule(_ManifoldDataModule):
-    """Earth event locations on S^2 (volcano, earthquake, fire, flood) with the 80/10/10 benchmark split.
+    """Points on S^2 from a latitude/longitude CSV, with the 80/10/10 benchmark split: the Earth event sets
+    (volcano, earthquake, fire, flood) or any file of the same kind.
 
     Args:
-        dataset: file stem under ``ROOT/earth/`` (``volcano.csv`` ...).
+        dataset: file stem under ``ROOT/earth/`` (``volcano.csv``, ... or any name of your own).
         root: data folder holding ``earth/``; None = the ``FUNCGEN_DATA`` environment variable.
         split_seed: seed of the permutation (the benchmark uses 0..4).
         batch_size: points per batch.
         seed: shuffling seed.
         num_workers: DataLoader worker processes.
+        path: read this CSV file instead of ``ROOT/earth/DATASET.csv``.
+        header: the first line names the columns (True), holds data (False; the Earth files), or None: a
+            header when it does not parse as numbers.
+        columns: the latitude and longitude columns (0-based indices or header names).
+        degrees: angles in degrees (False: radians).
     """
 
     name = "earth"
     channels = 3
 
-    def __init__(self, dataset: EarthName = "volcano", root: str | None = None, split_seed: int = 0,
-                 batch_size: int = 512, seed: int = 0, num_workers: int = 0) -> None:
+    def __init__(self, dataset: str = "volcano", root: str | None = None, split_seed: int = 0,
+                 batch_size: int = 512, seed: int = 0, num_workers: int = 0, path: str | None = None,
+                 header: bool | None = False, columns: tuple[int | str, int | str] = (0, 1),
+                 degrees: bool = True) -> None:
         super().__init__(batch_size=batch_size, seed=seed, num_workers=num_workers)
-        if dataset not in ("volcano", "earthquake", "fire", "flood"):
-            raise ValueError(f"unknown Earth dataset {dataset!r}; choose volcano, earthquake, fire or flood")
+        if not isinstance(dataset, str) or not dataset or "/" in dataset:
+            raise ValueError(f"dataset must be a file stem such as 'volcano' (ROOT/earth/DATASET.csv); got "
+                             f"{dataset!r}; pass path=... for a file elsewhere")
         self.dataset, self.root, self.split_seed = dataset, root, int(split_seed)
+        self.file, self.header, self.columns, self.degrees = path, header, tuple(columns), bool(degrees)
         self.manifold = Sphere(2)
         self.test_points: Tensor | None = None
 
     def path(self) -> Path:
+        if self.file is not None:
+            return Path(self.file).expanduser()
         root = self.root or os.environ.get("FUNCGEN_DATA")
         if not root:
             raise FileNotFoundError(f"no data folder for Earth data: pass root=... (data.init_args.root) or set "
@@ -154,7 +211,7 @@ class EarthDataModule(_ManifoldDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        x = load_earth_csv(self.path()).float()
+        x = load_earth_csv(self.path(), header=self.header, columns=self.columns, degrees=self.degrees).float()
         tr, va, te = earth_split(x.shape[0], self.split_seed)
         self.train_set, self.val_set = _points_dataset(x[tr]), _points_dataset(x[va])
         self.test_points = x[te]
@@ -165,7 +222,10 @@ class EarthDataModule(_ManifoldDataModule):
         return self._loader(_points_dataset(self.test_points), shuffle=False)
 
     def _extra_config(self) -> dict[str, Any]:
-        return {**super()._extra_config(), "dataset": self.dataset, "split_seed": self.split_seed}
+        extra = {**super()._extra_config(), "dataset": self.dataset, "split_seed": self.split_seed}
+        if self.file is not None:
+            extra["source"] = Path(self.file).name
+        return extra
 
 
 class HeatKernelMixture:

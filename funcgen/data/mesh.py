@@ -27,6 +27,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from funcgen.geometry.mesh import (
+    MeshDomain,
     TriangleMesh,
     deformed_sphere,
     eigenbasis,
@@ -34,14 +35,14 @@ from funcgen.geometry.mesh import (
     interpolate,
     read_mesh,
     sample_surface,
-    subdivide,
     torus,
 )
 
 from .base import FunctionDataModule
 
-__all__ = ["MeshFunctionDataModule", "MeshGRFDataModule", "MNISTSphereDataModule", "SphereGRFDataModule",
-           "MeshFieldDataset", "spectral_density", "build_mesh", "render_mesh_functions", "texture_hemisphere"]
+__all__ = ["MeshFunctionDataModule", "rebuild_domain", "MeshGRFDataModule", "MNISTSphereDataModule",
+           "SphereGRFDataModule", "MeshFieldDataset", "spectral_density", "build_mesh", "render_mesh_functions",
+           "texture_hemisphere", "hemisphere_chart", "chart_images"]
 
 MeshName = Literal["icosphere", "torus", "deformed_sphere", "file"]
 SpectrumName = Literal["matern", "heat"]
@@ -62,6 +63,19 @@ def build_mesh(mesh: MeshName, subdivisions: int = 3, path: str | None = None) -
             raise ValueError("mesh='file' needs path=... to an ASCII .obj, .off or .ply file")
         return read_mesh(path)
     raise ValueError(f"unknown mesh {mesh!r}; choose icosphere, torus, deformed_sphere or file")
+
+
+def rebuild_domain(data: dict[str, Any]) -> MeshDomain | None:
+    """The :class:`MeshDomain` of a mesh model exported before models carried their mesh, rebuilt from the
+    procedural mesh its data metadata name (``mesh``, ``subdivisions``, ``num_eigs``; checked against
+    ``mesh_sha256``); None when they name a file or too little."""
+    name = data.get("mesh", "icosphere" if data.get("name") == "mnist_sphere" else None)
+    if name not in ("icosphere", "torus", "deformed_sphere") or "subdivisions" not in data or "num_eigs" not in data:
+        return None
+    mesh = build_mesh(name, int(data["subdivisions"]))
+    if data.get("mesh_sha256") not in (None, mesh.key):
+        return None
+    return MeshDomain(mesh, eigenbasis(mesh, int(data["num_eigs"])).coords(torch.float64))
 
 
 def spectral_density(lam: Tensor, spectrum: SpectrumName, lengthscale: float, nu: float = 1.5) -> Tensor:
@@ -154,19 +168,18 @@ class MeshFunctionDataModule(FunctionDataModule):
         self.dim = self.basis.k
         self.kind = "mesh"
         self.domain = "eigen"
-        self._levels: dict[int, tuple[TriangleMesh, Tensor]] = {}
+        self.mesh_domain = MeshDomain(mesh, self.basis.coords(torch.float64))
+
+    def domain_tensors(self) -> dict[str, Tensor]:
+        """The mesh and its vertices' eigen-coordinates, exported with a model (:class:`MeshDomain`)."""
+        return self.mesh_domain.to_tensors()
 
     # --- evaluation hooks (used by GenerativeModule's validation) ------------------------
     def _level(self, factor: int) -> tuple[TriangleMesh, Tensor]:
         """The mesh subdivided ``ceil(log4(factor))`` times and its vertices' eigen-coordinates."""
         times = max(0, math.ceil(math.log(max(factor, 1), 4) - 1e-9))
-        if times not in self._levels:
-            if times == 0:
-                self._levels[0] = (self.mesh, self.phi)
-            else:
-                fine, face, bary = subdivide(self.mesh, times)
-                self._levels[times] = (fine, self.basis.coords_at(face, bary))
-        return self._levels[times]
+        mesh, phi = self.mesh_domain.level(times)
+        return mesh, (self.phi if times == 0 else phi.float())
 
     def validation_coords(self, factor: int, num: int) -> Tensor:
         """Eigen-coordinates ``[num, V', k]`` of the vertices of the mesh refined ~``factor`` times
@@ -353,6 +366,54 @@ def texture_hemisphere(images: Tensor, positions: Tensor) -> Tensor:
                                            mode="bilinear", padding_mode="zeros", align_corners=False)
     front = (positions[:, 0] > 0).to(images.dtype)
     return (vals[:, :, 0, :] * front).transpose(1, 2).contiguous()
+
+
+def hemisphere_chart(mesh: TriangleMesh, size: int = 28) -> tuple[Tensor, Tensor, Tensor]:
+    """Where the pixels of the image chart of :func:`texture_hemisphere` lie on a sphere-like ``mesh``.
+
+    Pixel ``(row, col)`` of a ``size x size`` image is the unit vector ``(x, y, z)`` with
+    ``y = (2 col + 1) / size - 1``, ``z = 1 - (2 row + 1) / size`` and ``x = sqrt(1 - y^2 - z^2) > 0``; its
+    ray from the origin meets the mesh in one face (the mesh must be star-shaped about the origin).
+
+    Returns:
+        ``(face [P] long, bary [P, 3] float64, pixel [P] long)`` for the ``P`` pixels inside the unit disk
+        (``pixel`` = ``row * size + col``); the others read the background.
+    """
+    c = (2 * torch.arange(size, dtype=torch.float64) + 1) / size - 1
+    z, y = torch.meshgrid(-c, c, indexing="ij")
+    inside = (y**2 + z**2 < 1).flatten()
+    pix = torch.nonzero(inside).flatten()
+    p = torch.stack([(1 - y**2 - z**2).clamp_min(0).sqrt(), y, z], -1).reshape(-1, 3)[pix]
+    v = torch.as_tensor(mesh.vertices)
+    tri = v[torch.as_tensor(mesh.faces)]  # [F, 3, 3]
+    # ray p * s hits the plane of face f at s = n.a / n.p; barycentric coordinates by the triple products
+    face = torch.full((len(pix),), -1, dtype=torch.long)
+    bary = torch.zeros(len(pix), 3, dtype=torch.float64)
+    for lo in range(0, len(pix), 256):
+        q = p[lo:lo + 256, None, None, :]  # [P, 1, 1, 3]
+        a, b, cc = tri[None, :, 0], tri[None, :, 1], tri[None, :, 2]
+        w = torch.stack([torch.linalg.det(torch.stack(torch.broadcast_tensors(q[:, :, 0], b, cc), -2)),
+                         torch.linalg.det(torch.stack(torch.broadcast_tensors(a, q[:, :, 0], cc), -2)),
+                         torch.linalg.det(torch.stack(torch.broadcast_tensors(a, b, q[:, :, 0]), -2))], -1)
+        total = w.sum(-1, keepdim=True)
+        w = w / total
+        ok = (w >= -1e-9).all(-1) & (total[..., 0] > 0)  # same side as the ray's direction
+        first = ok.float().argmax(1)
+        if not ok.any(1).all():
+            raise ValueError("hemisphere_chart: a pixel's ray meets no face; the mesh must enclose the origin")
+        face[lo:lo + 256] = first
+        bary[lo:lo + 256] = w[torch.arange(len(first)), first].clamp_min(0)
+    return face, bary / bary.sum(-1, keepdim=True), pix
+
+
+def chart_images(values: Tensor, mesh: TriangleMesh, size: int = 28, background: float = 0.0) -> Tensor:
+    """Per-vertex functions ``[S, V, 1]`` on a sphere-like mesh -> their image charts ``[S, size, size]``
+    (barycentric interpolation at :func:`hemisphere_chart`; pixels off the disk read ``background``)."""
+    face, bary, pix = hemisphere_chart(mesh, size)
+    out = torch.full((values.shape[0], size * size), float(background), dtype=values.dtype)
+    corners = values[:, torch.as_tensor(mesh.faces)[face], 0]  # [S, P, 3]
+    out[:, pix] = (corners * bary.to(values.dtype)).sum(-1)
+    return out.view(-1, size, size)
 
 
 class MNISTSphereDataModule(MeshFunctionDataModule):

@@ -42,7 +42,7 @@ from torch import Tensor
 
 __all__ = ["TriangleMesh", "MeshEigenbasis", "eigenbasis", "cotangent_laplacian", "mass_matrix",
            "interpolate", "sample_surface", "vertex_locations", "subdivide", "icosphere", "torus", "deformed_sphere",
-           "read_mesh"]
+           "read_mesh", "MeshDomain"]
 
 _AREA_TOL = 1e-12  # faces with area below this fraction of the mean face area count as degenerate
 
@@ -390,6 +390,53 @@ def subdivide(mesh: TriangleMesh, times: int = 1) -> tuple[TriangleMesh, Tensor,
         face[f[:, j]] = parent
         bary[f[:, j]] = corner[:, j]
     return fine, torch.from_numpy(face), torch.from_numpy(bary)
+
+
+# --------------------------------------------------------------------------- a mesh model's domain
+class MeshDomain:
+    """A mesh and the eigen-coordinates of its vertices: where a model trained on the mesh lives.
+
+    Exported with such a model (:meth:`to_tensors`), so that it samples on its training mesh, or on
+    that mesh subdivided ``refine`` times, without rebuilding the data: the coordinates of a refined
+    mesh's vertices are the barycentric interpolation of ``phi`` (:func:`subdivide`).
+
+    Args:
+        mesh: the training mesh.
+        phi: ``[V, k]`` eigen-coordinates of its vertices (:meth:`MeshEigenbasis.coords`).
+    """
+
+    PREFIX = "domain.mesh."
+
+    def __init__(self, mesh: TriangleMesh, phi: Tensor) -> None:
+        if phi.ndim != 2 or phi.shape[0] != mesh.num_vertices:
+            raise ValueError(f"phi must be [V={mesh.num_vertices}, k]; got {tuple(phi.shape)}")
+        self.mesh, self.phi = mesh, phi.detach().double().cpu()
+        self._levels: dict[int, tuple[TriangleMesh, Tensor]] = {0: (mesh, self.phi)}
+
+    def level(self, refine: int = 0) -> tuple[TriangleMesh, Tensor]:
+        """``(mesh subdivided refine times, its vertices' eigen-coordinates [V', k] float64)``."""
+        if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
+            raise ValueError(f"refine must be an int >= 0 (times the mesh is subdivided, ~4x vertices each); "
+                             f"got {refine!r}")
+        if refine not in self._levels:
+            fine, face, bary = subdivide(self.mesh, refine)
+            self._levels[refine] = (fine, interpolate(self.phi, face, bary, self.mesh.faces))
+        return self._levels[refine]
+
+    def to_tensors(self) -> dict[str, Tensor]:
+        """``{PREFIX + name: tensor}``: vertices ``[V, 3]``, faces ``[F, 3]``, phi ``[V, k]``."""
+        return {self.PREFIX + "vertices": torch.from_numpy(np.array(self.mesh.vertices)),
+                self.PREFIX + "faces": torch.from_numpy(np.array(self.mesh.faces)),
+                self.PREFIX + "phi": self.phi.clone()}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor], name: str = "mesh") -> "MeshDomain | None":
+        """The domain stored by :meth:`to_tensors` (None when ``tensors`` hold none)."""
+        keys = [cls.PREFIX + k for k in ("vertices", "faces", "phi")]
+        if not all(k in tensors for k in keys):
+            return None
+        v, f, phi = (tensors[k] for k in keys)
+        return cls(TriangleMesh(v.double().numpy(), f.long().numpy(), name=name), phi)
 
 
 # --------------------------------------------------------------------------- procedural meshes

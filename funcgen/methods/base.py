@@ -6,7 +6,9 @@ Methods know nothing about Lightning, optimizers or logging; the one
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +17,7 @@ from ..config import Configurable
 from ..pointset import PointSet
 from ..samplers.base import Callback
 
-__all__ = ["Method", "masked_mean", "stratified_times"]
+__all__ = ["Method", "masked_mean", "stratified_times", "bind_mask"]
 
 
 def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -28,6 +30,15 @@ def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
         return x.mean(dim=(1, 2))
     m = mask.to(x.dtype).unsqueeze(-1)
     return (x * m).sum(dim=(1, 2)) / (m.sum(dim=(1, 2)) * x.shape[-1]).clamp_min(1.0)
+
+
+def bind_mask(net: Callable[..., Tensor], mask: Tensor | None) -> Callable[..., Tensor]:
+    """``net`` with the padding mask ``[B, N]`` (True = real point) of a ragged batch bound as ``mask=``;
+    ``net`` itself when there is no padding (``mask`` None or all True), so unpadded batches call backbones
+    exactly as before."""
+    if mask is None or bool(mask.all()):
+        return net
+    return functools.partial(net, mask=mask)
 
 
 def stratified_times(batch: int, generator: torch.Generator | None = None,

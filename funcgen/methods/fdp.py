@@ -31,8 +31,8 @@ from torch import Tensor, nn
 from ..pointset import PointSet
 from ..processes.noise import FunctionNoise
 from ..processes.schedules import ScheduleName, make_schedule
-from ..samplers import Callback, ModelFn, ddim, dpm_solver_2m, time_grid
-from .base import Method, masked_mean, stratified_times
+from ..samplers import Callback, DenoiserGuide, GaussianPath, ModelFn, ddim, dpm_solver_2m, time_grid
+from .base import Method, bind_mask, masked_mean, stratified_times
 
 __all__ = ["FunctionalDiffusion"]
 
@@ -143,7 +143,7 @@ class FunctionalDiffusion(Method):
         batch = self.training_points(batch, generator)
         t = self.train_times(batch.batch_size, batch.values, generator)
         x_t, xi = self.perturb(batch.values, batch.coords, t, generator)
-        f = self.network(net, batch.coords, x_t, generator)
+        f = bind_mask(self.network(net, batch.coords, x_t, generator), batch.mask)
         if self.loss_space == "x0":
             residual = self._to_x0(f(batch.coords, x_t, t), x_t, t) - batch.values
         else:
@@ -161,13 +161,27 @@ class FunctionalDiffusion(Method):
 
         return denoise
 
+    def gaussian_path(self) -> GaussianPath:
+        """``x_t = alpha(t) x0 + sigma(t) xi`` from ``t_min`` (the smallest trained time) to 1 (the prior)."""
+        def scales(t: float) -> tuple[float, float]:
+            tt = torch.tensor(t, dtype=torch.float64)
+            return float(self.schedule.alpha(tt)), float(self.schedule.sigma(tt))
+
+        return GaussianPath(scales, self.noise, self.t_min, 1.0)
+
     @torch.no_grad()
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,
-               progress: bool = False, callback: Callback | None = None) -> Tensor:
+               progress: bool = False, callback: Callback | None = None,
+               guide: DenoiserGuide | None = None) -> Tensor:
+        """Draw ``[B, N, channels]`` at ``coords`` ``[B, N, d]``; ``guide`` turns the denoiser into a conditional
+        one (posterior sampling, :mod:`funcgen.samplers.guidance`: Tweedie-moment guidance, chosen for the
+        measured exactness on Gaussian data, docs/conditioning.md)."""
         ts = time_grid(self.resolve_steps(steps))
         x = self.noise.sample(coords, channels, generator)
         denoise = self.denoiser(net, coords, generator)
+        if guide is not None:
+            denoise = guide(denoise)
         if self.solver == "dpm2m":
             return dpm_solver_2m(denoise, self.schedule, x, ts, callback=callback, progress=progress)
         return ddim(denoise, self.schedule, x, ts, eta=self.eta, callback=callback, progress=progress,

@@ -29,8 +29,8 @@ from torch import Tensor, nn
 from ..pointset import PointSet
 from ..processes.noise import FunctionNoise
 from ..rng import rand
-from ..samplers import Callback, ODESolver, flow_ode
-from .base import Method, masked_mean, stratified_times
+from ..samplers import Callback, DenoiserGuide, GaussianPath, ModelFn, ODESolver, flow_ode
+from .base import Method, bind_mask, masked_mean, stratified_times
 
 __all__ = ["FunctionalFlowMatching"]
 
@@ -87,17 +87,48 @@ class FunctionalFlowMatching(Method):
         t = self.train_times(batch.batch_size, batch.values, generator)
         x0 = self.noise.sample(batch.coords, batch.values.shape[-1], generator)
         x_t, u_t = self.path(x0, batch.values, t)
-        per_fn = masked_mean((net(batch.coords, x_t, t) - u_t) ** 2, batch.mask)
+        per_fn = masked_mean((bind_mask(net, batch.mask)(batch.coords, x_t, t) - u_t) ** 2, batch.mask)
         return per_fn.mean(), {}
+
+    #: first time of a guided (posterior) sampler and prior end of the likelihood: ``a(t) = t > 0`` there, so the
+    #: state carries information about the data and the Tweedie covariance of the guidance is defined
+    t_start_guided: float = 1e-3
+
+    def gaussian_path(self) -> GaussianPath:
+        """``x_t = t x_1 + (1 - (1 - sigma_min) t) x_0`` (``a = t``, ``s = b(t)``, ``xi`` the source): data at
+        ``t = 1``, prior at :attr:`t_start_guided`."""
+        k = 1.0 - self.sigma_min
+        return GaussianPath(lambda t: (float(t), 1.0 - k * float(t)), self.noise, 1.0, self.t_start_guided)
+
+    def denoiser(self, net: nn.Module, coords: Tensor, generator: torch.Generator | None = None) -> ModelFn:
+        """``E[x_1 | x_t = x] = b(t) v(x, t) + (1 - sigma_min) x`` ``[B, N, c]`` (the path solved for ``x_1`` with the
+        velocity ``v = E[u_t | x_t]``) at ``coords`` ``[B, N, d]``."""
+        b, k = coords.shape[0], 1.0 - self.sigma_min
+
+        def denoise(x: Tensor, t: float) -> Tensor:
+            v = net(coords, x, torch.full((b,), t, device=x.device, dtype=x.dtype))
+            return (1.0 - k * t) * v + k * x
+
+        return denoise
 
     @torch.no_grad()
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,
-               progress: bool = False, callback: Callback | None = None) -> Tensor:
-        ts = torch.linspace(0.0, 1.0, self.resolve_steps(steps) + 1, dtype=torch.float64)
+               progress: bool = False, callback: Callback | None = None,
+               guide: DenoiserGuide | None = None) -> Tensor:
+        """Integrate from a source draw at ``coords`` ``[B, N, d]`` -> ``[B, N, channels]``. With ``guide`` (posterior
+        sampling, docs/conditioning.md) the velocity is rebuilt from the guided denoiser,
+        ``v_y = (D_y(x, t) - (1 - sigma_min) x) / b(t)``, from ``t = t_start_guided``."""
+        t0 = 0.0 if guide is None else self.t_start_guided
+        ts = torch.linspace(t0, 1.0, self.resolve_steps(steps) + 1, dtype=torch.float64)
         b = coords.shape[0]
 
+        k = 1.0 - self.sigma_min
+        guided = None if guide is None else guide(self.denoiser(net, coords, generator))
+
         def velocity(x: Tensor, t: float) -> Tensor:
+            if guided is not None:
+                return (guided(x, t) - k * x) / (1.0 - k * t)
             return net(coords, x, torch.full((b,), t, device=x.device, dtype=x.dtype))
 
         x = self.noise.sample(coords, channels, generator)

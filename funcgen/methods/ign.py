@@ -63,7 +63,6 @@ stop (:meth:`stop_reason`). A linear warm-up of the tightness weight is availabl
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from typing import Literal
 
@@ -75,7 +74,7 @@ from ..pointset import PointSet
 from ..processes.matched import SpectrumMatchedNoise
 from ..processes.noise import FunctionNoise
 from ..samplers.base import Callback, apply_callback
-from .base import Method, masked_mean
+from .base import Method, bind_mask, masked_mean
 
 __all__ = ["IdempotentGenerative", "distance", "clamp_tight"]
 
@@ -96,13 +95,6 @@ def distance(a: Tensor, b: Tensor, mask: Tensor | None, kind: Distance) -> Tenso
 def clamp_tight(tight: Tensor, scale: Tensor, a: float) -> Tensor:
     """IGN's smooth clamp ``tanh(tight / (a s)) a s`` (eq. 9), elementwise; ``scale`` is used as given."""
     return torch.tanh(tight / (a * scale)) * (a * scale)
-
-
-def _takes_mask(net: nn.Module) -> bool:
-    try:
-        return "mask" in inspect.signature(net.forward).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 class IdempotentGenerative(Method):
@@ -188,13 +180,6 @@ class IdempotentGenerative(Method):
         return torch.full((coords.shape[0],), self.t_value, dtype=coords.dtype, device=coords.device)
 
     @staticmethod
-    def _f(net: nn.Module, coords: Tensor, values: Tensor, t: Tensor, mask: Tensor | None) -> Tensor:
-        """``f(values)``; the mask reaches the backbone when there is one and it takes one."""
-        if mask is None or not _takes_mask(net):
-            return net(coords, values, t)
-        return net(coords, values, t, mask=mask)
-
-    @staticmethod
     def _check_net(net: nn.Module, channels: int) -> None:
         cin, cout = getattr(net, "in_channels", channels), getattr(net, "out_channels", channels)
         if cin != channels or cout != channels:
@@ -210,15 +195,14 @@ class IdempotentGenerative(Method):
             self.noise.observe(coords, x)  # no training batch seen yet (e.g. Lightning's sanity check)
         z = self.noise.sample(coords, x.shape[-1], generator)
         t = self._t(coords)
-        fx = self._f(net, coords, x, t, mask)
-        fz = self._f(net, coords, z, t, mask)
+        f = bind_mask(net, mask)
+        fx = f(coords, x, t)
+        fz = f(coords, z, t)
         frozen = {k: p.detach() for k, p in net.named_parameters()}
-        if mask is None or not _takes_mask(net):  # f'(f(z)): gradient reaches only the inner f
-            f_fz = functional_call(net, frozen, (coords, fz, t))
-        else:
-            f_fz = functional_call(net, frozen, (coords, fz, t), {"mask": mask})
+        kw = {} if f is net else {"mask": mask}
+        f_fz = functional_call(net, frozen, (coords, fz, t), kw)  # f'(f(z)): gradient reaches only the inner f
         y = fz.detach()
-        f_y = self._f(net, coords, y, t, mask)  # f(f(z).detach()): gradient only through the outer (LIVE) f
+        f_y = f(coords, y, t)  # f(f(z).detach()): gradient reaches only the outer f (the LIVE net, not f')
         rec = distance(fx, x, mask, self.distance)  # [B]
         idem = distance(f_fz, fz, mask, self.distance)
         tight_raw = -distance(f_y, y, mask, self.distance)
@@ -295,12 +279,12 @@ class IdempotentGenerative(Method):
         projection of a noisy, partly observed or otherwise corrupted function onto the data manifold.
 
         Values are in the model's units (the generator normalises data units). ``k = 0`` returns the input.
-        ``mask`` ``[B, N]`` bool (True = observed): the unobserved values may be anything (NaN included); they
-        start as a draw of the source noise (``generator``), the backbone is told the mask when it takes one
-        (:class:`funcgen.nets.GridAutoencoder` then reads only the observed points), and the observed values
-        are restored after every application of ``f``, so the result agrees with them exactly and ``f``
-        fills in the rest (applications after the first see the completed function, the paper's
-        refinement). Returns ``[B, N, c]``.
+        ``mask`` ``[B, N]`` bool (True = observed): the unobserved values may be anything (NaN included);
+        they start as a draw of the source noise (``generator``), the backbone is told the mask (every
+        funcgen backbone takes one; :class:`funcgen.nets.GridAutoencoder` then reads only the observed
+        points), and the observed values are restored after every application of ``f``, so the result
+        agrees with them exactly and ``f`` fills in the rest (applications after the first see the
+        completed function, the paper's refinement). Returns ``[B, N, c]``.
 
         Raises:
             ValueError: wrong shapes, a mask that is not bool ``[B, N]``, NaN / inf among the observed values
@@ -323,7 +307,7 @@ class IdempotentGenerative(Method):
         t = self._t(coords)
         observed = values
         for i in range(int(k)):
-            values = self._f(net, coords, values, t, mask if i == 0 else None)  # later: the completed function
+            values = bind_mask(net, mask if i == 0 else None)(coords, values, t)  # later: the completed function
             if mask is not None:
                 values = torch.where(mask.unsqueeze(-1), observed, values)
         return values

@@ -41,8 +41,8 @@ from ..pointset import PointSet
 from ..processes.noise import FunctionNoise, StudentTProcess, WhiteNoise
 from ..processes.schedules import karras_sigmas
 from ..rng import randn
-from ..samplers import Callback, sigma_ode, sigma_ode_nfe
-from .base import Method, masked_mean
+from ..samplers import Callback, DenoiserGuide, GaussianPath, ModelFn, sigma_ode, sigma_ode_nfe
+from .base import Method, bind_mask, masked_mean
 
 __all__ = ["PFGMPP"]
 
@@ -114,7 +114,7 @@ class PFGMPP(Method):
         sigma = (self.p_mean + self.p_std * z).exp().to(y.dtype)
         x = self.perturb(y, coords, sigma, generator)
         weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
-        err = masked_mean((self.denoise(net, coords, x, sigma) - y) ** 2, batch.mask)  # [B]
+        err = masked_mean((self.denoise(bind_mask(net, batch.mask), coords, x, sigma) - y) ** 2, batch.mask)  # [B]
         return (weight * err).mean(), {"x0_mse": err.mean().detach()}
 
     # ----------------------------------------------------------------- sampling
@@ -126,15 +126,31 @@ class PFGMPP(Method):
         """A draw of the perturbation at ``sigma_max`` around 0 (the prior), ``[B, N, channels]``."""
         return self.sigma_max * self.perturbation.sample(coords, channels, generator)
 
+    def gaussian_path(self) -> GaussianPath:
+        """``x_sigma = y + sigma n`` (``a = 1``, ``s = sigma``, ``n`` the Student-t process) from ``sigma_min`` to
+        ``sigma_max``."""
+        return GaussianPath(lambda sigma: (1.0, float(sigma)), self.perturbation, self.sigma_min, self.sigma_max)
+
+    def denoiser(self, net: nn.Module, coords: Tensor, generator: torch.Generator | None = None) -> ModelFn:
+        """The sampler's model callable ``D(x, sigma) -> x0_hat`` ``[B, N, c]`` at ``coords``."""
+        b = coords.shape[0]
+
+        def denoise(x: Tensor, sigma: float) -> Tensor:
+            return self.denoise(net, coords, x, torch.full((b,), sigma, device=x.device, dtype=x.dtype))
+
+        return denoise
+
     @torch.no_grad()
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,
-               progress: bool = False, callback: Callback | None = None) -> Tensor:
-        b = coords.shape[0]
-
-        def denoiser(x: Tensor, sigma: float) -> Tensor:
-            return self.denoise(net, coords, x, torch.full((b,), sigma, device=x.device, dtype=x.dtype))
-
+               progress: bool = False, callback: Callback | None = None,
+               guide: DenoiserGuide | None = None) -> Tensor:
+        """Draw ``[B, N, channels]`` at ``coords``; ``guide`` makes the denoiser conditional (posterior sampling by
+        Tweedie-moment guidance, docs/conditioning.md: with the Student-t kernel (1) of
+        :mod:`funcgen.samplers.guidance` is the Gaussian approximation, exact as ``D -> inf``)."""
+        denoiser = self.denoiser(net, coords, generator)
+        if guide is not None:
+            denoiser = guide(denoiser)
         return sigma_ode(denoiser, self.prior(coords, channels, generator), self.sigmas(steps), solver=self.solver,
                          noise=lambda: self.noise.sample(coords, channels, generator), inject_alpha=self.inject_alpha,
                          callback=callback, progress=progress)

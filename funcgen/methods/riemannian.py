@@ -35,7 +35,7 @@ from ..geometry import Manifold, heat_kernel_score, sample_heat_kernel
 from ..pointset import PointSet
 from ..rng import randn
 from ..samplers import Callback, exp_euler_maruyama, manifold_ode_likelihood
-from .base import Method, masked_mean, stratified_times
+from .base import Method, bind_mask, masked_mean, stratified_times
 
 __all__ = ["RiemannianDiffusion", "tangent_divergence"]
 
@@ -120,7 +120,7 @@ class RiemannianDiffusion(Method):
         s_pt = sigma[:, None].expand(b, n)
         xt = sample_heat_kernel(self.manifold, x0, s_pt, generator)
         target = heat_kernel_score(self.manifold, xt, x0, s_pt)
-        out = self.manifold.proj(xt, net(batch.coords, xt, sigma.to(x0.dtype)))
+        out = self.manifold.proj(xt, bind_mask(net, batch.mask)(batch.coords, xt, sigma.to(x0.dtype)))
         res = out - sigma.to(x0.dtype)[:, None, None] * target
         sq = self.manifold.inner(xt, res, res)[..., None]
         return masked_mean(sq, batch.mask).mean(), {}

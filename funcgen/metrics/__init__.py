@@ -1,4 +1,4 @@
-"""Sample-quality metrics (see ../shared/BENCHMARKS.md)."""
+"""Sample-quality metrics (see docs/protocol.md)."""
 
 from .distances import (
                         coverage,

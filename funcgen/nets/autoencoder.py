@@ -202,9 +202,7 @@ class GridAutoencoder(Backbone):
         """The latent ``[B, latent_dim]`` of the function ``values`` ``[B, N, c_in]`` at ``coords``
         ``[B, N, d]`` (``mask`` ``[B, N]``: True = observed)."""
         t = self.check_inputs(coords, values, t)
-        if mask is not None and (mask.shape != coords.shape[:2] or mask.dtype != torch.bool):
-            raise ValueError(f"GridAutoencoder: mask must be bool [B, N] = {tuple(coords.shape[:2])}; got "
-                             f"{mask.dtype} {tuple(mask.shape)}")
+        mask = self.check_mask(mask, coords)
         h = self.conv_in(splat(coords, values, self.grid_shape, mask))
         for stage in self.enc:
             for layer in stage:

@@ -2,9 +2,11 @@
 
 Every backbone maps a batch of functions observed at points to a prediction at the same points::
 
-    forward(coords [B, N, d], values [B, N, c_in], t [B]) -> [B, N, c_out]
+    forward(coords [B, N, d], values [B, N, c_in], t [B], mask=None) -> [B, N, c_out]
 
-for any number of points ``N`` (no grid is ever assumed).
+for any number of points ``N`` (no grid is ever assumed). ``mask`` ``[B, N]`` bool (True = a real point)
+marks padding in ragged batches: a backbone must give the same output at the real points whatever the
+padded points hold (attention ignores them as keys, pooled means and local integrals skip them).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class Backbone(Configurable, nn.Module, metaclass=abc.ABCMeta):
         self.out_channels = out_channels
 
     @abc.abstractmethod
-    def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor, mask: Tensor | None = None) -> Tensor:
         """Predict at every input point.
 
         Args:
@@ -59,10 +61,32 @@ class Backbone(Configurable, nn.Module, metaclass=abc.ABCMeta):
                 any ``N >= 1``, any order, no grid assumed).
             values: ``[B, N, c_in]`` the (noisy) function values at ``coords``.
             t: ``[B]`` one float per function: diffusion time in ``[0, 1]`` or a noise level.
+            mask: optional ``[B, N]`` bool, True at the real points of a padded (ragged) batch; the
+                output at real points must not depend on the padded ones (their outputs are arbitrary).
 
         Returns:
             ``[B, N, c_out]``: output ``[:, i]`` is the prediction at ``coords[:, i]``.
         """
+
+    def check_mask(self, mask: Tensor | None, coords: Tensor) -> Tensor | None:
+        """Validate ``mask`` ``[B, N]`` against ``coords`` ``[B, N, d]``; None when absent or all True (no padding).
+
+        Raises:
+            ValueError: wrong shape or dtype, or a function without any real point.
+        """
+        if mask is None:
+            return None
+        name = type(self).__name__
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool or mask.shape != coords.shape[:2]:
+            raise ValueError(f"{name}: mask must be a bool tensor [B, N] = {list(coords.shape[:2])} (True = real "
+                             f"point); got {getattr(mask, 'dtype', type(mask).__name__)} "
+                             f"{list(getattr(mask, 'shape', []))}")
+        if bool(mask.all()):
+            return None
+        if not bool(mask.any(dim=1).all()):
+            raise ValueError(f"{name}: every function needs at least one real point; mask rows "
+                             f"{torch.nonzero(~mask.any(dim=1)).flatten().tolist()} are all False")
+        return mask
 
     def check_inputs(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
         """Validate shapes against the contract; returns ``t`` as a float ``[B]`` tensor."""

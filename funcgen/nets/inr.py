@@ -74,9 +74,11 @@ class SirenNet(Backbone):
         self.head = nn.Linear(width, out_channels)
         _siren_uniform_(self.head, w0, first=False)
 
-    def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
-        """See :meth:`Backbone.forward`: ``[B, N, d], [B, N, c_in], [B] -> [B, N, c_out]``."""
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor, mask: Tensor | None = None) -> Tensor:
+        """See :meth:`Backbone.forward`: ``[B, N, d], [B, N, c_in], [B] -> [B, N, c_out]`` (point-wise: a
+        ``mask`` changes nothing at the real points)."""
         t = self.check_inputs(coords, values, t)
+        self.check_mask(mask, coords)
         temb = self.time(t).unsqueeze(1).expand(-1, coords.shape[1], -1)
         h = torch.cat([coords, values, temb], dim=-1)
         for layer in self.layers:
@@ -148,38 +150,44 @@ class AdaptiveINR(Backbone):
             x = layer(x, shifts[:, i])
         return x
 
-    def _inner_loss(self, x: Tensor, values: Tensor, phi: Tensor) -> Tensor:
-        """Per-function reconstruction loss ``[B]`` (mean over points and channels)."""
-        return (self.aux_head(self._features(x, phi)) - values).square().mean(dim=(1, 2))
+    def _inner_loss(self, x: Tensor, values: Tensor, phi: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Per-function reconstruction loss ``[B]`` (mean over the real points, ``mask`` ``[B, N]``, and channels)."""
+        sq = (self.aux_head(self._features(x, phi)) - values).square()
+        if mask is None:
+            return sq.mean(dim=(1, 2))
+        m = mask.to(sq.dtype).unsqueeze(-1)
+        return (sq * m).sum(dim=(1, 2)) / (m.sum(dim=(1, 2)) * sq.shape[-1])
 
-    def _adapt(self, x: Tensor, values: Tensor) -> Tensor:
-        """Inner loop: ``phi`` ``[B, latent_dim]`` fitted to ``values`` ``[B, N, c_in]`` (graph kept only when
-        training)."""
+    def _adapt(self, x: Tensor, values: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Inner loop: ``phi`` ``[B, latent_dim]`` fitted to ``values`` ``[B, N, c_in]`` at the real points
+        (``mask`` ``[B, N]``; graph kept only when training)."""
         create = self.training and torch.is_grad_enabled()
         phi = values.new_zeros(values.shape[0], self.latent_dim)
         with torch.enable_grad():
             phi.requires_grad_(True)
             for k in range(self.inner_steps):
                 # sum over the batch: each function's phi gets the gradient of its own mean loss
-                (g,) = torch.autograd.grad(self._inner_loss(x, values, phi).sum(), phi, create_graph=create)
+                (g,) = torch.autograd.grad(self._inner_loss(x, values, phi, mask).sum(), phi, create_graph=create)
                 phi = phi - self.inner_lr[k] * g
                 if not create:
                     phi = phi.detach().requires_grad_(True)
         return phi if create else phi.detach()
 
-    def adapt(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
-        """Fit the modulation to the input function: returns ``phi`` ``[B, latent_dim]``."""
+    def adapt(self, coords: Tensor, values: Tensor, t: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Fit the modulation to the input function (its real points): returns ``phi`` ``[B, latent_dim]``."""
         t = self.check_inputs(coords, values, t)
-        return self._adapt(self._inputs(coords, t), values)
+        return self._adapt(self._inputs(coords, t), values, self.check_mask(mask, coords))
 
-    def inner_loss(self, coords: Tensor, values: Tensor, t: Tensor, phi: Tensor) -> Tensor:
+    def inner_loss(self, coords: Tensor, values: Tensor, t: Tensor, phi: Tensor,
+                   mask: Tensor | None = None) -> Tensor:
         """Inner reconstruction loss ``[B]`` of ``values`` ``[B, N, c_in]`` under modulation ``phi``
-        ``[B, latent_dim]``."""
+        ``[B, latent_dim]`` (mean over the real points of ``mask`` ``[B, N]``)."""
         t = self.check_inputs(coords, values, t)
-        return self._inner_loss(self._inputs(coords, t), values, phi)
+        return self._inner_loss(self._inputs(coords, t), values, phi, self.check_mask(mask, coords))
 
-    def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
-        """See :meth:`Backbone.forward`: ``[B, N, d], [B, N, c_in], [B] -> [B, N, c_out]``."""
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor, mask: Tensor | None = None) -> Tensor:
+        """See :meth:`Backbone.forward`: ``[B, N, d], [B, N, c_in], [B] -> [B, N, c_out]``; the inner loss
+        averages over the real points of ``mask`` ``[B, N]`` only."""
         t = self.check_inputs(coords, values, t)
         x = self._inputs(coords, t)
-        return self.head(self._features(x, self._adapt(x, values)))
+        return self.head(self._features(x, self._adapt(x, values, self.check_mask(mask, coords))))

@@ -64,8 +64,10 @@ class ManifoldMLP(Backbone):
         self.out = nn.Linear(width, out_channels)
         self.act = nn.SiLU()
 
-    def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``[B, N, 1], [B, N, D], sigma [B] -> [B, N, D]``, point by point (a ``mask`` changes nothing)."""
         t = self.check_inputs(coords, values, t)
+        self.check_mask(mask, coords)
         if (t <= 0).any():
             raise ValueError("ManifoldMLP: t must be the noise level sigma > 0")
         x = torch.cat([values.cos(), values.sin()], -1) if self.periodic else values

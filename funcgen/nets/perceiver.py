@@ -155,8 +155,10 @@ class PerceiverNet(Backbone):
         ``temb`` ``[B, W]``."""
         return self.token_in(torch.cat([self.fourier(coords), values], dim=-1)) + temb.unsqueeze(1)
 
-    def _pool(self, q: Tensor, coords: Tensor, values: Tensor, temb: Tensor, chunk: int) -> Tensor:
-        """Exact streaming softmax attention of ``q`` ``[B, H, M, Dh]`` over all points, ``chunk`` at a time."""
+    def _pool(self, q: Tensor, coords: Tensor, values: Tensor, temb: Tensor, chunk: int,
+              mask: Tensor | None = None) -> Tensor:
+        """Exact streaming softmax attention of ``q`` ``[B, H, M, Dh]`` over all points, ``chunk`` at a time
+        (points with ``mask`` ``[B, N]`` False take no part)."""
         scale = q.shape[-1] ** -0.5
         run_max = q.new_full((*q.shape[:-1], 1), float("-inf"))
         run_sum = q.new_zeros((*q.shape[:-1], 1))
@@ -165,6 +167,8 @@ class PerceiverNet(Backbone):
             tok = self.tokens(coords[:, s:s + chunk], values[:, s:s + chunk], temb)
             k, v = self.enc_attn.kv(self.enc_norm_kv(tok))
             scores = (q * scale) @ k.transpose(-1, -2)  # [B, H, M, chunk]
+            if mask is not None:  # a finite fill: a chunk of padding only ever gets weight exp(fill - max) = 0
+                scores = scores.masked_fill(~mask[:, None, None, s:s + chunk], torch.finfo(scores.dtype).min)
             new_max = torch.maximum(run_max, scores.amax(dim=-1, keepdim=True))
             p = torch.exp(scores - new_max)
             alpha = torch.exp(run_max - new_max)  # 0 on the first chunk
@@ -173,24 +177,26 @@ class PerceiverNet(Backbone):
             run_max = new_max
         return acc / run_sum
 
-    def encode(self, coords: Tensor, values: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    def encode(self, coords: Tensor, values: Tensor, t: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Pool the point set into latents.
 
         Args:
             coords: ``[B, N, d]``; values: ``[B, N, c_in]``; t: ``[B]``.
+            mask: optional ``[B, N]`` bool: only the True points are attended to (key padding mask).
 
         Returns:
             ``(latents [B, M, W], temb [B, W])`` after the ``depth`` self-attention blocks.
         """
         t = self.check_inputs(coords, values, t)
+        mask = self.check_mask(mask, coords)
         temb = self.time(t)
         lat = self.latents.unsqueeze(0) + temb.unsqueeze(1)
         q = self.enc_attn.q(self.enc_norm_q(lat))
         if self._chunking() and coords.shape[1] > self.query_chunk:
-            o = self._pool(q, coords, values, temb, self.query_chunk)
+            o = self._pool(q, coords, values, temb, self.query_chunk, mask)
         else:
             kv = self.enc_attn.kv(self.enc_norm_kv(self.tokens(coords, values, temb)))
-            o = F.scaled_dot_product_attention(q, *kv)
+            o = F.scaled_dot_product_attention(q, *kv, attn_mask=None if mask is None else mask[:, None, None, :])
         lat = lat + self.enc_attn.out(o)
         lat = lat + self.enc_mlp(self.enc_norm_mlp(lat))
         for block in self.blocks:
@@ -212,22 +218,26 @@ class PerceiverNet(Backbone):
             outs.append(self.head(self.head_norm(x)))
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
-    def forward(self, coords: Tensor, values: Tensor, t: Tensor,
-                context: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor, mask: Tensor | None = None,
+                context: tuple[Tensor, ...] | None = None) -> Tensor:
         """See :meth:`Backbone.forward`: ``[B, N, d], [B, N, c_in], [B] -> [B, N, c_out]``.
 
         Args:
-            context: optional ``(coords [B, M, d], values [B, M, c_in])``: the points the latents are
-                pooled from (PerceiverIO's input array), while ``coords``/``values`` are only the queries
-                read out. None (default): the queries are their own context.
+            mask: optional ``[B, N]`` bool, True at the real points (padding takes no part in the pooling;
+                the read-out is per point, so padded queries never affect real ones).
+            context: optional ``(coords [B, M, d], values [B, M, c_in])`` or ``(coords, values, mask [B, M])``:
+                the points the latents are pooled from (PerceiverIO's input array), while ``coords``/``values``
+                are only the queries read out. None (default): the queries are their own context.
         """
         if context is None:
-            latents, temb = self.encode(coords, values, t)
+            latents, temb = self.encode(coords, values, t, mask)
         else:
-            if not (isinstance(context, (tuple, list)) and len(context) == 2):
-                raise ValueError("PerceiverNet: context must be a (coords [B, M, d], values [B, M, c_in]) pair")
+            if not (isinstance(context, (tuple, list)) and len(context) in (2, 3)):
+                raise ValueError("PerceiverNet: context must be a (coords [B, M, d], values [B, M, c_in]) pair "
+                                 "or a (coords, values, mask [B, M]) triple")
             t = self.check_inputs(coords, values, t)
+            self.check_mask(mask, coords)
             if context[0].shape[0] != coords.shape[0]:
                 raise ValueError(f"PerceiverNet: context batch {context[0].shape[0]} != query batch {coords.shape[0]}")
-            latents, temb = self.encode(context[0], context[1], t)
+            latents, temb = self.encode(context[0], context[1], t, context[2] if len(context) == 3 else None)
         return self.decode(latents, temb, coords, values)

@@ -8,6 +8,7 @@ mollified noise), ``schedules`` (variance-preserving schedules and noise-level g
 from .matched import SpectrumMatchedNoise
 from .mollify import MollifiedNoise
 from .noise import (
+           EigenNoise,
            FunctionNoise,
            GaussianRandomField,
            SpectralNoise,
@@ -22,6 +23,6 @@ from .schedules import (
            make_schedule,
 )
 
-__all__ = ["FunctionNoise", "WhiteNoise", "GaussianRandomField", "SpectralNoise", "StudentTProcess",
+__all__ = ["FunctionNoise", "WhiteNoise", "EigenNoise", "GaussianRandomField", "SpectralNoise", "StudentTProcess",
            "SpectrumMatchedNoise", "MollifiedNoise", "VPSchedule", "CosineSchedule", "LinearSchedule",
            "make_schedule", "karras_sigmas"]

@@ -22,10 +22,12 @@ from torch import Tensor
 from ..config import Configurable
 from ..pointset import grid_shape, shares_points
 from ..rng import rand, randn
+from .density import DEFAULT_JITTER, gaussian_log_prob, student_t_log_prob
 
 __all__ = [
     "FunctionNoise",
     "WhiteNoise",
+    "EigenNoise",
     "GaussianRandomField",
     "SpectralNoise",
     "mollified_white_noise",
@@ -33,6 +35,7 @@ __all__ = [
     "StudentTProcess",
     "sample_chi2_over_dof",
     "fourier_series",
+    "point_covariance",
 ]
 
 KernelName = Literal["se", "matern12", "matern32", "matern52"]
@@ -64,6 +67,16 @@ def kernel_matrix(x: Tensor, y: Tensor, kernel: KernelName, lengthscale: float, 
     raise ValueError(f"unknown kernel {kernel!r}; choose one of se, matern12, matern32, matern52")
 
 
+def point_covariance(noise: "FunctionNoise", coords: Tensor) -> Tensor:
+    """The covariance of ``noise`` at every function's points: ``[1, N, N]`` when all functions of ``coords``
+    ``[B, N, d]`` share their points, else ``[B, N, N]``."""
+    if coords.ndim != 3:
+        raise ValueError(f"coords must have shape [B, N, d]; got {tuple(coords.shape)}")
+    if shares_points(coords):
+        return noise.covariance(coords[0], coords[0]).unsqueeze(0)
+    return torch.stack([noise.covariance(c, c) for c in coords])
+
+
 def _check_coords(coords: Tensor, channels: int) -> None:
     if coords.ndim != 3:
         raise ValueError(f"noise coords must have shape [B, N, d]; got {tuple(coords.shape)}")
@@ -83,6 +96,12 @@ class FunctionNoise(Configurable, ABC):
     @abstractmethod
     def covariance(self, x: Tensor, y: Tensor) -> Tensor:
         """Covariance ``[N, M]`` between the values at ``x`` ``[N, d]`` and ``y`` ``[M, d]``."""
+
+    def log_prob(self, values: Tensor, coords: Tensor, jitter: float = DEFAULT_JITTER) -> Tensor:
+        """Exact log density ``[B]`` (nats, float64) of draws ``values`` ``[B, N, c]`` at ``coords`` ``[B, N, d]``:
+        the Gaussian ``N(0, C)`` per channel, ``C`` from :meth:`covariance` (plus ``jitter`` times its mean
+        diagonal, :mod:`funcgen.processes.density`)."""
+        return gaussian_log_prob(values, point_covariance(self, coords), jitter)
 
 
 class WhiteNoise(FunctionNoise):
@@ -111,6 +130,46 @@ class WhiteNoise(FunctionNoise):
     def covariance(self, x: Tensor, y: Tensor) -> Tensor:
         same = (x.unsqueeze(-2) == y.unsqueeze(-3)).all(-1)
         return same.to(x.dtype) * self._scale(x.shape[-2]) ** 2
+
+
+class EigenNoise(FunctionNoise):
+    """A random combination of the first ``modes`` coordinate features: trace-class noise on a mesh.
+
+    For coordinates that are basis functions evaluated at the points (the Laplace-Beltrami
+    eigen-coordinates ``phi`` of :mod:`funcgen.geometry.mesh`, mean square 1 over the surface):
+
+        xi(x) = sqrt(variance / m) sum_{j < m} z_j phi_j(x),   z_j ~ N(0, 1),
+        Cov(xi(x), xi(y)) = variance / m * phi_{:m}(x) . phi_{:m}(y),
+
+    a Gaussian field of finite rank ``m`` (trace ``variance * area``), whose surface-averaged variance is
+    ``variance``. Its law at a point never depends on the other points, and the noise a diffusion adds
+    to each of the ``m`` eigen-coefficients is the same at every resolution, so the posterior at a given
+    time, and with it the time grid a sampler needs, does not change when a mesh is refined (unlike
+    white noise, whose projection on each eigenfunction shrinks like ``1/N``).
+
+    Args:
+        modes: ``m``, leading coordinates used (at most the coordinate dimension ``d``).
+        variance: surface-averaged pointwise variance.
+    """
+
+    def __init__(self, modes: int, variance: float = 1.0) -> None:
+        if not isinstance(modes, int) or isinstance(modes, bool) or modes < 1 or variance <= 0:
+            raise ValueError(f"EigenNoise needs an int modes >= 1 and variance > 0; got {modes!r}, {variance!r}")
+        self.modes, self.variance = modes, float(variance)
+
+    def _features(self, coords: Tensor) -> Tensor:
+        if coords.shape[-1] < self.modes:
+            raise ValueError(f"EigenNoise(modes={self.modes}) needs coordinates with at least {self.modes} "
+                             f"eigen-coordinates; got {coords.shape[-1]} (lower modes or raise num_eigs)")
+        return coords[..., :self.modes] * math.sqrt(self.variance / self.modes)
+
+    def sample(self, coords: Tensor, channels: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        _check_coords(coords, channels)
+        z = randn((coords.shape[0], self.modes, channels), generator, device=coords.device, dtype=coords.dtype)
+        return self._features(coords) @ z
+
+    def covariance(self, x: Tensor, y: Tensor) -> Tensor:
+        return self._features(x) @ self._features(y).transpose(-1, -2)
 
 
 class GaussianRandomField(FunctionNoise):
@@ -376,3 +435,8 @@ class StudentTProcess(FunctionNoise):
 
     def covariance(self, x: Tensor, y: Tensor) -> Tensor:
         return self.base.covariance(x, y) * self.variance_factor()
+
+    def log_prob(self, values: Tensor, coords: Tensor, jitter: float = DEFAULT_JITTER) -> Tensor:
+        """Exact multivariate Student-t log density ``[B]`` (float64) with scale matrix the base field's covariance
+        (:func:`funcgen.processes.density.student_t_log_prob`)."""
+        return student_t_log_prob(values, point_covariance(self.base, coords), self.dof, jitter)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..generator import FunctionGenerator
     from .module import GenerativeModule
 
-__all__ = ["Run", "prepare", "fit", "make_cli", "check_cli_args", "budget_string"]
+__all__ = ["Run", "prepare", "fit", "make_cli", "check_cli_args", "budget_string", "shipped_config_args"]
 
 ConfigFiles = str | os.PathLike | Sequence[str | os.PathLike]
 
@@ -69,6 +69,11 @@ def check_cli_args(args: Sequence[str]) -> None:
                 SafeCheckpointIO().load_checkpoint(path)
     for slot, name in given:
         package, base = slots[slot]
+        if name in ("FunctionDataModule", "funcgen.data.FunctionDataModule", "funcgen.data.base.FunctionDataModule"):
+            raise ValueError(f"--{slot} {name}: FunctionDataModule is the abstract base of funcgen datamodules; pick "
+                             "one of: " + ", ".join(f"{package}.{n}" for n in known_classes(package, base)
+                                                    if n != "FunctionDataModule")
+                             + " (your own data: funcgen.data.FileDataModule --data.init_args.path FILE)")
         known = known_classes(package, base)
         if "." not in name:
             ok = name in known
@@ -83,9 +88,24 @@ def check_cli_args(args: Sequence[str]) -> None:
                              f"{', '.join(f'{package}.{n}' for n in known)}")
 
 
+def shipped_config_args(args: Sequence[str]) -> list[str]:
+    """``args`` with every ``--config configs/...`` that does not exist here replaced by the shipped file
+    (:func:`funcgen.config.resolve_config`), so the documented commands work from any folder."""
+    from ..config import resolve_config
+
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--config" and i + 1 < len(out):
+            out[i + 1] = str(resolve_config(out[i + 1]))
+        elif arg.startswith("--config="):
+            out[i] = "--config=" + str(resolve_config(arg.partition("=")[2]))
+    return out
+
+
 def make_cli(args: Sequence[str] | None, run: bool = True):
     """The LightningCLI over :class:`GenerativeModule` and any funcgen datamodule."""
-    check_cli_args(sys.argv[1:] if args is None else args)
+    args = shipped_config_args(sys.argv[1:] if args is None else args)
+    check_cli_args(args)
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     from lightning.pytorch.cli import LightningCLI
@@ -93,8 +113,9 @@ def make_cli(args: Sequence[str] | None, run: bool = True):
     from ..data.base import FunctionDataModule
     from .module import GenerativeModule
 
+    # the command line itself (funcgen fit ...): let LightningCLI read sys.argv, as it prefers
     return LightningCLI(GenerativeModule, FunctionDataModule, subclass_mode_data=True, run=run,
-                        args=list(args) if args is not None else None,
+                        args=None if args == sys.argv[1:] else args,
                         save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False)
 
 
@@ -110,12 +131,15 @@ def _arguments(configs: ConfigFiles, settings: Mapping[str, Any]) -> list[str]:
     """The LightningCLI argument list of config files and dotted settings (the only place it is written)."""
     import json
 
+    from ..config import resolve_config
+
     files = [configs] if isinstance(configs, (str, os.PathLike)) else list(configs)
     if not files:
         raise ValueError("fit needs at least one config file")
     args: list[str] = []
     for f in files:
-        if not Path(f).is_file():
+        f = resolve_config(f)
+        if not f.is_file():
             raise FileNotFoundError(f"no config file at {f}")
         args += ["--config", str(f)]
     for key, value in settings.items():
@@ -155,6 +179,8 @@ class Run:
         if getattr(self.module, "data_config", None) is None:
             self.datamodule.setup("fit")
             self.module.data_config = self.datamodule.data_config()
+            if hasattr(self.datamodule, "domain_tensors"):
+                self.module.domain_tensors = self.datamodule.domain_tensors()
         return self.module.generator()
 
 

@@ -15,11 +15,12 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..generator import FunctionGenerator
 from ..io import CONFIG_KEY, FORMAT_VERSION, VERSION
 from ..methods.base import Method
+from ..nets.base import Backbone
 from ..pointset import PointSet, random_subset
 from .budget import budget_fraction
 
@@ -31,7 +32,8 @@ class GenerativeModule(L.LightningModule):
 
     Args:
         method: the generative method (loss + sampler).
-        net: the backbone ``net(coords, values, t) -> values``.
+        net: the backbone ``net(coords, values, t, mask=None) -> values``: a funcgen backbone
+            (:class:`funcgen.nets.Backbone`; ``fit --help`` lists them under ``--model.net``).
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
         betas: AdamW's moment decay rates ``(beta1, beta2)`` (Idempotent Generative Networks train with
@@ -63,7 +65,7 @@ class GenerativeModule(L.LightningModule):
     fails with a ``ValueError`` naming the file and the mismatch.
     """
 
-    def __init__(self, method: Method, net: nn.Module, lr: float = 3e-4, weight_decay: float = 0.0,
+    def __init__(self, method: Method, net: Backbone, lr: float = 3e-4, weight_decay: float = 0.0,
                  warmup_steps: int = 200, lr_schedule: Literal["constant", "cosine"] = "cosine",
                  ema_decay: float = 0.999, val_num_samples: int = 16, val_upsample: int = 4,
                  val_steps: int | None = 50, val_seed: int = 0, train_subsample: float = 1.0,
@@ -86,6 +88,8 @@ class GenerativeModule(L.LightningModule):
         self.hparams["method"] = method.config
         self.hparams["net"] = net.config
         self.data_config: dict[str, Any] | None = None
+        #: tensors the data's domain needs at sampling (a mesh and its eigenbasis), exported with the model
+        self.domain_tensors: dict[str, Tensor] = {}
         self._ema_step, self._resume_rng, self._skipped = -1, None, 0
 
     # ------------------------------------------------------------------ training
@@ -208,6 +212,7 @@ class GenerativeModule(L.LightningModule):
         dm = getattr(self.trainer, "datamodule", None) if self._trainer else None
         if dm is not None and hasattr(dm, "data_config"):
             self.data_config = dm.data_config()
+            self.domain_tensors = dm.domain_tensors() if hasattr(dm, "domain_tensors") else {}
         if self._trainer is not None:
             from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
@@ -219,7 +224,7 @@ class GenerativeModule(L.LightningModule):
         """The EMA model as a :class:`FunctionGenerator` (the library's one sampling entry point)."""
         if self.data_config is None:
             raise RuntimeError("GenerativeModule has no data metadata: train with a funcgen datamodule")
-        return FunctionGenerator(self.method, self.ema_net, self.data_config)
+        return FunctionGenerator(self.method, self.ema_net, self.data_config, domain=self.domain_tensors)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking or self.data_config is None or not self.trainer.is_global_zero:
@@ -230,20 +235,28 @@ class GenerativeModule(L.LightningModule):
         gen = self.generator()
         dm = self.trainer.datamodule
         train_shape = tuple(self.data_config["train_shape"])
+        manifold = self.data_config.get("manifold")  # points on a manifold: one map, no resolutions
         metrics: dict[str, float] = {}
-        for factor in (1, self.hparams.val_upsample):
+        factors = (1,) if manifold is not None else tuple(dict.fromkeys((1, self.hparams.val_upsample)))
+        for factor in factors:
             shape = tuple(s * factor for s in train_shape)
             # data on non-grid domains (meshes) give their own query points and pictures
             coords = (dm.validation_coords(factor, self.hparams.val_num_samples)
                       if hasattr(dm, "validation_coords") else None)
             ps = gen.sample(self.hparams.val_num_samples, shape, coords=coords, seed=self.hparams.val_seed,
                             steps=self.hparams.val_steps, denormalize=False)
+            step = f"step {self.global_step}"
             if hasattr(dm, "render"):
-                rgb = dm.render(ps.coords, ps.values, title=f"samples at {ps.num_points} points")
+                rgb = dm.render(ps.coords, ps.values, title=f"{ps.batch_size} samples at {ps.num_points} points, "
+                                                            f"{step}")
+            elif manifold is not None:
+                rgb = render(ps.coords, ps.values, shape, "points", manifold=manifold, data=_data_points(dm),
+                             title=f"{ps.batch_size} samples beside the data, {step}")
             else:
-                rgb = render(ps.coords, ps.values, shape, self.data_config.get("kind", "image"),
-                             title=f"samples at {'x'.join(map(str, shape))}")
-            log_image(self.logger, f"samples/res{factor}x", rgb, self.global_step)
+                rgb = render(ps.coords, ps.values, shape, self.data_config.get("kind", "image"), value_range=None,
+                             title=f"{ps.batch_size} samples at {'x'.join(map(str, shape))}, {step} (model units)")
+            log_image(self.logger, f"samples/res{factor}x", rgb, self.global_step,
+                      fallback_dir=self.trainer.default_root_dir)
             ref = dm.reference(ps.coords, torch.Generator().manual_seed(1)) if hasattr(dm, "reference") else None
             if ref is not None:
                 ref = ref.to(ps.values)
@@ -259,6 +272,8 @@ class GenerativeModule(L.LightningModule):
             checkpoint["state_dict"].update({f"ema_net.{k}": v.detach().clone()
                                              for k, v in self.ema_net.state_dict().items()})
         checkpoint["funcgen_rng"] = rng_state()
+        if self.domain_tensors:
+            checkpoint["funcgen_domain"] = {k: v.detach().cpu().clone() for k, v in self.domain_tensors.items()}
         checkpoint[CONFIG_KEY] = json.dumps({"format": FORMAT_VERSION, "version": VERSION,
                                              "method": self.method.config, "net": self.net.config,
                                              "data": self.data_config})
@@ -277,4 +292,14 @@ class GenerativeModule(L.LightningModule):
                                  f"run builds {mine['class_path']}; use the checkpoint's config")
         check_state_shapes(checkpoint["state_dict"], self.state_dict(), source)
         self.data_config = saved.get("data")
+        self.domain_tensors = dict(checkpoint.get("funcgen_domain", {}))
         self._resume_rng = checkpoint.get("funcgen_rng")
+
+
+def _data_points(dm: Any, limit: int = 4000) -> Tensor | None:
+    """Up to ``limit`` data points ``[M, c]`` of a datamodule's training (else validation) set, for pictures."""
+    for name in ("train_set", "val_set"):
+        values = getattr(getattr(dm, name, None), "values", None)
+        if isinstance(values, Tensor) and values.numel():
+            return values[:limit].reshape(-1, values.shape[-1])
+    return None

@@ -23,10 +23,13 @@ def _run_dir(logger) -> Path | None:
     return None
 
 
-def log_image(logger, key: str, rgb: np.ndarray, step: int) -> Path | None:
-    """Send an RGB image ``[H, W, 3]`` to the logger's dashboard; also write a PNG beside the run.
+def log_image(logger, key: str, rgb: np.ndarray, step: int, fallback_dir: str | os.PathLike | None = None
+              ) -> Path | None:
+    """Send an RGB image ``[H, W, 3]`` to the logger's dashboard; also write a PNG beside the run:
+    ``RUN/samples/KEY_stepSTEP.png`` with ``RUN`` the logger's folder, or ``fallback_dir`` (e.g. the
+    trainer's ``default_root_dir``) when there is no logger or it has no local folder.
 
-    Returns the path of the PNG written (None when the logger has no local folder).
+    Returns the path of the PNG written (None when neither folder is known).
     """
     from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
@@ -36,9 +39,11 @@ def log_image(logger, key: str, rgb: np.ndarray, step: int) -> Path | None:
         logger.log_image(key=key, images=[rgb], step=step)
     elif isinstance(logger, TensorBoardLogger):
         logger.experiment.add_image(key, rgb, step, dataformats="HWC")
-    run_dir = _run_dir(logger)
+    run_dir = _run_dir(logger) if logger is not None else None
     if run_dir is None:
-        return None
+        if fallback_dir is None:
+            return None
+        run_dir = Path(fallback_dir)
     return save_png(rgb, run_dir / "samples" / f"{key.replace('/', '_')}_step{step:07d}.png")
 
 

@@ -44,7 +44,7 @@ def test_quick_sizes_are_keywords_of_each_evaluation():
 
 def test_pairs_filter_and_reject_unknown_tasks():
     assert pairs(["grf1d"], None) == [("grf1d", m) for m in METHODS["grf1d"]]
-    assert pairs(None, "mdf") == [("sphere_grf", "mdf"), ("mesh_grf", "mdf")]
+    assert pairs(None, "mdf") == [("sphere_grf", "mdf"), ("mesh_grf", "mdf"), ("mnist_sphere", "mdf")]
     with pytest.raises(ValueError, match="unknown task"):
         pairs(["nope"])
     with pytest.raises(ValueError, match="no benchmark pair"):

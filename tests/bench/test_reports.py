@@ -1,5 +1,5 @@
 """Reports for people without a dashboard: `funcgen sample`'s summary.html, the benchmark figures and
-docs/benchmarks.md's coverage table (scripts run on synthetic records in a temp dir)."""
+docs/benchmarks.md's leaderboard and coverage table (scripts run on synthetic records in a temp dir)."""
 
 import base64
 import json
@@ -20,7 +20,8 @@ from funcgen.processes.noise import SpectralNoise
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 import make_benchmarks_md  # noqa: E402
-from make_figures import load_records, make_figures, parse_key, series  # noqa: E402
+from leaderboard import HEADLINES, best_per_method, budget, group_records, name  # noqa: E402
+from make_figures import figure_series, load_records, make_figures, parse_key  # noqa: E402
 
 
 def test_sample_writes_a_self_contained_html_summary(tmp_path, gen):
@@ -50,49 +51,103 @@ def _record(task, method, metrics, reference=None, **kw):
             "torch": "x", "commit": "abc", **kw}
 
 
-def test_figure_data_is_read_from_metric_keys():
+def _grf1d(method, seed, v64, minutes=25.0, **kw):
+    return _record("grf1d", method, {"cov_err@N=64": v64, "cov_err@N=256": v64 + 0.01},
+                   {"floor@N=64": 0.05, "floor@N=256": 0.05}, seed=seed, minutes=minutes,
+                   model={"method": {"class_path": method}, "data": {"seed": seed}}, **kw)
+
+
+def test_figure_series_are_read_from_metric_keys():
     assert parse_key("cov_err@N=64,nfe=11") == ("cov_err", {"N": "64", "nfe": "11"})
-    recs = [_record("grf1d", "fdp", {"cov_err@N=64": 0.2, "cov_err@N=256": 0.3, "cov_err@N=64,nfe=11": 0.9,
-                                     "cov_err@N=64,alpha=0.1": 5.0}, {"floor@N=64": 0.06, "floor@N=256": 0.05})]
-    res = series(recs, ("cov_err",), ("N", "res"))
-    assert res == {("cov_err", "N"): {"grf1d/fdp (grf1d)": [(64.0, 0.2, 0.06), (256.0, 0.3, 0.05)]}}
-    steps = series(recs, ("cov_err",), ("nfe",), extra_ok=True)
-    assert steps == {("cov_err", "nfe; N=64"): {"grf1d/fdp (grf1d)": [(11.0, 0.9, None)]}}
+    rec = _record("grf1d", "fdp", {"cov_err@N=64": 0.2, "cov_err@N=256": 0.3, "cov_err@N=64,nfe=11": 0.9,
+                                   "cov_err@N=64,nfe=25": 0.5, "cov_err@N=64,alpha=0.1": 5.0},
+                  {"floor@N=64": 0.06, "floor@N=256": 0.05}, _file="a.json")
+    g = group_records([rec])[0]
+    assert figure_series(g, "cov_err", "N") == [(64.0, [0.2], 0.06), (256.0, [0.3], 0.05)]
+    assert figure_series(g, "cov_err", "nfe", {"N": "64"}) == [(11.0, [0.9], None), (25.0, [0.5], None)]
+    assert figure_series(g, "cov_err", "nfe") == []  # keys with another setting need it fixed
+
+
+def test_seeds_of_one_configuration_are_grouped_and_budgets_kept_apart():
+    recs = [_grf1d("fdp", 0, 0.08, _file="f0.json"), _grf1d("fdp", 1, 0.10, _file="f1.json"),
+            _grf1d("fdp", 0, 0.01, minutes=100.0, _file="long.json"),  # another budget: never ranked
+            _grf1d("ffm", 0, 0.085, _file="m.json"),
+            _grf1d("ign", 0, 0.5, max_steps=10, train_seconds=5.0, _file="capped.json"),  # stopped by a step cap
+            _grf1d("pfgmpp", 0, 0.3, train_steps=-1, _file="ckpt.json")]  # a saved model re-evaluated
+    groups = group_records(recs)
+    assert sorted(len(g.records) for g in groups) == [1, 1, 1, 1, 2]
+    best = best_per_method(groups, HEADLINES["grf1d"][0], standard=True)
+    assert list(best) == ["ffm", "fdp"]  # mean of the two fdp seeds (0.09) is behind ffm's 0.085
+    fdp = best["fdp"]
+    assert [name(r) for r in fdp.records] == ["f0.json", "f1.json"]
+    s = fdp.stat("cov_err@N=64")
+    assert abs(s.mean - 0.09) < 1e-12 and abs(s.std - 0.02 ** 0.5 * 0.1) < 1e-12
+    assert budget(recs[2]).label == "100 min" and not budget(recs[2]).standard
+    assert budget(recs[4]).label == "step cap of 10 steps" and not budget(recs[4]).standard
+    assert not budget(recs[5]).standard and "not recorded" in budget(recs[5]).label
 
 
 def test_make_figures_on_synthetic_records(tmp_path, capsys):
     res = tmp_path / "results"
     res.mkdir()
     metrics = {"cov_err@N=64": 0.2, "cov_err@N=256": 0.3, "cov_err@N=64,nfe=7": 2.0, "cov_err@N=64,nfe=35": 0.2}
-    (res / "a.json").write_text(json.dumps(_record("grf1d", "fdp", metrics, {"floor@N=64": 0.06})))
+    (res / "a.json").write_text(json.dumps(_record("grf1d", "fdp", metrics, {"floor@N=64": 0.06}, minutes=25.0)))
     (res / "b.json").write_text(json.dumps(_record("mnist", "ign", {"fd_lenet@res=28": 9.0, "fd_lenet@res=56": 12.0})))
     (res / "q.json").write_text(json.dumps(_record("mnist", "fdp", {"step_seconds@rate=0.5": 1.0}, quick=True)))
+    (res / "e.json").write_text(json.dumps(_record("earth", "riemannian", {"nll@dataset=volcano": -4.0},
+                                                   {"rfm_published_nll@dataset=volcano": -7.9}, minutes=30.0)))
+    (res / "z.json").write_text(json.dumps(_record("earth", "riemannian", {"kl@x=1": 1.0})))
     records = load_records(res)
-    assert sorted(Path(r["_file"]).name for r in records) == ["a.json", "b.json"]  # quick records left out
-    written = make_figures(records, tmp_path / "fig")
-    assert sorted(p.name for p in written) == ["quality_vs_resolution.png", "quality_vs_steps.png"]
+    assert sorted(Path(r["_file"]).name for r in records) == ["a.json", "b.json", "e.json", "z.json"]
+    written = make_figures(records[:3], tmp_path / "fig")
+    assert sorted(p.name for p in written) == ["bench_earth.png", "bench_grf1d.png", "bench_mnist.png"]
     for p in written:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "no record has data for speed_vs_points.png" in capsys.readouterr().out
-    assert not (tmp_path / "fig" / "speed_vs_points.png").exists()
 
 
-def test_benchmarks_md_has_a_coverage_table_and_leaves_quick_records_out(tmp_path):
+def _colours_in(png: Path) -> set[tuple[int, int, int]]:
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    return {tuple(int(c) for c in px) for px in np.unique(rgb, axis=0)}
+
+
+def test_a_method_has_its_colour_in_every_figure(tmp_path):
+    from funcgen.viz.colors import METHOD_COLORS
+
+    recs = [_grf1d("fdp", 0, 0.08, _file="f.json"), _grf1d("ffm", 0, 0.09, _file="m.json")]
+    written = make_figures(recs, tmp_path, log=lambda *_: None)
+    found = _colours_in(written[0])
+    for method in ("fdp", "ffm"):
+        hexcol = METHOD_COLORS[method].lstrip("#")
+        assert tuple(int(hexcol[i:i + 2], 16) for i in (0, 2, 4)) in found, method
+    assert tuple(int(METHOD_COLORS["ign"].lstrip("#")[i:i + 2], 16) for i in (0, 2, 4)) not in found
+
+
+def test_benchmarks_md_opens_with_the_leaderboard(tmp_path):
     res = tmp_path / "results"
     res.mkdir()
-    (res / "grf1d_fdp.json").write_text(
-        json.dumps(_record("grf1d", "fdp", {"cov_err@N=64": 0.2, "cov_err@N=256": 0.3})))
+    for i, rec in enumerate([_grf1d("fdp", 0, 0.08), _grf1d("fdp", 1, 0.10), _grf1d("ffm", 0, 0.07),
+                             _grf1d("ign", 0, 0.01, minutes=5.0), _grf1d("pfgmpp", 0, 0.3, train_steps=-1)]):
+        (res / f"grf1d_{i}.json").write_text(json.dumps(rec))
     (res / "quick_earth.json").write_text(json.dumps(_record("earth", "riemannian", {"nll@dataset=volcano": 1.0},
                                                              quick=True)))
     out = tmp_path / "docs" / "benchmarks.md"
     make_benchmarks_md.main(["--results", str(res), "--out", str(out), "--figures", str(tmp_path / "docs" / "figures")])
     md = out.read_text()
-    rows = dict(((m.group(1), m.group(2)), m.group(3))
-                for m in re.finditer(r"^\| (\S+) \| (\S+) \| ([^|]+) \|$", md, re.M))
+    board = md[md.index("## Leaderboard"):md.index("## Figures")]
+    assert md.index("## Leaderboard") < md.index("## Coverage") < md.index("## All records")
+    glance = re.search(r"^\| grf1d \| \*\*(\w+)\*\* \| cov_err@N=64 ([\d.]+) \|", board, re.M)
+    assert glance and glance.groups() == ("ffm", "0.07")
+    rows = re.findall(r"^\| (?:\*\*)?(\d)(?:\*\*)? \| (?:\*\*)?(\w+)(?:\*\*)? \| ([^|]+) \|", board, re.M)
+    assert rows == [("1", "ffm", "0.07"), ("2", "fdp", "0.09 +- 0.014")]  # ign's 5-minute 0.01 is not ranked
+    assert "ign: 0.01 (5 min;" in board and "pfgmpp: 0.3 (not recorded" in board
+    assert "not recorded" in md[md.index("## All records"):] and "| -1 |" not in md
+    cov = dict(((m.group(1), m.group(2)), m.group(3))
+               for m in re.finditer(r"^\| (\S+) \| (\S+) \| ([^|]+) \|$", md[md.index("## Coverage"):], re.M))
     for task, methods in METHODS.items():
         for method in methods:
-            assert rows[(task, method)] == ("grf1d_fdp.json" if (task, method) == ("grf1d", "fdp") else "not run")
+            assert (cov[(task, method)] != "not run") == (task == "grf1d"), (task, method)
     assert "quick_earth" not in md and "nll@dataset" not in md
-    assert md.index("## Coverage") < md.index("## grf1d")
-    assert "![quality_vs_resolution](figures/quality_vs_resolution.png)" in md
-    assert (tmp_path / "docs" / "figures" / "quality_vs_resolution.png").is_file()
+    assert "![bench_grf1d](figures/bench_grf1d.png)" in md
+    assert (tmp_path / "docs" / "figures" / "bench_grf1d.png").is_file()

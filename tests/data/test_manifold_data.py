@@ -64,8 +64,8 @@ def test_earth_datamodule_without_data_says_where_to_put_it(tmp_path, monkeypatc
         EarthDataModule("fire").setup()
     with pytest.raises(FileNotFoundError, match=r"earth/fire\.csv"):
         EarthDataModule("fire", root=str(tmp_path)).setup()
-    with pytest.raises(ValueError, match="unknown Earth dataset"):
-        EarthDataModule("moon")
+    with pytest.raises(FileNotFoundError, match=r"earth/moon\.csv"):  # any dataset name: the file must exist
+        EarthDataModule("moon", root=str(tmp_path)).setup()
 
 
 @pytest.mark.parametrize("m", [Sphere(2), SO3(), Torus(2)], ids=["S2", "SO3", "T2"])

@@ -22,7 +22,7 @@ def rel_err(a: Tensor, b: Tensor) -> float:
 class Recorder(nn.Module):
     """A stand-in network: a fixed nonlinear function of the state and time, recording its inputs."""
 
-    def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor, mask: Tensor | None = None) -> Tensor:
         self.seen = (values, t)
         return torch.sin(3 * values) + t[:, None, None] * coords.sum(-1, keepdim=True)
 

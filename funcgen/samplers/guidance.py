@@ -1,0 +1,138 @@
+"""Posterior sampling on a Gaussian path: condition any sampler on observed values at some of its points.
+
+The sampler's state lives on the union of the query points and the observed points (:class:`Observation`
+gives the observed points' indices in that state, their values ``y`` in model units and the observation
+noise variance ``v``). Two ways to condition, both built only from the path view
+:class:`funcgen.samplers.path.GaussianPath` (``x_t = a x_data + s xi``, ``Cov(xi) = C``):
+
+**Tweedie-moment guidance** (:func:`tweedie_guide`, "tweedie"; Boys et al. 2023, TMPD). The sampler's
+denoiser ``D(x_t) = E[x_data | x_t]`` is replaced by the conditional denoiser
+
+    D_y(x_t) = D + Sigma A^T (A Sigma A^T + v I)^-1 (y - A D),
+    Sigma = Cov(x_data | x_t) = (s^2 / a) J C,        J = dD / dx_t,                          (1)
+
+``A`` the selection of the observed entries. (1) is Tweedie's second-moment formula for colored noise
+(``Cov = s^2/a^2 (C + s^2 C grad^2 log p_t C)``) and Gaussian conditioning of ``x_data | x_t`` on ``y``: it
+is EXACT when ``x_data | x_t`` is Gaussian (Gaussian data), and then any sampler run on ``D_y`` samples the
+exact posterior up to its discretisation error (the forward path does not depend on ``y``, so ``D_y`` is the
+denoiser of the posterior's own path). Cost: one extra backward pass per observed entry and denoiser call
+(the rows ``A J`` by vector-Jacobian products), then an ``M x M`` solve. Symmetric by construction where
+the network's Jacobian is.
+
+**Replacement** (:func:`replacement_callback`, "replace"; Song et al. 2021, Lugmayr et al. 2022): after every
+step to level ``t`` the observed entries are overwritten by a forward draw ``a(t) y + s(t) xi_obs``, ``xi_obs`` a
+fresh draw of the noise at the observed points. Cheap, but the fresh draw ignores the correlation between the
+noise at the observed points and the state elsewhere, so the posterior is only approximate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .base import Callback, ModelFn
+from .path import GaussianPath
+
+__all__ = ["Observation", "tweedie_guide", "replacement_callback", "DenoiserGuide"]
+
+#: turns a denoiser ``D(x, t) -> x0_hat`` into a conditional one (what a method's ``sample(guide=...)`` takes)
+DenoiserGuide = Callable[[ModelFn], ModelFn]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Observed entries of a sampler state ``[B, N, c]``.
+
+    Attributes:
+        index: ``[B, M]`` long, the observed points' positions among the state's ``N`` points.
+        values: ``[B, M, c]`` their values in model units.
+        variance: observation noise variance ``v`` (model units; 0: noise-free).
+    """
+
+    index: Tensor
+    values: Tensor
+    variance: float = 0.0
+
+    def gather(self, x: Tensor) -> Tensor:
+        """``A x``: the observed entries ``[B, M, c]`` of a state ``x`` ``[B, N, c]``."""
+        return torch.gather(x, 1, self.index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+    def scatter(self, x: Tensor, values: Tensor) -> Tensor:
+        """A copy of ``x`` ``[B, N, c]`` with the observed entries set to ``values`` ``[B, M, c]``."""
+        return x.scatter(1, self.index.unsqueeze(-1).expand(-1, -1, x.shape[-1]), values.to(x.dtype))
+
+
+def tweedie_guide(path: GaussianPath, cov: Tensor, obs: Observation, jitter: float = 1e-10) -> DenoiserGuide:
+    """The conditional denoiser (1) for a state whose noise has covariance ``cov`` ``[B or 1, N, N]``.
+
+    Args:
+        path: the method's path (``scales(t) -> (a, s)``).
+        cov: ``C`` at the state's points.
+        obs: the observed entries.
+        jitter: added to ``A Sigma A^T + v I`` relative to its mean diagonal (a network's ``Sigma`` is only
+            approximately positive definite); float64, so it can stay tiny: close observed points make
+            ``A Sigma A^T`` nearly singular, and a larger jitter biases the posterior (docs/conditioning.md).
+
+    Returns:
+        ``guide(denoise) -> denoise_y``; ``denoise_y(x, t)`` needs autograd through ``denoise``. Where
+        ``a(t) = 0`` (``x_t`` carries no information, and (1) is ``0 / 0``) the denoiser is returned unchanged.
+    """
+    cov64 = cov.double()
+
+    def guide(denoise: ModelFn) -> ModelFn:
+        def denoise_y(x: Tensor, t: float) -> Tensor:
+            a, s = path.scales(t)
+            if a <= 0.0 or s <= 0.0:
+                x0 = denoise(x, t)
+                return obs.scatter(x0, obs.values) if s <= 0.0 and obs.variance == 0.0 else x0
+            b, n, c = x.shape
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(True)
+                x0 = denoise(xg, t)
+                sel = obs.gather(x0)  # [B, M, c]
+                m = sel.shape[1]
+                rows = []
+                for j in range(m):
+                    for k in range(c):
+                        (g,) = torch.autograd.grad(sel[:, j, k].sum(), xg, retain_graph=j * c + k < m * c - 1)
+                        rows.append(g)
+            aj = torch.stack(rows, 1).double()  # [B, R, N, c]: rows of A J (functions are independent)
+            r = m * c
+            # A Sigma = (s^2 / a) (A J) C: contract the point axis of A J with C
+            g_rows = (s * s / a) * torch.einsum("brnc,bnk->brkc", aj, cov64.expand(b, -1, -1))  # [B, R, N, c]
+            flat = g_rows.reshape(b, r, n * c)
+            cols = (obs.index.unsqueeze(-1) * c + torch.arange(c, device=x.device)).reshape(b, r)  # entries of A
+            s_y = torch.gather(flat, 2, cols.unsqueeze(1).expand(-1, r, -1))  # A Sigma A^T [B, R, R]
+            s_y = 0.5 * (s_y + s_y.transpose(1, 2))
+            diag = s_y.diagonal(dim1=1, dim2=2).mean(-1).abs().clamp_min(1e-30)[:, None, None]
+            eye = torch.eye(r, dtype=torch.float64, device=x.device)
+            s_y = s_y + (obs.variance + jitter * diag) * eye
+            resid = (obs.values.double() - sel.detach().double()).reshape(b, r, 1)
+            w = torch.linalg.solve(s_y, resid)  # [B, R, 1]
+            corr = (flat.transpose(1, 2) @ w).reshape(b, n, c)  # Sigma A^T w  (= (A Sigma)^T w)
+            return (x0.detach().double() + corr).to(x.dtype)
+
+        return denoise_y
+
+    return guide
+
+
+def replacement_callback(path: GaussianPath, obs: Observation, noise_at_obs: Callable[[], Tensor],
+                         then: Callback | None = None) -> Callback:
+    """After each step to level ``t``, set the observed entries to ``a(t) y + s(t) xi_obs`` (noise-free
+    observations; a final level with ``s = 0`` gives ``y`` exactly), ``xi_obs`` ``[B, M, c]`` a fresh draw of
+    ``noise_at_obs()``; then run ``then`` (e.g. progress)."""
+
+    def callback(i: int, t: float, x: Tensor, x0_hat: Tensor) -> Tensor:
+        a, s = path.scales(t)
+        y = a * obs.values + (s * noise_at_obs() if s > 0 else 0.0)
+        x = obs.scatter(x, y)
+        if then is not None:
+            out = then(i, t, x, x0_hat)
+            x = x if out is None else out
+        return x
+
+    return callback
