@@ -51,7 +51,7 @@ def test_read_in_of_a_finer_set_is_a_local_weighted_mean(gen):
 
 
 def test_mask_removes_points_from_the_read_in(gen):
-    net = GridAutoencoder(2, 1, 1, grid=8, width=8, levels=1, latent_dim=6)
+    net = GridAutoencoder(2, 1, 1, grid=8, width=8, levels=1, latent_dim=6).eval()  # BatchNorm: running statistics
     coords = torch.rand(2, 40, 2, generator=gen)
     v = torch.randn(2, 40, 1, generator=gen)
     mask = torch.rand(2, 40, generator=gen) > 0.4
