@@ -4,9 +4,12 @@
         --out docs/figures/ign_projection.png
 
 Rows (each of ``--num`` test digits 8000.. in a column): the clean digit; Gaussian noise
-(std ``--noise`` in pixel units) and ``f`` of it; half of the pixels dropped (set to the background)
-and ``f`` of it; a centred square patch erased and ``f`` of it. Also prints the mean squared error to
-the clean digit before and after projection for each corruption.
+(std ``--noise`` in pixel units) and ``f`` of it; half of the pixels dropped and ``f`` of it; a centred
+10x10 patch erased and ``f`` of it. Dropped pixels and the patch are MISSING points: a mask tells the
+projection which points are observed (``project(..., mask=...)``: the observed values are kept, ``f`` fills
+in the rest); ``--no-mask`` instead sets them to the background and projects the whole image, as if the
+corruption were unknown. Prints the mean squared error to the clean digit (over all pixels) before and
+after projection for each corruption, and its relative reduction.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def main() -> None:
     p.add_argument("--noise", type=float, default=0.3)
     p.add_argument("--k", type=int, default=1, help="applications of f")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-mask", action="store_true", help="treat dropped pixels and the patch as background values")
     a = p.parse_args()
 
     gen = load(a.ckpt)
@@ -40,17 +44,22 @@ def main() -> None:
     shift, scale = float(norm.get("shift", 0.0)), float(norm.get("scale", 1.0))
     g = torch.Generator().manual_seed(a.seed)
     noisy = clean + a.noise * torch.randn(clean.shape, generator=g)
-    dropped = clean * (torch.rand(clean.shape, generator=g) > 0.5)
-    patch = clean.reshape(a.num, 28, 28).clone()
-    patch[:, 9:19, 9:19] = 0.0
-    patch = patch.reshape(a.num, 784, 1)
+    keep_drop = torch.rand(a.num, 784, generator=g) > 0.5
+    keep_patch = torch.ones(a.num, 28, 28, dtype=torch.bool)
+    keep_patch[:, 9:19, 9:19] = False
+    keep_patch = keep_patch.reshape(a.num, 784)
     coords = grid_coords((28, 28)).unsqueeze(0).expand(a.num, -1, -1)
 
     rows = [clean]
-    for name, x in (("noise", noisy), ("drop 50%", dropped), ("patch", patch)):
-        y = gen.method.project(gen.net, coords, (x - shift) / scale, k=a.k) * scale + shift
+    for name, x, keep in (("noise", noisy, None), ("drop 50%", clean * keep_drop.unsqueeze(-1), keep_drop),
+                          ("patch", clean * keep_patch.unsqueeze(-1), keep_patch)):
+        mask = None if a.no_mask else keep
+        y = gen.method.project(gen.net, coords, (x - shift) / scale, k=a.k, mask=mask,
+                               generator=torch.Generator().manual_seed(a.seed)) * scale + shift
         before, after = ((v.clamp(0, 1) - clean).pow(2).mean().item() for v in (x, y))
-        print(f"{name:9s} mse to clean digit: corrupted {before:.4f} -> projected {after:.4f}")
+        how = "" if keep is None else (" (as background)" if a.no_mask else " (as a mask)")
+        print(f"{name:9s}{how} mse to clean digit: corrupted {before:.4f} -> projected {after:.4f} "
+              f"({100 * (1 - after / before):.0f}% lower)")
         rows += [x, y]
     grid = image_grid(torch.cat(rows).clamp(0, 1), (28, 28), value_range=(0.0, 1.0), nrow=a.num)
     print(f"wrote {save_png(grid, a.out)}")

@@ -5,6 +5,7 @@
     funcgen sample --ckpt PATH [--resolution R | --coords Q.npy] --num K --out DIR [--observed OBS.npz]
     funcgen logprob --ckpt PATH --data X.npz | POINTS.csv [--out FILE.json]
     funcgen export --ckpt PATH --out FILE.safetensors
+    funcgen project --ckpt PATH --data X.npz --out DIR [--k K]                (IGN: repair given functions)
     funcgen demo [--out DIR] [--minutes M]
     funcgen bench TASK --method M [--config FILE] [--seed S] [--out FILE.json]
     funcgen bench all --quick [--out DIR]                                    (smoke pass, every pair)
@@ -163,6 +164,52 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_project(ns: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from ..generator import load
+    from ..methods.capabilities import SupportsProjection
+    from ..pointset import PointSet
+
+    gen = load(ns.ckpt)
+    if not isinstance(gen.method, SupportsProjection):
+        raise ValueError(f"{ns.ckpt} holds a {type(gen.method).__name__} model, which offers no projection "
+                         "(IGN models do)")
+    path = Path(ns.data)
+    if not path.is_file():
+        raise FileNotFoundError(f"no data file at {path} (an .npz with coords [B, N, d], values [B, N, c] and "
+                                "optionally mask [B, N], True = observed)")
+    with np.load(path) as f:
+        missing = {"coords", "values"} - set(f.files)
+        if missing:
+            raise ValueError(f"{path} lacks {sorted(missing)}: it needs coords [B, N, d], values [B, N, c] (data "
+                             "units) and optionally mask [B, N] (True = observed)")
+        coords = torch.as_tensor(f["coords"], dtype=torch.float32)
+        values = torch.as_tensor(f["values"], dtype=torch.float32)
+        mask = torch.as_tensor(f["mask"]).bool() if "mask" in f.files else None
+    if coords.ndim == 2:  # one function
+        coords, values = coords[None], values[None]
+        mask = None if mask is None else mask[None]
+    if values.ndim == 2:
+        values = values[..., None]
+    if mask is None and not bool(torch.isfinite(values).all()):
+        raise ValueError(f"{path}: values contain NaN or inf; add a mask [B, N] (True = observed) marking the "
+                         "missing points")
+    param = next(gen.net.parameters())
+    c = coords.to(param)
+    v = gen.normalize(values.to(param).nan_to_num(0.0))
+    m = None if mask is None else mask.to(param.device)
+    out_v = gen.method.project(gen.net, c, v, k=ns.k, mask=m, generator=torch.Generator().manual_seed(ns.seed))
+    ps = PointSet(c, gen.denormalize(out_v))
+    out = Path(ns.out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "projected.npz", coords=ps.coords.cpu().numpy(), values=ps.values.cpu().numpy())
+    print(f"wrote {out / 'projected.npz'} ({ps.batch_size} functions, f applied {ns.k} time(s)"
+          f"{', observed values kept' if mask is not None else ''})")
+    return 0
+
+
 def _cmd_logprob(ns: argparse.Namespace) -> int:
     from ..generator import load
 
@@ -246,6 +293,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="mesh models: subdivide the training mesh this many times (each ~4x the vertices)")
     _add_method_arg(s, "this run")
 
+    pr = sub.add_parser("project", help="repair given functions with a model that offers a projection (IGN's f)")
+    pr.add_argument("--ckpt", required=True, help="a .ckpt from training or a .safetensors export")
+    pr.add_argument("--data", required=True,
+                    help=".npz with coords [B, N, d], values [B, N, c] (data units) and optionally mask [B, N] "
+                         "(True = observed; the other values may be anything, NaN included)")
+    pr.add_argument("--out", default="projected", help="output folder (projected.npz)")
+    pr.add_argument("--k", type=int, default=1, help="applications of f")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the source noise that starts missing points")
+
     lp = sub.add_parser("logprob", help="log density (nats) of functions or manifold points under a model",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         epilog="--data: an .npz with coords [B, N, d] (or [N, d]) and values [B, N, c] (or [N, c]) "
@@ -315,8 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         make_cli(argv)
         return 0
     ns = _parser().parse_args(argv)
-    handlers = {"sample": _cmd_sample, "logprob": _cmd_logprob, "export": _cmd_export, "demo": _cmd_demo,
-                "bench": _cmd_bench}
+    handlers = {"sample": _cmd_sample, "logprob": _cmd_logprob, "project": _cmd_project, "export": _cmd_export,
+                "demo": _cmd_demo, "bench": _cmd_bench}
     try:
         return handlers[ns.command](ns)
     except (FileNotFoundError, ValueError) as e:

@@ -77,6 +77,11 @@ class Method(Configurable, ABC):
         For methods whose loss changes with training progress (e.g. a warm-up of a loss weight).
         """
 
+    def stop_reason(self) -> str | None:
+        """Polled by the trainer after each training step: a reason to end training now (e.g. a collapse
+        monitor's finding), or None to go on (default)."""
+        return None
+
     @abstractmethod
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,

@@ -9,28 +9,36 @@ the detached parameters, so no copy is ever stored):
     L_rec(x)   = D(f(x), x)                                                        (IGN eq. 5)
     L_idem(z)  = D(f'(f(z)), f(z))          gradient through the inner f only       (IGN eq. 6)
     L~_tight(z) = -D(f(y), y),  y = f(z).detach()   gradient through the outer f only (IGN eq. 7)
-    L_tight(z) = tanh(L~_tight / (a s)) a s,  s = L_rec (detached), a = 1.5          (IGN eq. 9)
+    L_tight(z) = tanh(L~_tight(z) / (a L_rec(z))) a L_rec(z),  a = 1.5             (IGN eq. 9)
     L = w_rec L_rec + w_idem L_idem + w_tight L_tight
 
 The tightness term must run the live network on the detached ``f(z)``: computing it with the frozen
 copy (as in some public code) leaves it without any gradient. ``D`` is the mean over points (and
-channels) of the squared or absolute difference, a Monte Carlo estimate of an ``L^2``/``L^1``
-function norm, so no loss depends on the number of points. The clamp bounds the tightness term in
-``(-a s, 0]``, per function ``i`` with the reconstruction loss of the ``i``-th data function of the
-batch as its scale ``s_i``.
+channels) of the absolute or squared difference, a Monte Carlo estimate of an ``L^1``/``L^2``
+function norm, so no loss depends on the number of points.
 
-Weights: 1 / 1 / 0.1 with ``D = L2`` (the paper's listing, the default) or 20 / 20 / 2.5 with
-``D = L1`` (its CelebA configs).
+**The clamp's scale** (``tight_scale``). Eq. 9 as printed scales the tightness term of ``z`` by
+``L_rec(z)``, i.e. eq. 5's reconstruction distance evaluated at that same ``z``: ``s = D(f(z), z)``, how
+far ``f`` moves the noise (``"rec_z"``, the default, per function, detached). Public code instead pairs
+the ``i``-th ``z`` with the reconstruction loss of the unrelated ``i``-th data function
+(``"rec_x"``; ``"rec_x_mean"``: its batch mean); once ``f`` reconstructs the data (``L_rec(x) -> 0``)
+that scale vanishes, the ``tanh`` saturates and the tightness gradient (``sech^2``) with it. With
+``"rec_z"`` the clamp bounds the tightness term by ``a`` times the distance ``f`` moved the noise and
+stays in its linear range while ``f`` maps noise to data.
 
-The backbone is any funcgen network called as ``net(coords, values, t)`` with the CONSTANT time
-``t = t_value`` (0 by default): IGN has no time, the argument only satisfies the shared contract.
-It needs ``in_channels == out_channels``, and it needs a bottleneck: a backbone whose output at a point
-sees the input value there directly (``PerceiverNet``'s default per-point read-out) learns the identity,
-which fixes the data and is idempotent, so L_rec and L_idem vanish and the clamped tightness term
-(scale ``s = L_rec -> 0``) cannot push back (docs/results/extra.md, "IGN with a bottlenecked
-backbone"). The configs use ``PerceiverNet(query_values=False)``
-(coordinate-only read-out: values pass only through the latents), the role of the paper's
-encoder-decoder.
+**Defaults** are the paper's trained setting (its MNIST/CelebA configs): ``D = L1``, weights
+20 / 20 / 2.5, the clamp with ``a = 1.5``, no tightness warm-up, Adam betas ``(0.5, 0.999)`` (the
+optimizer is the module's: ``model.betas`` in the configs). The paper's code listing uses ``L2`` with
+1 / 1 / 0.1; under ``L2`` the tightness gradient ``2(f(y) - y)`` vanishes at every fixed point, the
+constant function included, so that listing drifts into collapse far more easily.
+
+The backbone is any funcgen network called as ``net(coords, values, t, mask=...)`` with the CONSTANT
+time ``t = t_value`` (0 by default): IGN has no time, the argument only satisfies the shared contract.
+It needs ``in_channels == out_channels`` and a bottleneck: a backbone whose output at a point sees the
+input value there learns the identity, which fixes the data and is idempotent. The configs use
+:class:`funcgen.nets.GridAutoencoder` (the paper's encoder to a ~100-number latent and decoder, with a
+resolution-free read-in and read-back), whose output does not start at zero: with a zero-initialised
+head ``f = 0`` at step 0 and ``L_idem``, ``L_tight`` have exactly zero gradient.
 
 Source noise ``z``: any :class:`funcgen.processes.noise.FunctionNoise` evaluated at the batch's coordinates
 (a Gaussian random field for functions), or :class:`funcgen.processes.matched.SpectrumMatchedNoise` for
@@ -42,15 +50,20 @@ the method's config, and it can be evaluated at any resolution as a band-limited
 
 Sampling: ``z`` at the query coordinates, then ``f`` applied ``steps`` times (1 = one-step
 generation, more = the paper's refinement). :meth:`IdempotentGenerative.project` applies ``f`` to a
-given (noisy, masked, corrupted) function: IGN's projection onto the data manifold.
+given (noisy, partly observed, corrupted) function: IGN's projection onto the data manifold; missing
+points are a mask.
 
-Stability aids: a linear warm-up of the tightness weight over ``tight_warmup_steps`` training steps
-(driven by :meth:`Method.on_train_step`), and a collapse monitor: ``diversity`` = mean per-point std
-of ``f(z)`` across the batch divided by that of the data batch (near 0 means mode collapse).
+Collapse monitor (every training step): ``diversity`` = mean per-point std of ``f(z)`` across the batch
+over that of the data batch (near 0: every noise maps to one function), ``identity_gap`` = ``D(f(z), z)``
+over ``D(x, z)`` (near 0: ``f`` returns the noise unchanged). Either below its threshold for
+``collapse_patience`` consecutive training steps warns, and with ``collapse_stop`` asks the trainer to
+stop (:meth:`stop_reason`). A linear warm-up of the tightness weight is available
+(``tight_warmup_steps``, driven by :meth:`Method.on_train_step`), off by default.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -66,6 +79,7 @@ from .base import Method, bind_mask, masked_mean
 __all__ = ["IdempotentGenerative", "distance", "clamp_tight"]
 
 Distance = Literal["l2", "l1"]
+TightScale = Literal["rec_z", "rec_x", "rec_x_mean"]
 
 
 def distance(a: Tensor, b: Tensor, mask: Tensor | None, kind: Distance) -> Tensor:
@@ -88,41 +102,63 @@ class IdempotentGenerative(Method):
 
     Args:
         noise: the source noise ``z`` (any function noise; ``SpectrumMatchedNoise`` for images).
-        distance: ``l2`` (mean squared) or ``l1`` (mean absolute) difference ``D``.
-        rec_weight: weight of ``L_rec`` (1 with L2; the paper's L1 configs use 20).
-        idem_weight: weight of ``L_idem`` (1 with L2; 20 with L1).
-        tight_weight: weight of ``L_tight`` after warm-up (0.1 with L2; 2.5 with L1).
+        distance: ``l1`` (mean absolute, the paper's trained setting) or ``l2`` (mean squared) difference ``D``.
+        rec_weight: weight of ``L_rec`` (20 with L1; the paper's L2 listing uses 1).
+        idem_weight: weight of ``L_idem`` (20 with L1; 1 with L2).
+        tight_weight: weight of ``L_tight`` after warm-up (2.5 with L1; 0.1 with L2).
         tight_clamp: the clamp factor ``a`` (1.5 in the paper); None disables the clamp.
+        tight_scale: the clamp's scale ``s`` (module docstring): ``rec_z`` = ``D(f(z), z)`` per function
+            (eq. 9 as printed), ``rec_x`` = ``D(f(x_i), x_i)`` of the batch's ``i``-th data function,
+            ``rec_x_mean`` = its batch mean.
         tight_warmup_steps: the tightness weight grows linearly from 0 over this many training
             steps (0 = full weight from the start). The step comes from :meth:`on_train_step`; a
             method never told the step uses the full weight.
         steps: default number of applications of ``f`` when sampling (1 = one-step generation).
         t_value: the constant time fed to the backbone.
-        min_scale: floor of the clamp's scale ``s`` (avoids 0/0 when a reconstruction is exact).
+        min_scale: floor of the clamp's scale ``s`` (avoids 0/0 when a distance is exactly 0).
+        collapse_diversity: the collapse monitor's threshold on ``diversity`` (0 disables that check).
+        collapse_identity: the threshold on ``identity_gap`` (0 disables that check).
+        collapse_patience: consecutive training steps below a threshold before the monitor acts.
+        collapse_stop: besides warning, ask the trainer to stop (:meth:`stop_reason`).
     """
 
+    #: constructor arguments of exports written before they existed: their training used the
+    #: public-code pairing of the clamp scale (samples do not depend on it)
+    LEGACY_DEFAULTS = {"tight_scale": "rec_x"}
     #: one-step generation and the paper's refinement ``f(f(z))``, ``f(f(f(z)))``
     refinement_steps: tuple[int, ...] = (1, 2, 3)
 
-    def __init__(self, noise: FunctionNoise, distance: Distance = "l2", rec_weight: float = 1.0,
-                 idem_weight: float = 1.0, tight_weight: float = 0.1, tight_clamp: float | None = 1.5,
-                 tight_warmup_steps: int = 0, steps: int = 1, t_value: float = 0.0, min_scale: float = 1e-8) -> None:
+    def __init__(self, noise: FunctionNoise, distance: Distance = "l1", rec_weight: float = 20.0,
+                 idem_weight: float = 20.0, tight_weight: float = 2.5, tight_clamp: float | None = 1.5,
+                 tight_scale: TightScale = "rec_z", tight_warmup_steps: int = 0, steps: int = 1,
+                 t_value: float = 0.0, min_scale: float = 1e-8, collapse_diversity: float = 0.1,
+                 collapse_identity: float = 0.05, collapse_patience: int = 200, collapse_stop: bool = False) -> None:
         if distance not in ("l2", "l1"):
             raise ValueError(f"unknown distance {distance!r}; choose l2 or l1")
         if min(rec_weight, idem_weight, tight_weight) < 0:
             raise ValueError(f"loss weights must be >= 0; got {rec_weight}, {idem_weight}, {tight_weight}")
         if tight_clamp is not None and tight_clamp <= 0:
             raise ValueError(f"tight_clamp must be positive (or None for no clamp); got {tight_clamp}")
+        if tight_scale not in ("rec_z", "rec_x", "rec_x_mean"):
+            raise ValueError(f"unknown tight_scale {tight_scale!r}; choose rec_z, rec_x or rec_x_mean")
         if steps <= 0 or tight_warmup_steps < 0 or min_scale <= 0:
             raise ValueError(f"need steps > 0, tight_warmup_steps >= 0, min_scale > 0; got {steps}, "
                              f"{tight_warmup_steps}, {min_scale}")
+        if collapse_diversity < 0 or collapse_identity < 0 or collapse_patience < 1:
+            raise ValueError(f"need collapse_diversity >= 0, collapse_identity >= 0, collapse_patience >= 1; got "
+                             f"{collapse_diversity}, {collapse_identity}, {collapse_patience}")
         self.noise, self.distance = noise, distance
         self.rec_weight, self.idem_weight = float(rec_weight), float(idem_weight)
         self.tight_weight = float(tight_weight)
         self.tight_clamp = None if tight_clamp is None else float(tight_clamp)
+        self.tight_scale = tight_scale
         self.tight_warmup_steps, self.steps = int(tight_warmup_steps), int(steps)
         self.t_value, self.min_scale = float(t_value), float(min_scale)
+        self.collapse_diversity, self.collapse_identity = float(collapse_diversity), float(collapse_identity)
+        self.collapse_patience, self.collapse_stop = int(collapse_patience), bool(collapse_stop)
         self._step: int | None = None
+        self._low = {"diversity": 0, "identity_gap": 0}  # consecutive training steps below each threshold
+        self._collapse: str | None = None  # the monitor's finding, once it acted
 
     # ----------------------------------------------------------------- helpers
     def observe_batch(self, batch: PointSet) -> None:
@@ -170,17 +206,56 @@ class IdempotentGenerative(Method):
         rec = distance(fx, x, mask, self.distance)  # [B]
         idem = distance(f_fz, fz, mask, self.distance)
         tight_raw = -distance(f_y, y, mask, self.distance)
-        scale = rec.detach().clamp_min(self.min_scale)
+        moved = distance(y, z, mask, self.distance)  # L_rec(z) = D(f(z), z), detached
+        scale = {"rec_z": moved, "rec_x": rec.detach(),
+                 "rec_x_mean": rec.detach().mean().expand_as(rec)}[self.tight_scale].clamp_min(self.min_scale)
         tight = tight_raw if self.tight_clamp is None else clamp_tight(tight_raw, scale, self.tight_clamp)
         ramp = self.tight_ramp()
         total = (self.rec_weight * rec.mean() + self.idem_weight * idem.mean()
                  + self.tight_weight * ramp * tight.mean())
         extras = {"rec": rec.mean().detach(), "idem": idem.mean().detach(), "tight": tight.mean().detach(),
-                  "tight_raw": tight_raw.mean().detach(), "tight_weight": torch.tensor(self.tight_weight * ramp)}
-        div = self.diversity(fz.detach(), x, mask)
-        if div is not None:
-            extras["diversity"] = div
+                  "tight_raw": tight_raw.mean().detach(), "tight_weight": torch.tensor(self.tight_weight * ramp),
+                  "tight_scale": scale.mean()}
+        extras.update(self.monitor(y, z, x.detach(), mask))
+        if torch.is_grad_enabled():  # training steps only (validation runs without gradients)
+            self._watch({k: float(v) for k, v in extras.items() if k in self._low})
         return total, extras
+
+    def monitor(self, fz: Tensor, z: Tensor, x: Tensor, mask: Tensor | None) -> dict[str, Tensor]:
+        """The collapse statistics of a batch: ``fz`` = ``f(z)``, ``z`` the noise, ``x`` the data, all ``[B, N, c]``.
+
+        ``diversity`` (:meth:`diversity`; absent with one function), ``identity_gap`` = mean ``D(f(z), z)`` over
+        mean ``D(x, z)`` (in the method's distance; the data are unrelated to the noise, so the denominator is
+        the typical distance between noise and data) and ``identity_dist`` = mean ``D(f(z), z)``.
+        """
+        with torch.no_grad():
+            moved = distance(fz, z, mask, self.distance).mean()
+            out = {"identity_dist": moved,
+                   "identity_gap": moved / distance(x, z, mask, self.distance).mean().clamp_min(1e-12)}
+            div = self.diversity(fz, x, mask)
+            if div is not None:
+                out["diversity"] = div
+        return out
+
+    def _watch(self, stats: dict[str, float]) -> None:
+        """Count consecutive training steps below each threshold; warn (and flag a stop) at ``collapse_patience``."""
+        limits = {"diversity": self.collapse_diversity, "identity_gap": self.collapse_identity}
+        for key, limit in limits.items():
+            if key not in stats or limit <= 0:
+                continue
+            self._low[key] = self._low[key] + 1 if stats[key] < limit else 0
+            if self._low[key] == self.collapse_patience:
+                what = ("every noise is mapped to nearly the same function (mode collapse)" if key == "diversity"
+                        else "f returns the noise nearly unchanged (f has become the identity)")
+                self._collapse = (f"IGN collapse: {key} < {limit} for {self.collapse_patience} consecutive "
+                                  f"training steps (now {stats[key]:.3g}): {what}. Check that the backbone has a "
+                                  "bottleneck and a non-zero output at initialisation, and the loss weights "
+                                  "(L1, 20/20/2.5)")
+                warnings.warn(self._collapse, RuntimeWarning, stacklevel=3)
+
+    def stop_reason(self) -> str | None:
+        """The collapse monitor's finding when ``collapse_stop`` is set and it acted, else None."""
+        return self._collapse if self.collapse_stop else None
 
     @staticmethod
     def diversity(fz: Tensor, x: Tensor, mask: Tensor | None) -> Tensor | None:
@@ -193,38 +268,46 @@ class IdempotentGenerative(Method):
         keep = torch.ones(fz.shape[1], dtype=torch.bool, device=fz.device) if mask is None else mask.all(0)
         if not keep.any():
             return None
-        s_fz, s_x = fz[:, keep].std(0).mean(), x[:, keep].detach().std(0).mean()
+        s_fz, s_x = fz[:, keep].detach().std(0).mean(), x[:, keep].detach().std(0).mean()
         return s_fz / s_x.clamp_min(1e-12)
 
     # ----------------------------------------------------------------- generation
     @torch.no_grad()
     def project(self, net: nn.Module, coords: Tensor, values: Tensor, k: int = 1, mask: Tensor | None = None,
                 generator: torch.Generator | None = None) -> Tensor:
-        """Apply ``f`` ``k`` times to the functions ``values`` ``[B, N, c]`` at ``coords`` ``[B, N, d]``.
+        """Apply ``f`` ``k`` times to the functions ``values`` ``[B, N, c]`` at ``coords`` ``[B, N, d]``: IGN's
+        projection of a noisy, partly observed or otherwise corrupted function onto the data manifold.
 
-        Maps a noisy, masked or otherwise corrupted function towards the data manifold (``k = 0``
-        returns the input). With ``mask`` ``[B, N]`` (True = observed; conditional generation by projection)
-        the unobserved values are first replaced by a draw of the source noise and the observed ones are
-        restored after every application of ``f``, so the result agrees with them exactly. Returns ``[B, N, c]``.
+        Values are in the model's units (the generator normalises data units). ``k = 0`` returns the input.
+        ``mask`` ``[B, N]`` bool (True = observed): the unobserved values may be anything (NaN included);
+        they start as a draw of the source noise (``generator``), the backbone is told the mask (every
+        funcgen backbone takes one; :class:`funcgen.nets.GridAutoencoder` then reads only the observed
+        points), and the observed values are restored after every application of ``f``, so the result
+        agrees with them exactly and ``f`` fills in the rest (applications after the first see the
+        completed function, the paper's refinement). Returns ``[B, N, c]``.
+
+        Raises:
+            ValueError: wrong shapes, a mask that is not bool ``[B, N]``, NaN / inf among the observed values
+                or coordinates, ``k < 0``, or a backbone with ``in_channels != out_channels``.
         """
         if coords.ndim != 3 or values.ndim != 3 or coords.shape[:2] != values.shape[:2]:
             raise ValueError(f"need coords [B, N, d] and values [B, N, c] with matching B, N; got "
                              f"{tuple(coords.shape)} and {tuple(values.shape)}")
         if mask is not None:
             if mask.shape != coords.shape[:2] or mask.dtype != torch.bool:
-                raise ValueError(f"mask must be bool [B, N] = {tuple(coords.shape[:2])}; got {mask.dtype} "
-                                 f"{tuple(mask.shape)}")
+                raise ValueError(f"mask must be bool [B, N] = {tuple(coords.shape[:2])} (True = observed); got "
+                                 f"{mask.dtype} {tuple(mask.shape)}")
             values = torch.where(mask.unsqueeze(-1), values.nan_to_num(0.0),
                                  self.noise.sample(coords, values.shape[-1], generator).to(values.dtype))
         if not (torch.isfinite(coords).all() and torch.isfinite(values).all()):
-            raise ValueError("project: coords or values contain NaN or inf (fill missing values first)")
+            raise ValueError("project: coords or values contain NaN or inf (pass a mask marking the missing points)")
         if k < 0:
             raise ValueError(f"k (applications of f) must be >= 0; got {k}")
         self._check_net(net, values.shape[-1])
         t = self._t(coords)
         observed = values
-        for _ in range(int(k)):
-            values = net(coords, values, t)
+        for i in range(int(k)):
+            values = bind_mask(net, mask if i == 0 else None)(coords, values, t)  # later: the completed function
             if mask is not None:
                 values = torch.where(mask.unsqueeze(-1), observed, values)
         return values

@@ -36,6 +36,8 @@ class GenerativeModule(L.LightningModule):
             (:class:`funcgen.nets.Backbone`; ``fit --help`` lists them under ``--model.net``).
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
+        betas: AdamW's moment decay rates ``(beta1, beta2)`` (Idempotent Generative Networks train with
+            ``(0.5, 0.999)``, as GANs do).
         warmup_steps: linear learning-rate warm-up steps.
         lr_schedule: ``constant`` after warm-up, or ``cosine`` decay to 10% over the run's budget: the
             progress is the larger of ``step / trainer.max_steps`` and, when the run has a time budget
@@ -67,7 +69,7 @@ class GenerativeModule(L.LightningModule):
                  warmup_steps: int = 200, lr_schedule: Literal["constant", "cosine"] = "cosine",
                  ema_decay: float = 0.999, val_num_samples: int = 16, val_upsample: int = 4,
                  val_steps: int | None = 50, val_seed: int = 0, train_subsample: float = 1.0,
-                 nonfinite: Literal["raise", "skip"] = "raise") -> None:
+                 nonfinite: Literal["raise", "skip"] = "raise", betas: tuple[float, float] = (0.9, 0.999)) -> None:
         super().__init__()
         if not hasattr(net, "config"):
             raise TypeError("net must be a funcgen backbone (a Configurable nn.Module); got "
@@ -76,6 +78,8 @@ class GenerativeModule(L.LightningModule):
             raise ValueError(f"train_subsample must lie in (0, 1]; got {train_subsample}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1); got {ema_decay}")
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1); got {betas!r}")
         if nonfinite not in ("raise", "skip"):
             raise ValueError(f"nonfinite must be 'raise' or 'skip'; got {nonfinite!r}")
         self.method, self.net = method, net
@@ -109,6 +113,11 @@ class GenerativeModule(L.LightningModule):
         for k, v in extra.items():
             self.log(f"train/{k}", v, batch_size=ps.batch_size)
         self.log("lr", self.optimizers().param_groups[0]["lr"], batch_size=ps.batch_size)
+        reason = self.method.stop_reason()
+        if reason is not None and self._trainer is not None and not self.trainer.should_stop:
+            from lightning.pytorch.utilities import rank_zero_warn
+            rank_zero_warn(f"stopping training at step {self.global_step}: {reason}")
+            self.trainer.should_stop = True
         return loss
 
     def _nonfinite(self, what: str) -> None:
@@ -169,7 +178,8 @@ class GenerativeModule(L.LightningModule):
                 e.copy_(b)
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        opt = torch.optim.AdamW(self.net.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay,
+                                betas=tuple(self.hparams.get("betas", (0.9, 0.999))))
         warm = max(1, self.hparams.warmup_steps)
         total = max(self.trainer.estimated_stepping_batches if self._trainer else 1, warm + 1)
         cosine = self.hparams.lr_schedule == "cosine"

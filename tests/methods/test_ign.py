@@ -14,7 +14,7 @@ from funcgen.config import build
 from funcgen.data import GRFDataModule
 from funcgen.methods import IdempotentGenerative, Method
 from funcgen.methods.ign import clamp_tight, distance
-from funcgen.nets import PerceiverNet
+from funcgen.nets import GridAutoencoder, PerceiverNet
 from funcgen.nets.base import Backbone
 from funcgen.pointset import PointSet, grid_coords
 from funcgen.processes.matched import SpectrumMatchedNoise, half_lattice
@@ -62,7 +62,7 @@ def grads(net, method, batch, seed):
 
 def test_idempotence_gradient_flows_only_through_the_inner_application(gen):
     net, batch, z, seed = linear_setup(gen)
-    method = IdempotentGenerative(WhiteNoise(), rec_weight=0.0, idem_weight=1.0, tight_weight=0.0)
+    method = IdempotentGenerative(WhiteNoise(), distance="l2", rec_weight=0.0, idem_weight=1.0, tight_weight=0.0)
     g_w, g_b, _ = grads(net, method, batch, seed)
     w, b = net.weight.detach(), net.bias.detach()
     m = z.numel()  # mean over functions, points and channels
@@ -76,10 +76,11 @@ def test_idempotence_gradient_flows_only_through_the_inner_application(gen):
     assert not torch.allclose(g_w, wrong_w, atol=1e-4)
 
 
-@pytest.mark.parametrize("clamp", [None, 1.5])
-def test_tightness_gradient_flows_only_through_the_outer_application(clamp, gen):
+@pytest.mark.parametrize("clamp,scale", [(None, "rec_z"), (1.5, "rec_z"), (1.5, "rec_x"), (1.5, "rec_x_mean")])
+def test_tightness_gradient_flows_only_through_the_outer_application(clamp, scale, gen):
     net, batch, z, seed = linear_setup(gen)
-    method = IdempotentGenerative(WhiteNoise(), rec_weight=0.0, idem_weight=0.0, tight_weight=1.0, tight_clamp=clamp)
+    method = IdempotentGenerative(WhiteNoise(), distance="l2", rec_weight=0.0, idem_weight=0.0, tight_weight=1.0,
+                                  tight_clamp=clamp, tight_scale=scale)
     g_w, g_b, extras = grads(net, method, batch, seed)
     w, b = net.weight.detach(), net.bias.detach()
     bsz, n, c = z.shape
@@ -88,8 +89,11 @@ def test_tightness_gradient_flows_only_through_the_outer_application(clamp, gen)
     tight = -(r**2).mean(dim=(1, 2))  # [B]
     slope = torch.ones(bsz)
     if clamp is not None:
-        s = ((batch.values @ w.T + b - batch.values) ** 2).mean(dim=(1, 2))  # per-function L_rec scale
+        s = {"rec_z": ((y - z) ** 2).mean(dim=(1, 2)),  # eq. 9: L_rec(z) = D(f(z), z) per function
+             "rec_x": ((batch.values @ w.T + b - batch.values) ** 2).mean(dim=(1, 2)),  # the i-th data function's
+             "rec_x_mean": ((batch.values @ w.T + b - batch.values) ** 2).mean().expand(bsz)}[scale]
         slope = 1.0 - torch.tanh(tight / (clamp * s)) ** 2  # d/dl of tanh(l / (a s)) a s
+        assert torch.allclose(extras["tight_scale"], s.mean())
     dr = -2.0 * r * slope[:, None, None] / (n * c * bsz)
     expect_w = dr.reshape(-1, c).T @ y.reshape(-1, c)
     assert expect_w.abs().max() > 1e-3  # a real, non-zero gradient (the f'-bug would give exactly 0)
@@ -134,19 +138,115 @@ def test_l1_l2_on_hand_computed_inputs():
         distance(a, b, None, "l3")  # type: ignore[arg-type]
 
 
-def test_loss_value_combines_the_weighted_terms(gen):
+def test_loss_value_combines_the_weighted_terms_with_the_papers_defaults(gen):
     net, batch, z, seed = linear_setup(gen)
-    method = IdempotentGenerative(WhiteNoise(), distance="l1", rec_weight=20.0, idem_weight=20.0, tight_weight=2.5)
+    method = IdempotentGenerative(WhiteNoise())  # the paper's trained setting: L1, 20 / 20 / 2.5, a = 1.5
+    assert (method.distance, method.rec_weight, method.idem_weight, method.tight_weight, method.tight_clamp,
+            method.tight_scale, method.tight_warmup_steps) == ("l1", 20.0, 20.0, 2.5, 1.5, "rec_z", 0)
     loss, ex = method.loss(net, batch, torch.Generator().manual_seed(seed))
     w, b = net.weight.detach(), net.bias.detach()
     f = lambda v: v @ w.T + b  # noqa: E731
     rec = (f(batch.values) - batch.values).abs().mean(dim=(1, 2))
     idem = (f(f(z)) - f(z)).abs().mean(dim=(1, 2))
-    tight = clamp_tight(-idem, rec, 1.5)  # with f' = f the tight distance equals the idempotence one
+    moved = (f(z) - z).abs().mean(dim=(1, 2))  # L_rec(z) of eq. 9
+    tight = clamp_tight(-idem, moved, 1.5)  # with f' = f the tight distance equals the idempotence one
     assert torch.allclose(loss, 20 * rec.mean() + 20 * idem.mean() + 2.5 * tight.mean(), rtol=1e-5)
     assert torch.allclose(ex["rec"], rec.mean()) and torch.allclose(ex["idem"], idem.mean())
     fz = f(z)
     assert torch.allclose(ex["diversity"], fz.std(0).mean() / batch.values.std(0).mean(), rtol=1e-5)
+    assert torch.allclose(ex["identity_dist"], moved.mean())
+    assert torch.allclose(ex["identity_gap"], moved.mean() / (batch.values - z).abs().mean(dim=(1, 2)).mean())
+
+
+def term_grads(net, batch, seed):
+    """Gradient norms of each loss term alone (the other weights 0)."""
+    out = {}
+    for name, w in (("rec", (1.0, 0.0, 0.0)), ("idem", (0.0, 1.0, 0.0)), ("tight", (0.0, 0.0, 1.0))):
+        method = IdempotentGenerative(WhiteNoise(), rec_weight=w[0], idem_weight=w[1], tight_weight=w[2])
+        net.zero_grad()
+        method.loss(net, batch, torch.Generator().manual_seed(seed))[0].backward()
+        out[name] = sum(float(p.grad.norm()) for p in net.parameters() if p.grad is not None)
+    return out
+
+
+def test_every_loss_term_has_a_gradient_at_initialisation(gen):
+    coords = grid_coords((16,)).expand(6, -1, -1)
+    batch = PointSet(coords, GaussianRandomField("se", 0.2).sample(coords, 1, gen))
+    torch.manual_seed(0)
+    g = term_grads(GridAutoencoder(1, 1, 1, grid=16, width=8, levels=2, latent_dim=4), batch, 1)
+    assert min(g.values()) > 1e-3, g
+    # the check can fail: a zero-initialised head (f = 0) leaves L_idem and L_tight without any gradient
+    g0 = term_grads(small_net(), batch, 1)
+    assert g0["rec"] > 1e-3 and g0["idem"] == 0.0 and g0["tight"] == 0.0, g0
+
+
+def test_old_configs_rebuild_with_the_public_code_clamp_scale():
+    method = IdempotentGenerative(WhiteNoise(), distance="l2")
+    config = {**method.config, "init_args": {k: v for k, v in method.config["init_args"].items()
+                                             if k != "tight_scale"}}
+    assert build(config, Method).tight_scale == "rec_x"  # recorded before tight_scale existed
+    assert build(method.config, Method).tight_scale == "rec_z"
+
+
+class ConstantNet(LinearNet):
+    """``f(v) = b`` for every input (weight fixed at 0): the mode-collapsed map."""
+
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
+        self.check_inputs(coords, values, t)
+        return values * 0.0 + self.bias
+
+
+class IdentityNet(LinearNet):
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
+        self.check_inputs(coords, values, t)
+        return values + 0.0 * self.bias
+
+
+@pytest.mark.parametrize("net,key", [(ConstantNet(1), "diversity"), (IdentityNet(1), "identity_gap")])
+def test_collapse_monitor_warns_after_patience_and_can_ask_to_stop(net, key, gen):
+    coords = grid_coords((8,)).expand(4, -1, -1)
+    batch = PointSet(coords, torch.randn(4, 8, 1, generator=gen) + 3.0)
+    for stop in (False, True):
+        method = IdempotentGenerative(WhiteNoise(), collapse_patience=3, collapse_stop=stop)
+        for step in range(2):
+            _, ex = method.loss(net, batch, gen)
+            assert float(ex[key]) < 1e-6 and method.stop_reason() is None
+        with torch.no_grad():  # validation (no gradients) does not count
+            method.loss(net, batch, gen)
+        with pytest.warns(RuntimeWarning, match=f"IGN collapse: {key}"):
+            method.loss(net, batch, gen)
+        assert (method.stop_reason() is not None) == stop
+    # a healthy map (an affine one moving and spreading the noise) never triggers it
+    healthy = IdempotentGenerative(WhiteNoise(), collapse_patience=1, collapse_stop=True)
+    lin = LinearNet(1)
+    with torch.no_grad():
+        lin.weight.fill_(0.5)
+        lin.bias.fill_(3.0)
+    _, ex = healthy.loss(lin, batch, gen)
+    assert float(ex["diversity"]) > 0.1 and float(ex["identity_gap"]) > 0.05 and healthy.stop_reason() is None
+
+
+def test_project_with_a_mask_keeps_the_observed_values_and_fills_the_rest_from_them(gen):
+    torch.manual_seed(0)
+    net = GridAutoencoder(2, 1, 1, grid=6, width=8, levels=1, latent_dim=5).eval()
+    method = IdempotentGenerative(GaussianRandomField("se", 0.2))
+    coords = grid_coords((6, 6)).expand(2, -1, -1)
+    v = torch.randn(2, 36, 1, generator=gen)
+    mask = torch.rand(2, 36, generator=gen) > 0.5
+    holes = torch.where(mask.unsqueeze(-1), v, torch.full_like(v, float("nan")))  # missing values may be NaN
+    out = method.project(net, coords, holes, k=1, mask=mask, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[mask], v[mask])  # observed values restored exactly
+    t = torch.zeros(2)
+    for i in range(2):  # the rest: f read from the observed points only
+        lat = net.encode(coords[i:i + 1, mask[i]], v[i:i + 1, mask[i]], t[:1])
+        torch.testing.assert_close(out[i, ~mask[i]], net.decode(lat, coords[i:i + 1])[0, ~mask[i]])
+    two = method.project(net, coords, holes, k=2, mask=mask, generator=torch.Generator().manual_seed(0))
+    manual = torch.where(mask.unsqueeze(-1), v, net(coords, out, t))  # later applications see the completed function
+    torch.testing.assert_close(two, manual)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        method.project(net, coords, holes)  # missing values without a mask
+    with pytest.raises(ValueError, match="mask must be bool"):
+        method.project(net, coords, v, mask=mask.float())
 
 
 def test_tightness_warmup_follows_the_training_step():
@@ -199,7 +299,8 @@ def test_data_points_become_fixed_points_after_training():
     # the per-point skip path the identity (which also fixes the data) is out of easy reach
     net = PerceiverNet(1, 1, 1, width=32, num_latents=8, depth=1, heads=2, num_bands=4, query_values=False)
     ema = copy.deepcopy(net).requires_grad_(False)  # IGN's objective is oscillatory: judge averaged weights
-    method = IdempotentGenerative(SpectralNoise(1, "fdp", modes=8))  # the paper's L2 weights 1 / 1 / 0.1
+    method = IdempotentGenerative(SpectralNoise(1, "fdp", modes=8), distance="l2", rec_weight=1.0, idem_weight=1.0,
+                                  tight_weight=0.1, tight_scale="rec_x")  # the paper's L2 listing, 1 / 1 / 0.1
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.5, 0.999))  # the paper's betas
 
     def rel_err() -> float:
@@ -297,10 +398,10 @@ def test_matched_noise_errors_are_clear():
 
 
 # ----------------------------------------------------------------- configs through GenerativeModule
-def fit_config(config: Path, tmp_path, extra: list[str]) -> GenerativeModule:
+def fit_config(config: Path, tmp_path, extra: list[str], run: str = "--trainer.fast_dev_run=2") -> GenerativeModule:
     args = ["--config", str(config), f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
-            "--trainer.fast_dev_run=2", "--trainer.enable_progress_bar=false", "--trainer.callbacks=[]",
-            "--model.net.init_args.width=16", "--model.net.init_args.num_latents=4", "--model.net.init_args.depth=1",
+            run, "--trainer.enable_progress_bar=false", "--trainer.callbacks=[]",
+            "--model.net.init_args.width=8", "--model.net.init_args.latent_dim=8",
             "--model.val_num_samples=2", *extra]
     cli = make_cli(args, run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -311,7 +412,10 @@ def test_grf1d_config_fits_and_samples_at_n_and_4n(tmp_path):
     module = fit_config(REPO / "configs/ign/grf1d.yaml", tmp_path,
                         ["--data.init_args.num_train=16", "--data.init_args.num_val=8",
                          "--data.init_args.batch_size=8"])
-    assert isinstance(module.method, IdempotentGenerative) and module.method.tight_ramp() == 0.002  # step 1 of 500
+    assert isinstance(module.method, IdempotentGenerative) and module.method.tight_ramp() == 1.0  # no warm-up
+    assert isinstance(module.net, GridAutoencoder)
+    opt = module.optimizers().optimizer
+    assert opt.param_groups[0]["betas"] == (0.5, 0.999)  # the paper's Adam betas, from the config
     gen = module.generator()
     for res in (64, 256):
         ps = gen.sample(3, res, seed=1)
@@ -330,3 +434,12 @@ def test_mnist_config_fits_with_spectrum_matched_noise(tmp_path, data_root):
     for res in (28, 56):
         ps = gen.sample(2, res, seed=0)
         assert ps.values.shape == (2, res * res, 1) and torch.isfinite(ps.values).all()
+
+
+def test_a_collapse_stop_ends_training(tmp_path):
+    module = fit_config(REPO / "configs/ign/grf1d.yaml", tmp_path,
+                        ["--data.init_args.num_train=16", "--data.init_args.num_val=8", "--data.init_args.batch_size=8",
+                         "--model.method.init_args.collapse_stop=true", "--model.method.init_args.collapse_patience=2",
+                         "--model.method.init_args.collapse_diversity=1e9"],  # every step counts as collapsed
+                        run="--trainer.max_steps=10")
+    assert module.trainer.global_step == 2  # stopped by the monitor, not by max_steps

@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from funcgen.methods import PFGMPP, FunctionalDiffusion, FunctionalFlowMatching, IdempotentGenerative
-from funcgen.nets import AdaptiveINR, Backbone, ManifoldMLP, PerceiverNet, SirenNet, SparseNeuralOperator
+from funcgen.nets import (
+    AdaptiveINR,
+    Backbone,
+    GridAutoencoder,
+    ManifoldMLP,
+    PerceiverNet,
+    SirenNet,
+    SparseNeuralOperator,
+)
 from funcgen.pointset import PointSet
 from funcgen.processes.noise import SpectralNoise, WhiteNoise
 
@@ -24,9 +32,10 @@ BACKBONES: dict[str, Callable[[], Backbone]] = {
     "adaptive_inr": lambda: AdaptiveINR(D, C, C, width=32, depth=2, latent_dim=8, inner_steps=2, num_bands=3),
     "manifold_mlp": lambda: ManifoldMLP(D, C, C, width=32, depth=2),
     "sno": lambda: SparseNeuralOperator(D, C, C, width=16, radius=0.2, grid_size=4, depth=1),
+    "grid_autoencoder": lambda: GridAutoencoder(D, C, C, grid=6, width=8, levels=1, latent_dim=6),
 }
 #: backbones whose points interact: ignoring the mask must change their output (the test can fail)
-INTERACTING = {"perceiver", "perceiver_streamed", "adaptive_inr", "sno"}
+INTERACTING = {"perceiver", "perceiver_streamed", "adaptive_inr", "sno", "grid_autoencoder"}
 
 
 def _perturb_(net: torch.nn.Module) -> torch.nn.Module:
