@@ -27,8 +27,6 @@ def completion_grid(observed: Tensor, samples: Tensor, truth: Tensor | None, sha
         samples: ``[B, K, N, c]`` completions on the grid ``shape``.
         truth: ``[B, N, c]`` or None.
     """
-    from torchvision.utils import make_grid
-
     b, k = samples.shape[:2]
     lo, hi = value_range
     fill = lo if missing is None else missing
@@ -46,8 +44,21 @@ def completion_grid(observed: Tensor, samples: Tensor, truth: Tensor | None, sha
 
     rows = [img(observed)] + [img(samples[:, j]) for j in range(k)] + ([img(truth)] if truth is not None else [])
     tiles = torch.stack(rows, 0).reshape(-1, *rows[0].shape[1:])  # row-major: one row per kind
-    grid = make_grid(tiles, nrow=b, padding=2, pad_value=1.0)
-    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return (_tile(tiles, ncol=b) * 255).round().astype(np.uint8)
+
+
+def _tile(tiles: Tensor, ncol: int, pad: int = 2, pad_value: float = 1.0) -> np.ndarray:
+    """Tiles ``[T, c, H, W]`` (``c`` 1 or 3, values in [0, 1]) laid out row-major, ``ncol`` per row, with ``pad``
+    pixels of ``pad_value`` around each -> RGB ``[H', W', 3]``."""
+    t, c, h, w = tiles.shape
+    rgb = tiles.expand(t, 3, h, w) if c == 1 else tiles
+    nrow = -(-t // ncol)
+    out = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, 3), pad_value, dtype=np.float32)
+    for i in range(t):
+        r, col = divmod(i, ncol)
+        y, x = pad + r * (h + pad), pad + col * (w + pad)
+        out[y:y + h, x:x + w] = rgb[i].permute(1, 2, 0).numpy()
+    return out
 
 
 def posterior_band(query: Tensor, samples: Tensor, obs_coords: Tensor, obs_values: Tensor,
