@@ -3,19 +3,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from funcgen.train.budget import CpuTimeBudget, budget_fraction
 from funcgen.train.fit import prepare
-
-REPO = Path(__file__).resolve().parents[2]
-BASE = REPO / "configs" / "base" / "trainer.yaml"
-TINY = {"trainer.logger": False, "trainer.callbacks": [], "trainer.enable_progress_bar": False,
-        "trainer.limit_val_batches": 0, "data.init_args.num_train": 16, "data.init_args.num_val": 4,
-        "data.init_args.batch_size": 4, "model.net.init_args.width": 16, "model.net.init_args.num_latents": 4,
-        "model.net.init_args.depth": 1, "model.net.init_args.heads": 2}
+from tests.train.test_fit import BASE, REPO, TINY
 
 
 class FakeClock:
