@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from funcgen.bench.oracle import GaussianOracle, gp_posterior
+from funcgen.bench.oracle import GaussianOracle, gp_regression_problem, moment_errors
 from funcgen.generator import FunctionGenerator, load
 from funcgen.pointset import PointSet, grid_coords, grid_to_pointset, pointset_to_grid
 from funcgen.processes.density import gaussian_log_prob
@@ -48,11 +48,6 @@ DATA_JITTER = 1e-6  # the GRF data module's relative jitter: the law of its draw
 
 def kernel(x: torch.Tensor) -> torch.Tensor:
     return kernel_matrix(x.double(), x.double(), "se", 0.1) + DATA_JITTER * torch.eye(len(x), dtype=torch.float64)
-
-
-def _errors(samples: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> tuple[float, float]:
-    return (float((samples.mean(0) - mean).norm() / cov.trace().sqrt()),
-            float(torch.linalg.matrix_norm(torch.cov(samples.T) - cov) / torch.linalg.matrix_norm(cov)))
 
 
 def _posterior_draws(mean: torch.Tensor, cov: torch.Tensor, num: int, g: torch.Generator) -> torch.Tensor:
@@ -69,18 +64,13 @@ def grf1d_regression(gen: FunctionGenerator, seed: int, num: int = 500, ms: tupl
         errs, floors = [], []
         for d in range(draws):
             g = torch.Generator().manual_seed(1000 * seed + 100 * m + d)
-            obs = torch.rand(m, 1, generator=g, dtype=torch.float64)
-            pts = torch.cat([query, obs])
-            k = kernel(pts)
-            draw = torch.linalg.cholesky(k) @ torch.randn(len(pts), 1, generator=g, dtype=torch.float64)
-            y = draw[128:]
-            mean, cov = gp_posterior(k, torch.arange(128, 128 + m), torch.arange(128), y)
+            obs, y, mean, cov = gp_regression_problem(query, m, kernel, g)
             t0 = time.time()
             ps = gen.sample(num, coords=query.float(), observed=PointSet(obs[None].float(), y[None].float()),
                             seed=seed + d, guidance=guidance, steps=steps, batch_size=num)
             seconds += time.time() - t0
-            errs.append(_errors(ps.values[..., 0].double(), mean[:, 0], cov))
-            fl = [_errors(_posterior_draws(mean[:, 0], cov, num, g), mean[:, 0], cov) for _ in range(9)]
+            errs.append(moment_errors(ps.values[..., 0].double(), mean[:, 0], cov))
+            fl = [moment_errors(_posterior_draws(mean[:, 0], cov, num, g), mean[:, 0], cov) for _ in range(9)]
             floors.append(tuple(float(torch.tensor(v).median()) for v in zip(*fl)))
             # the samples pass through the observations: largest |sample - y| at the observed points
         for j, name in enumerate(("mean_err", "cov_err")):

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from funcgen.bench.oracle import GaussianOracle, gp_posterior
+from funcgen.bench.oracle import GaussianOracle, gp_regression_problem, moment_errors
 from funcgen.generator import FunctionGenerator
 from funcgen.methods import PFGMPP, FunctionalDiffusion, FunctionalFlowMatching
 from funcgen.pointset import PointSet, grid_coords
@@ -51,14 +51,6 @@ def methods() -> dict[str, object]:
             "pfgmpp-Dinf-heun18": PFGMPP(noise(), D=math.inf, sigma_data=1.0, steps=18)}
 
 
-def errors(samples: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> tuple[float, float]:
-    """(mean error, covariance error) of samples ``[S, Q]`` against ``N(mean [Q], cov [Q, Q])``."""
-    emp_mean = samples.mean(0)
-    emp_cov = torch.cov(samples.T)
-    return (float((emp_mean - mean).norm() / cov.trace().sqrt()),
-            float(torch.linalg.matrix_norm(emp_cov - cov) / torch.linalg.matrix_norm(cov)))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num", type=int, default=2000)
@@ -71,15 +63,10 @@ def main() -> None:
     query = grid_coords((32,)).double()  # [32, 1]
     rows = []
     for m in ns.m:
-        obs = torch.rand(m, 1, generator=g, dtype=torch.float64)
-        pts = torch.cat([query, obs])
-        k = kernel(pts)
-        draw = torch.linalg.cholesky(k) @ torch.randn(len(pts), 1, generator=g, dtype=torch.float64)
-        y = draw[32:]
-        mean, cov = gp_posterior(k, torch.arange(32, 32 + m), torch.arange(32), y)
+        obs, y, mean, cov = gp_regression_problem(query, m, kernel, g)
         exact = mean[:, 0] + torch.randn(ns.num, 32, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(
             cov + 1e-12 * torch.eye(32, dtype=torch.float64)).T
-        floor = errors(exact, mean[:, 0], cov)
+        floor = moment_errors(exact, mean[:, 0], cov)
         rows.append({"M": m, "variant": "exact posterior draws (floor)", "mean_err": floor[0], "cov_err": floor[1]})
         observed = PointSet(obs[None], y[None])
         for name, method in methods().items():
@@ -91,7 +78,7 @@ def main() -> None:
                 with GaussianOracle(method, kernel):
                     ps = gen.sample(ns.num, coords=query, observed=observed, guidance=guidance, seed=ns.seed + 1,
                                     batch_size=ns.num)
-                err = errors(ps.values[..., 0].double(), mean[:, 0], cov)
+                err = moment_errors(ps.values[..., 0].double(), mean[:, 0], cov)
                 rows.append({"M": m, "variant": f"{name} {guidance}", "mean_err": err[0], "cov_err": err[1],
                              "seconds": round(time.time() - t0, 1)})
                 print(json.dumps(rows[-1]), flush=True)

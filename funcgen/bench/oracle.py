@@ -17,7 +17,7 @@ from torch import Tensor
 from ..samplers.base import ModelFn
 from ..samplers.path import GaussianPath
 
-__all__ = ["gaussian_denoiser", "gp_posterior", "GaussianOracle"]
+__all__ = ["gaussian_denoiser", "gp_posterior", "gp_regression_problem", "moment_errors", "GaussianOracle"]
 
 
 def gaussian_denoiser(path: GaussianPath, k: Tensor, c: Tensor) -> ModelFn:
@@ -45,6 +45,27 @@ def gp_posterior(k: Tensor, obs: Tensor, query: Tensor, y: Tensor, noise_var: fl
     mean = kqo @ torch.linalg.solve(koo, y.double())
     cov = k[query][:, query] - kqo @ torch.linalg.solve(koo, kqo.T)
     return mean, 0.5 * (cov + cov.T)
+
+
+def gp_regression_problem(query: Tensor, m: int, kernel: Callable[[Tensor], Tensor],
+                          generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """A GP regression problem with its exact answer: ``m`` uniform observation points ``[m, 1]`` in ``[0, 1]``,
+    one draw of ``N(0, kernel(query + obs))`` (float64), its values ``y`` ``[m, 1]`` at the observation points, and
+    the exact posterior mean ``[Q, 1]`` and covariance ``[Q, Q]`` at ``query`` ``[Q, 1]``: ``(obs, y, mean, cov)``."""
+    obs = torch.rand(m, 1, generator=generator, dtype=torch.float64)
+    pts = torch.cat([query.double(), obs])
+    k = kernel(pts)
+    draw = torch.linalg.cholesky(k) @ torch.randn(len(pts), 1, generator=generator, dtype=torch.float64)
+    nq = len(query)
+    mean, cov = gp_posterior(k, torch.arange(nq, nq + m), torch.arange(nq), draw[nq:])
+    return obs, draw[nq:], mean, cov
+
+
+def moment_errors(samples: Tensor, mean: Tensor, cov: Tensor) -> tuple[float, float]:
+    """(mean error, covariance error) of samples ``[S, Q]`` against ``N(mean [Q], cov [Q, Q])``:
+    ``|mean_S - mean| / sqrt(tr cov)`` and ``|cov_S - cov|_F / |cov|_F``."""
+    return (float((samples.mean(0) - mean).norm() / cov.trace().sqrt()),
+            float(torch.linalg.matrix_norm(torch.cov(samples.T) - cov) / torch.linalg.matrix_norm(cov)))
 
 
 class GaussianOracle:
