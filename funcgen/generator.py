@@ -21,13 +21,13 @@ from .io import CONFIG_KEY, FORMAT_VERSION, VERSION, atomic_write, read_safetens
 from .methods.base import Method
 from .methods.capabilities import SupportsGaussianPath, SupportsLikelihood, SupportsProjection
 from .pointset import PointSet, query_coords
-from .samplers.guidance import Observation, replacement_callback, tweedie_guide
+from .samplers.guidance import Observation, moment_guide, replacement_callback, tweedie_guide
 from .samplers.likelihood import DivergenceMode, path_log_likelihood
 
 __all__ = ["FunctionGenerator", "load", "CONFIG_KEY", "Guidance"]
 
 #: how :meth:`FunctionGenerator.sample_conditional` conditions a diffusion-type method (docs/conditioning.md)
-Guidance = Literal["auto", "tweedie", "replace"]
+Guidance = Literal["auto", "moment", "tweedie", "replace"]
 
 #: names of exported tensors that describe the data's domain (a mesh), not backbone weights
 DOMAIN_PREFIX = "domain."
@@ -181,11 +181,12 @@ class FunctionGenerator:
                coords: Tensor | None = None, seed: int | None = 0, steps: int | None = None,
                batch_size: int = 64, denormalize: bool = True, progress: bool = False,
                check_domain: bool = True, decode: bool = True, refine: int = 0, observed: PointSet | None = None,
-               obs_std: float = 0.0, guidance: Guidance = "auto") -> PointSet:
+               obs_std: float = 0.0, guidance: Guidance = "auto", moment_samples: int = 1024) -> PointSet:
         """Draw ``num`` functions on a grid of ``resolution`` cells per axis, or at ``coords``.
 
         With ``observed`` (a PointSet of ``B`` functions in data units) this is conditional sampling: ``num``
-        functions PER observed function, see :meth:`sample_conditional` (``obs_std``, ``guidance``).
+        functions PER observed function, see :meth:`sample_conditional` (``obs_std``, ``guidance``,
+        ``moment_samples``).
 
         Memory stays bounded for very large point sets: each sampler call gets at most
         ``max(N, 2**21)`` points in all (fewer functions at once when ``N`` is large), and the
@@ -217,7 +218,7 @@ class FunctionGenerator:
             return self.sample_conditional(observed, num, resolution, coords=coords, seed=seed, steps=steps,
                                            obs_std=obs_std, guidance=guidance, batch_size=batch_size,
                                            denormalize=denormalize, progress=progress, check_domain=check_domain,
-                                           decode=decode)
+                                           decode=decode, moment_samples=moment_samples)
         self._check_sample_args(num, resolution, coords, seed, steps, batch_size, check_domain)
         param = next(self.net.parameters())
         device = param.device
@@ -303,7 +304,7 @@ class FunctionGenerator:
                            coords: Tensor | None = None, seed: int | None = 0, steps: int | None = None,
                            obs_std: float = 0.0, guidance: Guidance = "auto", batch_size: int = 64,
                            denormalize: bool = True, progress: bool = False, check_domain: bool = True,
-                           decode: bool = True) -> PointSet:
+                           decode: bool = True, moment_samples: int = 1024) -> PointSet:
         """Draw ``num`` functions per observed function that agree with the observations (posterior sampling).
 
         ``observed`` holds ``B`` functions in data units, each at its own points ``coords [B, M, d]`` (anywhere in
@@ -312,12 +313,16 @@ class FunctionGenerator:
         that coincide with an observed point (to ``1e-7``) share the sampler's state there; the others are
         sampled jointly with the observed ones on the union of both sets.
 
-        How: diffusion-type methods (:class:`funcgen.methods.SupportsGaussianPath`) run their own sampler with
-        ``guidance="tweedie"`` (the default, ``auto``): the denoiser replaced by the conditional one of
-        :func:`funcgen.samplers.guidance.tweedie_guide` (exact for Gaussian data; one backward pass per observed
-        value and step), or ``"replace"``: replacement of the observed entries by forward draws after every
-        step (cheap, approximate, noise-free observations only); docs/conditioning.md has the measured
-        comparison. Methods with a projection (IGN) apply ``f`` ``steps`` times from source noise with the
+        How: diffusion-type methods (:class:`funcgen.methods.SupportsGaussianPath`) run their own sampler with the
+        denoiser replaced by a conditional one: ``guidance="moment"`` (the default, ``auto``,
+        :func:`funcgen.samplers.guidance.moment_guide`): the posterior covariance of a Gaussian approximation of
+        the model, whose covariance at the union points is estimated once from ``moment_samples`` unconditional
+        samples (exact for Gaussian data as that estimate converges; no backward passes); ``"tweedie"``
+        (:func:`~funcgen.samplers.guidance.tweedie_guide`): the covariance from the network's Jacobian (exact for
+        Gaussian data with the exact denoiser; one backward pass per observed value and step; a trained
+        network's Jacobian is much less accurate than its output); ``"replace"``: replacement of the observed
+        entries by forward draws after every step (cheap, approximate, noise-free observations only);
+        docs/conditioning.md has the measured comparison. Methods with a projection (IGN) apply ``f`` ``steps`` times from source noise with the
         observed values restored after each application. Other methods (Riemannian diffusion) refuse.
 
         Args:
@@ -327,7 +332,8 @@ class FunctionGenerator:
                 ``[N, d]`` (shared) or ``[B, N, d]`` (one set per observed function).
             obs_std: observation noise standard deviation (data units); 0 = noise-free (the samples pass
                 through the observations).
-            guidance: ``auto`` (= ``tweedie``), ``tweedie`` or ``replace``.
+            guidance: ``auto`` (= ``moment``), ``moment``, ``tweedie`` or ``replace``.
+            moment_samples: unconditional samples per observed function for ``moment``'s covariance estimate.
             other arguments: as :meth:`sample`.
 
         Returns:
@@ -340,8 +346,11 @@ class FunctionGenerator:
                 points, a negative ``obs_std``, an unknown ``guidance``.
         """
         self._check_observed(observed, obs_std, check_domain)
-        if guidance not in ("auto", "tweedie", "replace"):
-            raise ValueError(f"unknown guidance {guidance!r}; choose auto, tweedie or replace")
+        if guidance not in ("auto", "moment", "tweedie", "replace"):
+            raise ValueError(f"unknown guidance {guidance!r}; choose auto, moment, tweedie or replace")
+        if not isinstance(moment_samples, int) or isinstance(moment_samples, bool) or moment_samples < 2:
+            raise ValueError(f"moment_samples must be an integer >= 2; got {moment_samples!r}")
+        guidance = "moment" if guidance == "auto" else guidance
         method = self.method
         if not isinstance(method, (SupportsGaussianPath, SupportsProjection)):
             raise TypeError(f"{type(method).__name__} offers no conditional sampling: it needs a diffusion-type "
@@ -372,11 +381,14 @@ class FunctionGenerator:
             ov = self.normalize(observed.values[i].to(device=device, dtype=dtype)[keep])
             union, index = _union_points(query[i], oc)
             per_call = max(1, min(batch_size, self.max_points_per_call // union.shape[0]))
+            data_cov = None
+            if guidance == "moment" and isinstance(method, SupportsGaussianPath):
+                data_cov = self._model_covariance(union, moment_samples, per_call, gen, steps)
             for lo in range(0, num, per_call):
                 b = min(per_call, num - lo)
                 coords_b = union.unsqueeze(0).expand(b, -1, -1)
                 obs = Observation(index.unsqueeze(0).expand(b, -1), ov.unsqueeze(0).expand(b, -1, -1), variance)
-                x = self._conditional_batch(coords_b, obs, oc, gen, steps, guidance, progress)
+                x = self._conditional_batch(coords_b, obs, oc, gen, steps, guidance, progress, data_cov)
                 outs.append(x[:, :nq])
         values = torch.cat(outs)
         if decode:
@@ -385,9 +397,26 @@ class FunctionGenerator:
             values = self.denormalize(values)
         return PointSet(data_query.repeat_interleave(num, dim=0), values)
 
+    def _model_covariance(self, points: Tensor, num: int, per_call: int, gen: torch.Generator,
+                          steps: int | None) -> Tensor:
+        """The model's covariance ``[N, N]`` (float64, model units, pooled over channels) at ``points`` ``[N, d]``
+        from ``num`` unconditional samples, plus a relative ``1e-6`` diagonal (a sample covariance of fewer
+        samples than points is singular)."""
+        xs = []
+        for lo in range(0, num, per_call):
+            b = min(per_call, num - lo)
+            # the identity guide: the same denoiser-driven sampler that the conditional draws then use
+            xs.append(self.method.sample(self.net, points.unsqueeze(0).expand(b, -1, -1), self.channels,
+                                         generator=gen, steps=steps, guide=lambda denoise: denoise).double())
+        x = torch.cat(xs)  # [S, N, c]
+        x = (x - x.mean(0, keepdim=True)).permute(2, 0, 1).reshape(-1, x.shape[1])  # channels pooled: [S c, N]
+        k = x.T @ x / max(1, x.shape[0] - self.channels)
+        return k + 1e-6 * k.diagonal().mean() * torch.eye(k.shape[0], dtype=k.dtype, device=k.device)
+
     def _conditional_batch(self, coords: Tensor, obs: Observation, obs_coords: Tensor, gen: torch.Generator,
-                           steps: int | None, guidance: str, progress: bool) -> Tensor:
-        """One sampler call on the union points ``coords`` ``[b, N, d]`` conditioned on ``obs``."""
+                           steps: int | None, guidance: str, progress: bool, data_cov: Tensor | None = None) -> Tensor:
+        """One sampler call on the union points ``coords`` ``[b, N, d]`` conditioned on ``obs`` (``data_cov``: the
+        model covariance there, for ``moment`` guidance)."""
         method, c = self.method, self.channels
         if isinstance(method, SupportsGaussianPath):
             path = method.gaussian_path()
@@ -395,9 +424,10 @@ class FunctionGenerator:
                 oc = obs_coords.unsqueeze(0).expand(coords.shape[0], -1, -1)
                 cb = replacement_callback(path, obs, lambda: path.noise.sample(oc, c, gen))
                 return method.sample(self.net, coords, c, generator=gen, steps=steps, progress=progress, callback=cb)
-            cov = path.noise.covariance(coords[0], coords[0]).unsqueeze(0)
-            return method.sample(self.net, coords, c, generator=gen, steps=steps, progress=progress,
-                                 guide=tweedie_guide(path, cov, obs))
+            cov = path.noise.covariance(coords[0], coords[0])
+            guide = (moment_guide(path, cov, data_cov, obs) if guidance == "moment" and data_cov is not None
+                     else tweedie_guide(path, cov.unsqueeze(0), obs))
+            return method.sample(self.net, coords, c, generator=gen, steps=steps, progress=progress, guide=guide)
         mask = torch.zeros(coords.shape[:2], dtype=torch.bool, device=coords.device)
         mask.scatter_(1, obs.index, True)
         values = obs.scatter(torch.zeros(*coords.shape[:2], c, dtype=coords.dtype, device=coords.device), obs.values)

@@ -19,6 +19,17 @@ denoiser of the posterior's own path). Cost: one extra backward pass per observe
 (the rows ``A J`` by vector-Jacobian products), then an ``M x M`` solve. Symmetric by construction where
 the network's Jacobian is.
 
+**Gaussian-moment guidance** (:func:`moment_guide`, "moment"; the Gaussian-prior form of (1), as in
+PiGDM / TMPD with a prior covariance): ``Sigma`` from a Gaussian approximation ``x_data ~ N(m, K)`` of the
+data at the state's points instead of the network's Jacobian,
+
+    Sigma = Cov(x_data | x_t) = K - a^2 K (a^2 K + s^2 C)^-1 K,                                      (2)
+
+with ``K`` supplied by the caller (:meth:`funcgen.generator.FunctionGenerator.sample_conditional` estimates it
+from the model's own unconditional samples at the same points). Exact for Gaussian data with ``K`` their
+covariance (then (2) is (1) for the exact denoiser), symmetric and positive semi-definite by construction, and it
+needs no backward pass: a trained network's Jacobian is far less accurate than its output (docs/conditioning.md).
+
 **Replacement** (:func:`replacement_callback`, "replace"; Song et al. 2021, Lugmayr et al. 2022): after every
 step to level ``t`` the observed entries are overwritten by a forward draw ``a(t) y + s(t) xi_obs``, ``xi_obs`` a
 fresh draw of the noise at the observed points. Cheap, but the fresh draw ignores the correlation between the
@@ -36,7 +47,7 @@ from torch import Tensor
 from .base import Callback, ModelFn
 from .path import GaussianPath
 
-__all__ = ["Observation", "tweedie_guide", "replacement_callback", "DenoiserGuide"]
+__all__ = ["Observation", "tweedie_guide", "moment_guide", "replacement_callback", "DenoiserGuide"]
 
 #: turns a denoiser ``D(x, t) -> x0_hat`` into a conditional one (what a method's ``sample(guide=...)`` takes)
 DenoiserGuide = Callable[[ModelFn], ModelFn]
@@ -103,17 +114,76 @@ def tweedie_guide(path: GaussianPath, cov: Tensor, obs: Observation, jitter: flo
             r = m * c
             # A Sigma = (s^2 / a) (A J) C: contract the point axis of A J with C
             g_rows = (s * s / a) * torch.einsum("brnc,bnk->brkc", aj, cov64.expand(b, -1, -1))  # [B, R, N, c]
-            flat = g_rows.reshape(b, r, n * c)
-            cols = (obs.index.unsqueeze(-1) * c + torch.arange(c, device=x.device)).reshape(b, r)  # entries of A
-            s_y = torch.gather(flat, 2, cols.unsqueeze(1).expand(-1, r, -1))  # A Sigma A^T [B, R, R]
-            s_y = 0.5 * (s_y + s_y.transpose(1, 2))
-            diag = s_y.diagonal(dim1=1, dim2=2).mean(-1).abs().clamp_min(1e-30)[:, None, None]
-            eye = torch.eye(r, dtype=torch.float64, device=x.device)
-            s_y = s_y + (obs.variance + jitter * diag) * eye
-            resid = (obs.values.double() - sel.detach().double()).reshape(b, r, 1)
-            w = torch.linalg.solve(s_y, resid)  # [B, R, 1]
-            corr = (flat.transpose(1, 2) @ w).reshape(b, n, c)  # Sigma A^T w  (= (A Sigma)^T w)
-            return (x0.detach().double() + corr).to(x.dtype)
+            # (A Sigma)^T stands for Sigma A^T (equal where the network's Jacobian gives a symmetric Sigma)
+            return _solve_guided(x0.detach(), obs, g_rows.reshape(b, r, n * c).transpose(1, 2), jitter)
+
+        return denoise_y
+
+    return guide
+
+
+def _solve_guided(x0: Tensor, obs: Observation, sigma_at: Tensor, jitter: float) -> Tensor:
+    """``x0 + Sigma A^T (A Sigma A^T + v I)^-1 (y - A x0)`` for the columns ``sigma_at = Sigma A^T`` ``[B, N c, R]``
+    (float64), ``R = M c`` the observed entries; ``jitter`` relative to the mean diagonal of ``A Sigma A^T``."""
+    b, n, c = x0.shape
+    r = sigma_at.shape[-1]
+    cols = (obs.index.unsqueeze(-1) * c + torch.arange(c, device=x0.device)).reshape(b, r)  # entries of A
+    s_y = torch.gather(sigma_at, 1, cols.unsqueeze(-1).expand(-1, -1, r))  # A Sigma A^T [B, R, R]
+    s_y = 0.5 * (s_y + s_y.transpose(1, 2))
+    diag = s_y.diagonal(dim1=1, dim2=2).mean(-1).abs().clamp_min(1e-30)[:, None, None]
+    eye = torch.eye(r, dtype=torch.float64, device=x0.device)
+    s_y = s_y + (obs.variance + jitter * diag) * eye
+    resid = (obs.values.double() - obs.gather(x0).double()).reshape(b, r, 1)
+    corr = (sigma_at @ torch.linalg.solve(s_y, resid)).reshape(b, n, c)
+    return (x0.double() + corr).to(x0.dtype)
+
+
+def moment_guide(path: GaussianPath, cov: Tensor, data_cov: Tensor, obs: Observation,
+                 jitter: float = 1e-10) -> DenoiserGuide:
+    """The conditional denoiser (1) with ``Sigma`` of (2): a Gaussian approximation ``N(m, data_cov)`` of the data.
+
+    Args:
+        path: the method's path (``scales(t) -> (a, s)``).
+        cov: ``C``, the noise covariance at the state's points ``[N, N]``.
+        data_cov: ``K`` ``[N, N]`` at the same points, shared by the ``c`` channels (each channel is
+            conditioned on its own observed values with the same ``K``).
+        obs: the observed entries.
+        jitter: as in :func:`tweedie_guide`.
+
+    Returns:
+        ``guide(denoise) -> denoise_y``; no autograd needed. Where ``a(t) = 0`` the denoiser is unchanged
+        (``Sigma = K``: the conditioning then acts through the next levels).
+    """
+    k, c64 = data_cov.double(), cov.double()
+    n = k.shape[0]
+    if k.shape != (n, n) or c64.shape != (n, n):
+        raise ValueError(f"cov and data_cov must both be [N, N] on the state's points; got {tuple(c64.shape)} and "
+                         f"{tuple(k.shape)}")
+    cache: dict[float, Tensor] = {}
+
+    def sigma(t: float) -> Tensor:
+        if t not in cache:
+            a, s = path.scales(t)
+            sig = k - a * a * k @ torch.linalg.solve(a * a * k + s * s * c64, k)
+            cache[t] = 0.5 * (sig + sig.T)
+        return cache[t]
+
+    def guide(denoise: ModelFn) -> ModelFn:
+        def denoise_y(x: Tensor, t: float) -> Tensor:
+            a, s = path.scales(t)
+            x0 = denoise(x, t)
+            if s <= 0.0:
+                return obs.scatter(x0, obs.values) if obs.variance == 0.0 else x0
+            if a <= 0.0:
+                return x0
+            b, _, ch = x.shape
+            sig = sigma(t).to(x.device)
+            m = obs.index.shape[1]
+            # Sigma A^T per channel: rows n of every channel, columns (observed point j, channel k) -> [B, N c, M c]
+            cols = sig[:, obs.index].permute(1, 0, 2)  # [B, N, M]
+            eye_c = torch.eye(ch, dtype=torch.float64, device=x.device)
+            sigma_at = torch.einsum("bnm,ck->bncmk", cols, eye_c).reshape(b, n * ch, m * ch)
+            return _solve_guided(x0, obs, sigma_at, jitter)
 
         return denoise_y
 
