@@ -323,7 +323,8 @@ class FunctionGenerator:
         network's Jacobian is much less accurate than its output); ``"replace"``: replacement of the observed
         entries by forward draws after every step (cheap, approximate, noise-free observations only);
         docs/conditioning.md has the measured comparison. Methods with a projection (IGN) apply ``f`` ``steps``
-        times from source noise with the observed values restored after each application. Other methods (Riemannian diffusion) refuse.
+        times from source noise with the observed values restored after each application. Other methods
+        (Riemannian diffusion) refuse.
 
         Args:
             observed: the observations (data units).
