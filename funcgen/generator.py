@@ -376,15 +376,17 @@ class FunctionGenerator:
         variance = (float(obs_std) / float(scales[0])) ** 2
         nq = query.shape[1]
         outs = []
+        cov_points: Tensor | None = None
+        data_cov: Tensor | None = None
         for i in range(observed.batch_size):
             keep = slice(None) if observed.mask is None else observed.mask[i].to(device)
             oc = self.to_model_coords(observed.coords[i].to(device=device, dtype=dtype)[keep])
             ov = self.normalize(observed.values[i].to(device=device, dtype=dtype)[keep])
             union, index = _union_points(query[i], oc)
             per_call = max(1, min(batch_size, self.max_points_per_call // union.shape[0]))
-            data_cov = None
             if guidance == "moment" and isinstance(method, SupportsGaussianPath):
-                data_cov = self._model_covariance(union, moment_samples, per_call, gen, steps)
+                if cov_points is None or not torch.equal(cov_points, union):  # one estimate per distinct union
+                    cov_points, data_cov = union, self._model_covariance(union, moment_samples, per_call, gen, steps)
             for lo in range(0, num, per_call):
                 b = min(per_call, num - lo)
                 coords_b = union.unsqueeze(0).expand(b, -1, -1)

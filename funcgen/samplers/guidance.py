@@ -159,13 +159,23 @@ def moment_guide(path: GaussianPath, cov: Tensor, data_cov: Tensor, obs: Observa
     if k.shape != (n, n) or c64.shape != (n, n):
         raise ValueError(f"cov and data_cov must both be [N, N] on the state's points; got {tuple(c64.shape)} and "
                          f"{tuple(k.shape)}")
+    shared = bool((obs.index == obs.index[:1]).all())  # one observed set for the whole batch: one gain per level
     cache: dict[float, Tensor] = {}
 
     def sigma(t: float) -> Tensor:
+        a, s = path.scales(t)
+        sig = k - a * a * k @ torch.linalg.solve(a * a * k + s * s * c64, k)
+        return 0.5 * (sig + sig.T)
+
+    def gain(t: float) -> Tensor:
+        """``Sigma A^T (A Sigma A^T + v I)^-1`` ``[N, M]`` of the shared observed set, per channel."""
         if t not in cache:
-            a, s = path.scales(t)
-            sig = k - a * a * k @ torch.linalg.solve(a * a * k + s * s * c64, k)
-            cache[t] = 0.5 * (sig + sig.T)
+            sig = sigma(t)
+            idx = obs.index[0]
+            s_y = sig[idx][:, idx]
+            diag = s_y.diagonal().mean().abs().clamp_min(1e-30)
+            s_y = s_y + (obs.variance + jitter * diag) * torch.eye(len(idx), dtype=torch.float64, device=k.device)
+            cache[t] = torch.linalg.solve(s_y, sig[idx]).T  # s_y symmetric
         return cache[t]
 
     def guide(denoise: ModelFn) -> ModelFn:
@@ -176,6 +186,9 @@ def moment_guide(path: GaussianPath, cov: Tensor, data_cov: Tensor, obs: Observa
                 return obs.scatter(x0, obs.values) if obs.variance == 0.0 else x0
             if a <= 0.0:
                 return x0
+            if shared:
+                resid = obs.values.double() - obs.gather(x0).double()  # [B, M, c]
+                return (x0.double() + gain(t).to(x.device) @ resid).to(x0.dtype)
             b, _, ch = x.shape
             sig = sigma(t).to(x.device)
             m = obs.index.shape[1]
