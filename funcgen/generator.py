@@ -400,6 +400,28 @@ class FunctionGenerator:
             values = self.denormalize(values)
         return PointSet(data_query.repeat_interleave(num, dim=0), values)
 
+    @torch.no_grad()
+    def model_covariance(self, coords: Tensor, num: int = 1024, *, seed: int | None = 0, steps: int | None = None,
+                         batch_size: int = 64) -> Tensor:
+        """The model's covariance ``[N, N]`` (float64, data units, channels pooled) at ``coords`` ``[N, d]`` (data
+        units), estimated from ``num`` unconditional samples drawn by the same denoiser-driven sampler that
+        ``guidance="moment"`` conditions (what that guidance uses as ``K``, eq. 2 of
+        :mod:`funcgen.samplers.guidance`). Diffusion-type methods only."""
+        if not isinstance(self.method, SupportsGaussianPath):
+            raise TypeError(f"{type(self.method).__name__} has no Gaussian path: model_covariance needs a "
+                            "diffusion-type method")
+        if not isinstance(coords, Tensor) or coords.dim() != 2 or coords.shape[1] != self.dim:
+            raise ValueError(f"coords must be [N, {self.dim}]; got {getattr(coords, 'shape', type(coords))}")
+        if not isinstance(num, int) or num < 2:
+            raise ValueError(f"num must be an integer >= 2; got {num!r}")
+        self._check_sample_args(1, None, coords[None], seed, steps, batch_size, True)
+        param = next(self.net.parameters())
+        pts = self.to_model_coords(coords.to(device=param.device, dtype=param.dtype))
+        per_call = max(1, min(batch_size, self.max_points_per_call // pts.shape[0]))
+        k = self._model_covariance(pts, num, per_call, _seeded(seed, param.device), steps)
+        scale = self._norm("scale", 1.0, pts).double().reshape(-1)
+        return k * float(scale.pow(2).mean())
+
     def _model_covariance(self, points: Tensor, num: int, per_call: int, gen: torch.Generator,
                           steps: int | None) -> Tensor:
         """The model's covariance ``[N, N]`` (float64, model units, pooled over channels) at ``points`` ``[N, d]``

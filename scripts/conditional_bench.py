@@ -14,7 +14,10 @@ grf1d-regression: SE kernel, lengthscale 0.1, unit variance. For M = 4, 8, 16: o
     ``--num`` (500) conditional samples at the 128 points. ``mean_err`` = ||sample mean - m|| / sqrt(tr S) and
     ``cov_err`` = ||sample cov - S||_F / ||S||_F against the exact posterior N(m, S); the floor is the median
     over 9 sets of the same errors for ``--num`` exact posterior draws; ``ratio`` = error / floor (bar: <= 2).
-    ``--draws`` GP draws per M (default 3, errors averaged).
+    ``--draws`` GP draws per M (default 3, errors averaged). ``model_gp_mean_err`` / ``model_gp_cov_err``: the
+    same errors for exact GP regression with the model's own covariance (``FunctionGenerator.model_covariance``
+    from ``--model-cov`` samples at the 128 + M points): what a perfect conditional sampler of a Gaussian
+    approximation of the model would score, so the gap to ``mean_err`` is the sampler's.
 grf1d-likelihood: ``--num`` (500) exact draws at the 16-point grid (the headline) and at 64 points;
     ``kl`` = model NLL - exact NLL (nats per function; the exact law is the data module's, N(0, K + 1e-6 I)),
     with its standard error, and ``ode_err_oracle``: the same likelihood computed with the exact Gaussian
@@ -36,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from funcgen.bench.oracle import GaussianOracle, gp_regression_problem, moment_errors
+from funcgen.bench.oracle import GaussianOracle, gp_posterior, gp_regression_problem, moment_errors
 from funcgen.generator import FunctionGenerator, load
 from funcgen.pointset import PointSet, grid_coords, grid_to_pointset, pointset_to_grid
 from funcgen.processes.density import gaussian_log_prob
@@ -57,11 +60,12 @@ def _posterior_draws(mean: torch.Tensor, cov: torch.Tensor, num: int, g: torch.G
 
 
 def grf1d_regression(gen: FunctionGenerator, seed: int, num: int = 500, ms: tuple[int, ...] = (4, 8, 16),
-                     draws: int = 3, guidance: str = "auto", steps: int | None = None) -> tuple[dict, dict, float]:
+                     draws: int = 3, guidance: str = "auto", steps: int | None = None,
+                     model_cov: int = 0) -> tuple[dict, dict, float]:
     metrics, reference, seconds = {}, {}, 0.0
     query = grid_coords((128,)).double()
     for m in ms:
-        errs, floors = [], []
+        errs, floors, gp_errs = [], [], []
         for d in range(draws):
             g = torch.Generator().manual_seed(1000 * seed + 100 * m + d)
             obs, y, mean, cov = gp_regression_problem(query, m, kernel, g)
@@ -70,12 +74,20 @@ def grf1d_regression(gen: FunctionGenerator, seed: int, num: int = 500, ms: tupl
                             seed=seed + d, guidance=guidance, steps=steps, batch_size=num)
             seconds += time.time() - t0
             errs.append(moment_errors(ps.values[..., 0].double(), mean[:, 0], cov))
+            if model_cov:  # the model's own covariance in exact GP regression: model error without the sampler
+                pts = torch.cat([query, obs]).float()
+                kh = gen.model_covariance(pts, model_cov, seed=seed + d, steps=steps, batch_size=num)
+                mh, ch = gp_posterior(kh, torch.arange(len(query), len(pts)), torch.arange(len(query)), y)
+                gp_errs.append((float((mh[:, 0] - mean[:, 0]).norm() / cov.trace().sqrt()),
+                                float(torch.linalg.matrix_norm(ch - cov) / torch.linalg.matrix_norm(cov))))
             fl = [moment_errors(_posterior_draws(mean[:, 0], cov, num, g), mean[:, 0], cov) for _ in range(9)]
             floors.append(tuple(float(torch.tensor(v).median()) for v in zip(*fl)))
             # the samples pass through the observations: largest |sample - y| at the observed points
         for j, name in enumerate(("mean_err", "cov_err")):
             e = sum(x[j] for x in errs) / draws
             f = sum(x[j] for x in floors) / draws
+            if gp_errs:
+                metrics[f"model_gp_{name}@M={m}"] = sum(x[j] for x in gp_errs) / draws
             metrics[f"{name}@M={m}"] = e
             reference[f"floor_{name}@M={m}"] = f
             metrics[f"{name}_ratio@M={m}"] = e / f
@@ -170,7 +182,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num", type=int, default=500)
     p.add_argument("--steps", type=int, default=None, help="sampler steps (likelihood: ODE steps, default 100)")
-    p.add_argument("--guidance", default="auto", choices=["auto", "tweedie", "replace"])
+    p.add_argument("--guidance", default="auto", choices=["auto", "moment", "tweedie", "replace"])
+    p.add_argument("--model-cov", type=int, default=2048,
+                   help="grf1d-regression: also report exact GP regression with the model's covariance estimated "
+                        "from this many unconditional samples (model_gp_*: the model's error without the "
+                        "conditional sampler's; 0: skip)")
     p.add_argument("--draws", type=int, default=3, help="grf1d-regression: GP draws per M")
     p.add_argument("--divergence", default="auto", choices=["auto", "exact", "hutchinson"])
     p.add_argument("--points", type=int, nargs="+", default=[16, 64], help="grf1d-likelihood: grid sizes")
@@ -180,7 +196,7 @@ def main() -> None:
     gen = load(ns.ckpt)
     opts: dict = {"num": ns.num}
     if ns.task == "grf1d-regression":
-        opts.update(draws=ns.draws, guidance=ns.guidance, steps=ns.steps)
+        opts.update(draws=ns.draws, guidance=ns.guidance, steps=ns.steps, model_cov=ns.model_cov)
         metrics, reference, seconds = grf1d_regression(gen, ns.seed, **opts)
     elif ns.task == "grf1d-likelihood":
         opts.update(steps=ns.steps or 100, divergence=ns.divergence, points=tuple(ns.points))

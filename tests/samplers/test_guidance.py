@@ -209,3 +209,24 @@ def test_moment_guide_per_row_observed_sets_match_one_set_at_a_time(gen):
     for i in range(2):
         one = moment_guide(path, c, k, Observation(idx[i:i + 1], vals[i:i + 1], 0.01))(denoise)(x[i:i + 1], 0.4)
         assert torch.allclose(both[i], one[0], atol=1e-10)
+
+
+def test_model_covariance_of_the_exact_denoiser_is_the_data_covariance(gen):
+    """``model_covariance`` with the exact denoiser: 4000 samples at 19 points, in data units (scale 2 -> 4 K),
+    against the data covariance; relative Frobenius error within 3x that of 4000 exact draws' sample covariance
+    (the Monte Carlo floor, median of three). A plausible slip, forgetting the normalisation (K instead of 4 K),
+    is off by 0.75."""
+    query, obs, _, k = problem(gen)
+    pts = torch.cat([query, obs])
+    method = make("fdp")
+    with GaussianOracle(method, kernel):
+        kh = generator(method, shift=0.3, scale=2.0).model_covariance(pts, 4000, seed=1, batch_size=4000)
+    target = 4.0 * k
+    err = float(torch.linalg.matrix_norm(kh - target) / torch.linalg.matrix_norm(target))
+    chol = torch.linalg.cholesky(target)
+    floors = sorted(float(torch.linalg.matrix_norm(torch.cov(chol @ torch.randn(19, 4000, generator=gen,
+                                                                                 dtype=torch.float64)) - target)
+                          / torch.linalg.matrix_norm(target)) for _ in range(3))
+    assert err < 3.0 * floors[1], (err, floors)
+    with pytest.raises(ValueError, match="coords"):
+        generator(method).model_covariance(pts[None], 10)
