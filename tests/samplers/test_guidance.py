@@ -162,10 +162,9 @@ def test_samples_are_ordered_observed_major(gen):
                               atol=1e-6)
 
 
-def test_moment_guide_with_the_exact_covariance_is_exact_and_its_time_dependence_matters(gen):
-    """:func:`moment_guide` given the data's exact covariance samples the GP posterior (eq. 2 is eq. 1 for the
-    exact denoiser); the plausible shortcut ``Sigma = K`` at every level (the prior covariance, no update by
-    ``x_t``) fails the same check."""
+def _moment_scores(gen: torch.Generator, shortcut: bool) -> tuple[float, float]:
+    """``z_scores`` of :func:`moment_guide` with the data's exact covariance and the exact denoiser on one
+    ``problem(gen)``; ``shortcut``: eq. 2 evaluated with ``a -> 0``, i.e. ``Sigma = K`` at every level."""
     from funcgen.samplers.guidance import Observation, moment_guide
     from funcgen.samplers.path import GaussianPath
 
@@ -173,19 +172,30 @@ def test_moment_guide_with_the_exact_covariance_is_exact_and_its_time_dependence
     mean, cov = gp_posterior(k, torch.arange(16, 19), torch.arange(16), y)
     method = make("fdp")
     path = method.gaussian_path()
+    if shortcut:
+        path = GaussianPath(lambda t, p=path: (1e-12, p.scales(t)[1]), path.noise, path.t_data, path.t_prior)
     pts = torch.cat([query, obs])[None].expand(S, -1, -1)
     c = path.noise.covariance(pts[0], pts[0])
     ob = Observation(torch.arange(16, 19)[None].expand(S, -1), y[None].expand(S, -1, -1))
-    # the shortcut: eq. 2 evaluated with a -> 0, i.e. Sigma = K at every level
-    prior_path = GaussianPath(lambda t: (1e-12, path.scales(t)[1]), path.noise, path.t_data, path.t_prior)
-    scores = []
-    for p in (path, prior_path):
-        guide = moment_guide(p, c, k, ob)
-        with GaussianOracle(method, kernel):
-            x = method.sample(Dummy(), pts, 1, generator=torch.Generator().manual_seed(6), guide=guide)
-        scores.append(z_scores(x[:, :16, 0].double(), mean[:, 0], cov, gen))
-    assert scores[0][0] < 2.0 and scores[0][1] < 1.0, scores
-    assert scores[1][0] > 2.0 or scores[1][1] > 2.0, scores  # fails the same check (measured: mean 3.1)
+    with GaussianOracle(method, kernel):
+        x = method.sample(Dummy(), pts, 1, generator=torch.Generator().manual_seed(6),
+                          guide=moment_guide(path, c, k, ob))
+    return z_scores(x[:, :16, 0].double(), mean[:, 0], cov, gen)
+
+
+def test_moment_guide_with_the_exact_covariance_samples_the_gp_posterior(gen):
+    """:func:`moment_guide` given the data's exact covariance samples the GP posterior (eq. 2 is eq. 1 for the
+    exact denoiser); measured over 12 problem seeds: covariance ratio 0.32-1.02, mean statistic 0.07-0.15."""
+    cov_z, mean_z = _moment_scores(gen, shortcut=False)
+    assert cov_z < 2.0 and mean_z < 1.0, (cov_z, mean_z)
+
+
+def test_moment_guide_without_its_time_dependence_fails_the_same_check():
+    """The plausible shortcut ``Sigma = K`` at every level (the prior covariance, not updated by ``x_t``) fails
+    the check above on most problems (8 of 12 seeds by more than 2x; it is close to the posterior where the
+    observations barely inform each other); pinned to one problem where it fails (seed 3: 9.0 / 13.3)."""
+    cov_z, mean_z = _moment_scores(torch.Generator().manual_seed(3), shortcut=True)
+    assert cov_z > 2.0 or mean_z > 2.0, (cov_z, mean_z)
 
 
 def test_moment_guide_per_row_observed_sets_match_one_set_at_a_time(gen):
