@@ -122,17 +122,21 @@ def tweedie_guide(path: GaussianPath, cov: Tensor, obs: Observation, jitter: flo
     return guide
 
 
+def _regularised(s_y: Tensor, variance: float, jitter: float) -> Tensor:
+    """``A Sigma A^T`` ``[..., R, R]`` symmetrised, plus ``(v + jitter * mean diagonal) I``."""
+    s_y = 0.5 * (s_y + s_y.transpose(-1, -2))
+    diag = s_y.diagonal(dim1=-2, dim2=-1).mean(-1).abs().clamp_min(1e-30)[..., None, None]
+    eye = torch.eye(s_y.shape[-1], dtype=s_y.dtype, device=s_y.device)
+    return s_y + (variance + jitter * diag) * eye
+
+
 def _solve_guided(x0: Tensor, obs: Observation, sigma_at: Tensor, jitter: float) -> Tensor:
     """``x0 + Sigma A^T (A Sigma A^T + v I)^-1 (y - A x0)`` for the columns ``sigma_at = Sigma A^T`` ``[B, N c, R]``
     (float64), ``R = M c`` the observed entries; ``jitter`` relative to the mean diagonal of ``A Sigma A^T``."""
     b, n, c = x0.shape
     r = sigma_at.shape[-1]
     cols = (obs.index.unsqueeze(-1) * c + torch.arange(c, device=x0.device)).reshape(b, r)  # entries of A
-    s_y = torch.gather(sigma_at, 1, cols.unsqueeze(-1).expand(-1, -1, r))  # A Sigma A^T [B, R, R]
-    s_y = 0.5 * (s_y + s_y.transpose(1, 2))
-    diag = s_y.diagonal(dim1=1, dim2=2).mean(-1).abs().clamp_min(1e-30)[:, None, None]
-    eye = torch.eye(r, dtype=torch.float64, device=x0.device)
-    s_y = s_y + (obs.variance + jitter * diag) * eye
+    s_y = _regularised(torch.gather(sigma_at, 1, cols.unsqueeze(-1).expand(-1, -1, r)), obs.variance, jitter)
     resid = (obs.values.double() - obs.gather(x0).double()).reshape(b, r, 1)
     corr = (sigma_at @ torch.linalg.solve(s_y, resid)).reshape(b, n, c)
     return (x0.double() + corr).to(x0.dtype)
@@ -172,9 +176,7 @@ def moment_guide(path: GaussianPath, cov: Tensor, data_cov: Tensor, obs: Observa
         if t not in cache:
             sig = sigma(t)
             idx = obs.index[0]
-            s_y = sig[idx][:, idx]
-            diag = s_y.diagonal().mean().abs().clamp_min(1e-30)
-            s_y = s_y + (obs.variance + jitter * diag) * torch.eye(len(idx), dtype=torch.float64, device=k.device)
+            s_y = _regularised(sig[idx][:, idx], obs.variance, jitter)
             cache[t] = torch.linalg.solve(s_y, sig[idx]).T  # s_y symmetric
         return cache[t]
 
