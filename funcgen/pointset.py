@@ -157,7 +157,10 @@ def query_coords(resolution: int | Sequence[int], dim: int, batch_size: int = 1,
 
 
 def shares_points(coords: Tensor) -> bool:
-    """Whether all ``B`` functions of ``coords`` ``[B, N, d]`` sit at the same ``N`` points."""
+    """Whether all ``B`` functions of ``coords`` ``[B, N, d]`` sit at the same ``N`` points (a broadcast view,
+    stride 0 along ``B``, answers without reading the points)."""
+    if coords.shape[0] <= 1 or coords.stride(0) == 0:
+        return True
     return bool((coords == coords[:1]).all())
 
 

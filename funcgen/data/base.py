@@ -67,8 +67,16 @@ class EpochShuffleSampler(RandomSampler):
 def pad_collate(items: list[tuple[Tensor, ...]]) -> list[Tensor]:
     """Batch dataset items ``(coords [N_i, d], values [N_i, c])``: stacked as ``[coords, values]`` when every
     ``N_i`` is equal (torch's default collate), else padded to the longest and masked:
-    ``[coords [B, N, d], values [B, N, c], mask [B, N]]`` (:func:`funcgen.pointset.pad_points`)."""
+    ``[coords [B, N, d], values [B, N, c], mask [B, N]]`` (:func:`funcgen.pointset.pad_points`).
+
+    When every item holds the same coordinates tensor (a :class:`PointDataset` with shared ``[N, d]`` coords),
+    the batch's coords are a read-only broadcast view ``[B, N, d]`` of it (stride 0 along ``B``), not ``B``
+    copies: backbones can then use the one ``[N, d]`` set (see :func:`shared_coords`)."""
     if len({int(it[0].shape[0]) for it in items}) == 1:
+        first = items[0][0]
+        if len(items) > 1 and all(it[0] is first for it in items):
+            rest = default_collate([tuple(it[1:]) for it in items])
+            return [first.unsqueeze(0).expand(len(items), *first.shape), *rest]
         return default_collate(items)
     return list(pad_points([it[0] for it in items], [it[1] for it in items]))
 

@@ -32,7 +32,8 @@ Noise (``noise_modes``):
     same grid serves every refinement. Only the span of the first ``m`` eigenfunctions is noised (and
     generated), the right choice for fields of that span (GRFs of ``m`` modes).
 
-This is :class:`FunctionalDiffusion` with epsilon prediction and the plain epsilon loss, plus its two
+This is :class:`FunctionalDiffusion` with epsilon prediction and the plain epsilon loss by default (the
+paper's; ``prediction`` and ``loss_space`` choose others), plus its two
 hooks: ``training_points`` (the query set) and ``network`` (bind the context).
 """
 
@@ -48,7 +49,7 @@ from ..pointset import PointSet
 from ..processes.noise import EigenNoise, WhiteNoise
 from ..processes.schedules import ScheduleName
 from ..rng import rand
-from .fdp import FunctionalDiffusion
+from .fdp import FunctionalDiffusion, Prediction
 
 __all__ = ["ManifoldDiffusionField", "random_index", "ContextMode"]
 
@@ -79,6 +80,11 @@ class ManifoldDiffusionField(FunctionalDiffusion):
             points (what configs written before this option meant; see the module docstring).
         noise_modes: None: white noise; ``m``: trace-class noise in the first ``m`` eigen-coordinates
             (:class:`funcgen.processes.noise.EigenNoise`, ``m <= k``).
+        prediction: what the network outputs, ``eps`` (the paper's), ``x0`` or ``v``
+            (:class:`~funcgen.methods.fdp.FunctionalDiffusion`). With white noise the ``eps`` and ``v`` targets
+            hold the noise outside the span of the eigen-coordinates; the ``x0`` target of a field in that span
+            does not, so a read-out linear in the coordinates (:class:`funcgen.nets.BranchTrunkNet`) can fit it.
+        loss_space: ``target`` (the paper's: mean squared error on the network's target) or ``x0``.
     """
 
     #: exports written before ``context`` existed drew a random context subset at every step
@@ -86,10 +92,11 @@ class ManifoldDiffusionField(FunctionalDiffusion):
 
     def __init__(self, schedule: ScheduleName = "cosine", steps: int = 100, eta: float = 1.0,
                  num_context: int = 256, num_queries: int | None = None, clip_x0: float | None = None,
-                 t_min: float = 1e-3, context: ContextMode = "full", noise_modes: int | None = None) -> None:
+                 t_min: float = 1e-3, context: ContextMode = "full", noise_modes: int | None = None,
+                 prediction: Prediction = "eps", loss_space: Literal["x0", "target"] = "target") -> None:
         noise = WhiteNoise() if noise_modes is None else EigenNoise(int(noise_modes))
-        super().__init__(noise, schedule=schedule, prediction="eps", steps=steps, eta=eta,
-                         clip_x0=clip_x0, t_min=t_min, loss_space="target")
+        super().__init__(noise, schedule=schedule, prediction=prediction, steps=steps, eta=eta,
+                         clip_x0=clip_x0, t_min=t_min, loss_space=loss_space)
         if int(num_context) < 1 or (num_queries is not None and int(num_queries) < 1):
             raise ValueError(f"num_context and num_queries must be positive; got {num_context}, {num_queries}")
         if context not in ("full", "random"):

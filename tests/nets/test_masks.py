@@ -12,6 +12,7 @@ from funcgen.methods import PFGMPP, FunctionalDiffusion, FunctionalFlowMatching,
 from funcgen.nets import (
     AdaptiveINR,
     Backbone,
+    BranchTrunkNet,
     GridAutoencoder,
     ManifoldMLP,
     PerceiverNet,
@@ -33,9 +34,10 @@ BACKBONES: dict[str, Callable[[], Backbone]] = {
     "manifold_mlp": lambda: ManifoldMLP(D, C, C, width=32, depth=2),
     "sno": lambda: SparseNeuralOperator(D, C, C, width=16, radius=0.2, grid_size=4, depth=1),
     "grid_autoencoder": lambda: GridAutoencoder(D, C, C, grid=6, width=8, levels=1, latent_dim=6),
+    "branch_trunk": lambda: BranchTrunkNet(D, C, C, width=16, depth=1),
 }
 #: backbones whose points interact: ignoring the mask must change their output (the test can fail)
-INTERACTING = {"perceiver", "perceiver_streamed", "adaptive_inr", "sno", "grid_autoencoder"}
+INTERACTING = {"branch_trunk", "perceiver", "perceiver_streamed", "adaptive_inr", "sno", "grid_autoencoder"}
 
 
 def _perturb_(net: torch.nn.Module) -> torch.nn.Module:
