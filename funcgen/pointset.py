@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "shares_points", "grid_shape", "shared_grid_shape",
+    "shares_points", "unbroadcast", "grid_shape", "shared_grid_shape",
     "PointSet",
     "grid_coords",
     "grid_to_pointset",
@@ -108,7 +108,16 @@ class PointSet:
         return PointSet(c, v, m)
 
 
+def unbroadcast(t: Tensor) -> Tensor:
+    """``t`` with every broadcast axis (stride 0, e.g. from ``expand``) cut to length 1: the same entries, each
+    stored once, so a check over them reads each once (a batch of ``B`` functions on one shared point set is a
+    stride-0 view; checking all ``B`` copies of the points costs ``B`` times as much for the same answer)."""
+    index = tuple(slice(0, 1) if st == 0 and n > 1 else slice(None) for st, n in zip(t.stride(), t.shape))
+    return t[index]
+
+
 def _check_finite(name: str, t: Tensor) -> None:
+    t = unbroadcast(t)
     if not torch.isfinite(t).all():
         bad = (~torch.isfinite(t)).nonzero()
         first = tuple(bad[0].tolist())

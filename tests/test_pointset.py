@@ -115,3 +115,15 @@ def test_collate():
     assert (out.values[:2, 5:] == 0).all()
     # padded points repeat the function's own points, so they stay on its domain
     assert all(any(torch.equal(p, q) for q in a.coords[0]) for p in out.coords[0, 5:])
+
+
+def test_a_broadcast_batch_is_checked_once_and_nan_still_caught() -> None:
+    from funcgen.pointset import unbroadcast
+
+    coords = torch.rand(7, 2)
+    batch = coords.unsqueeze(0).expand(5, -1, -1)
+    assert unbroadcast(batch).shape == (1, 7, 2) and torch.equal(unbroadcast(batch)[0], coords)
+    assert unbroadcast(torch.rand(5, 7, 2)).shape == (5, 7, 2)  # real copies are all read
+    coords[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        PointSet(batch, torch.zeros(5, 7, 1))

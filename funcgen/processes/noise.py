@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..config import Configurable
-from ..pointset import grid_shape, shares_points
+from ..pointset import grid_shape, shares_points, unbroadcast
 from ..rng import rand, randn
 from .density import DEFAULT_JITTER, gaussian_log_prob, student_t_log_prob
 
@@ -82,7 +82,7 @@ def _check_coords(coords: Tensor, channels: int) -> None:
         raise ValueError(f"noise coords must have shape [B, N, d]; got {tuple(coords.shape)}")
     if channels <= 0:
         raise ValueError(f"channels must be positive; got {channels}")
-    if not torch.isfinite(coords).all():
+    if not torch.isfinite(unbroadcast(coords)).all():
         raise ValueError("noise coords contain NaN or inf")
 
 
