@@ -6,7 +6,9 @@
 The data module of ``--config`` gives the surface: its eigen-coordinates at the vertices of the
 training mesh (``--factor 1``) or of its 4x subdivision (``--factor 4``), and its renderer. Top
 picture: ``--num`` generated functions; bottom: as many exact samples of the field at the same
-points (random-field data) or held-out data functions (MNIST on the sphere).
+points (random-field data) or held-out data functions (MNIST on the sphere). ``--chart`` (MNIST on the
+sphere): instead of the surface, the digit's 28x28 chart read back from the mesh
+(:func:`funcgen.data.mesh.chart_images`, what the bench's LeNet scores), 3x enlarged.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main() -> None:
     p.add_argument("--num", type=int, default=8)
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the method's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chart", action="store_true", help="MNIST on the sphere: draw the digit charts, not the sphere")
     a = p.parse_args()
 
     dm = make_cli(["--config", a.config], run=False).datamodule
@@ -43,6 +46,18 @@ def main() -> None:
         if a.factor != 1:
             raise SystemExit("held-out data lives on the training mesh: use --factor 1 for this data set")
         real, what = torch.stack([dm.val_set[i][1] for i in range(a.num)]), "held-out data"
+    if a.chart:
+        from funcgen.data.mesh import chart_images
+
+        if a.factor != 1:
+            raise SystemExit("--chart reads the training mesh's vertices: use --factor 1")
+        rows = [chart_images(dm.denormalize(v).cpu(), dm.mesh).clamp(0, 1) for v in (ps.values, real)]
+        tiles = [torch.cat(list(r), dim=1) for r in rows]  # [28, 28 num] each: generated, then held-out
+        gap = torch.ones(4, tiles[0].shape[1])
+        grey = (torch.cat([tiles[0], gap, tiles[1]]).repeat_interleave(3, 0).repeat_interleave(3, 1) * 255).byte()
+        print(f"wrote {save_png(np.repeat(grey.numpy()[..., None], 3, axis=2), a.out)} (top: MDF samples, "
+              f"bottom: {what})")
+        return
     bottom = dm.render(coords, real, title=what)
     width = max(top.shape[1], bottom.shape[1])
     pad = [np.pad(x, ((0, 0), (0, width - x.shape[1]), (0, 0)), constant_values=255) for x in (top, bottom)]
