@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import numbers
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -21,13 +21,21 @@ from .io import CONFIG_KEY, FORMAT_VERSION, VERSION, atomic_write, read_safetens
 from .methods.base import Method
 from .methods.capabilities import SupportsGaussianPath, SupportsLikelihood, SupportsProjection
 from .pointset import PointSet, query_coords
-from .samplers.guidance import Observation, moment_guide, replacement_callback, tweedie_guide
+from .samplers.base import ModelFn
+from .samplers.guidance import (
+    Observation,
+    covariance_guide,
+    error_covariance,
+    moment_guide,
+    replacement_callback,
+    tweedie_guide,
+)
 from .samplers.likelihood import DivergenceMode, path_log_likelihood
 
 __all__ = ["FunctionGenerator", "load", "CONFIG_KEY", "Guidance"]
 
 #: how :meth:`FunctionGenerator.sample_conditional` conditions a diffusion-type method (docs/conditioning.md)
-Guidance = Literal["auto", "moment", "tweedie", "replace"]
+Guidance = Literal["auto", "moment", "error", "tweedie", "replace"]
 
 #: names of exported tensors that describe the data's domain (a mesh), not backbone weights
 DOMAIN_PREFIX = "domain."
@@ -317,7 +325,10 @@ class FunctionGenerator:
         denoiser replaced by a conditional one: ``guidance="moment"`` (the default, ``auto``,
         :func:`funcgen.samplers.guidance.moment_guide`): the posterior covariance of a Gaussian approximation of
         the model, whose covariance at the union points is estimated once from ``moment_samples`` unconditional
-        samples (exact for Gaussian data as that estimate converges; no backward passes); ``"tweedie"``
+        samples (exact for Gaussian data as that estimate converges; no backward passes); ``"error"``
+        (:func:`~funcgen.samplers.guidance.error_covariance`): the covariance of the denoiser's own errors at each
+        level on ``moment_samples`` of the model's unconditional samples (eq. 3; equal to ``moment``'s for
+        Gaussian data and the exact denoiser; one more denoiser pass over those samples per level); ``"tweedie"``
         (:func:`~funcgen.samplers.guidance.tweedie_guide`): the covariance from the network's Jacobian (exact for
         Gaussian data with the exact denoiser; one backward pass per observed value and step; a trained
         network's Jacobian is much less accurate than its output); ``"replace"``: replacement of the observed
@@ -333,8 +344,9 @@ class FunctionGenerator:
                 ``[N, d]`` (shared) or ``[B, N, d]`` (one set per observed function).
             obs_std: observation noise standard deviation (data units); 0 = noise-free (the samples pass
                 through the observations).
-            guidance: ``auto`` (= ``moment``), ``moment``, ``tweedie`` or ``replace``.
-            moment_samples: unconditional samples per observed function for ``moment``'s covariance estimate.
+            guidance: ``auto`` (= ``moment``), ``moment``, ``error``, ``tweedie`` or ``replace``.
+            moment_samples: unconditional samples per observed function for the covariance estimate of ``moment``
+                and ``error``.
             other arguments: as :meth:`sample`.
 
         Returns:
@@ -347,8 +359,8 @@ class FunctionGenerator:
                 points, a negative ``obs_std``, an unknown ``guidance``.
         """
         self._check_observed(observed, obs_std, check_domain)
-        if guidance not in ("auto", "moment", "tweedie", "replace"):
-            raise ValueError(f"unknown guidance {guidance!r}; choose auto, moment, tweedie or replace")
+        if guidance not in ("auto", "moment", "error", "tweedie", "replace"):
+            raise ValueError(f"unknown guidance {guidance!r}; choose auto, moment, error, tweedie or replace")
         if not isinstance(moment_samples, int) or isinstance(moment_samples, bool) or moment_samples < 2:
             raise ValueError(f"moment_samples must be an integer >= 2; got {moment_samples!r}")
         guidance = "moment" if guidance == "auto" else guidance
@@ -377,16 +389,17 @@ class FunctionGenerator:
         nq = query.shape[1]
         outs = []
         cov_points: Tensor | None = None
-        data_cov: Tensor | None = None
+        data_cov: Tensor | Callable[[float], Tensor] | None = None
         for i in range(observed.batch_size):
             keep = slice(None) if observed.mask is None else observed.mask[i].to(device)
             oc = self.to_model_coords(observed.coords[i].to(device=device, dtype=dtype)[keep])
             ov = self.normalize(observed.values[i].to(device=device, dtype=dtype)[keep])
             union, index = _union_points(query[i], oc)
             per_call = max(1, min(batch_size, self.max_points_per_call // union.shape[0]))
-            if guidance == "moment" and isinstance(method, SupportsGaussianPath):
+            if guidance in ("moment", "error") and isinstance(method, SupportsGaussianPath):
                 if cov_points is None or not torch.equal(cov_points, union):  # one estimate per distinct union
-                    cov_points, data_cov = union, self._model_covariance(union, moment_samples, per_call, gen, steps)
+                    estimate = self._model_covariance if guidance == "moment" else self._model_error_covariance
+                    cov_points, data_cov = union, estimate(union, moment_samples, per_call, gen, steps)
             for lo in range(0, num, per_call):
                 b = min(per_call, num - lo)
                 coords_b = union.unsqueeze(0).expand(b, -1, -1)
@@ -422,26 +435,50 @@ class FunctionGenerator:
         scale = self._norm("scale", 1.0, pts).double().reshape(-1)
         return k * float(scale.pow(2).mean())
 
+    def _model_draws(self, points: Tensor, num: int, per_call: int, gen: torch.Generator,
+                     steps: int | None) -> tuple[Tensor, ModelFn]:
+        """``num`` unconditional samples ``[num, N, c]`` (model units) at ``points`` ``[N, d]``, drawn ``per_call``
+        at a time by the same denoiser-driven sampler that the conditional draws then use, and that sampler's
+        denoiser bound to batches of ``min(per_call, num)`` functions at ``points``."""
+        xs: list[Tensor] = []
+        bound: list[ModelFn] = []
+
+        def identity(denoise: ModelFn) -> ModelFn:  # the identity guide, keeping the first bound denoiser
+            if not bound:
+                bound.append(denoise)
+            return denoise
+
+        for lo in range(0, num, per_call):
+            b = min(per_call, num - lo)
+            xs.append(self.method.sample(self.net, points.unsqueeze(0).expand(b, -1, -1), self.channels,
+                                         generator=gen, steps=steps, guide=identity))
+        return torch.cat(xs), bound[0]
+
     def _model_covariance(self, points: Tensor, num: int, per_call: int, gen: torch.Generator,
                           steps: int | None) -> Tensor:
         """The model's covariance ``[N, N]`` (float64, model units, pooled over channels) at ``points`` ``[N, d]``
         from ``num`` unconditional samples, plus a relative ``1e-6`` diagonal (a sample covariance of fewer
         samples than points is singular)."""
-        xs = []
-        for lo in range(0, num, per_call):
-            b = min(per_call, num - lo)
-            # the identity guide: the same denoiser-driven sampler that the conditional draws then use
-            xs.append(self.method.sample(self.net, points.unsqueeze(0).expand(b, -1, -1), self.channels,
-                                         generator=gen, steps=steps, guide=lambda denoise: denoise).double())
-        x = torch.cat(xs)  # [S, N, c]
+        x = self._model_draws(points, num, per_call, gen, steps)[0].double()  # [S, N, c]
         x = (x - x.mean(0, keepdim=True)).permute(2, 0, 1).reshape(-1, x.shape[1])  # channels pooled: [S c, N]
         k = x.T @ x / max(1, x.shape[0] - self.channels)
         return k + 1e-6 * k.diagonal().mean() * torch.eye(k.shape[0], dtype=k.dtype, device=k.device)
 
+    def _model_error_covariance(self, points: Tensor, num: int, per_call: int, gen: torch.Generator,
+                                steps: int | None) -> Callable[[float], Tensor]:
+        """``t -> Sigma_t`` ``[N, N]`` (:func:`~funcgen.samplers.guidance.error_covariance`, eq. 3): the
+        denoiser's error covariance at level ``t`` on ``num`` of the model's own unconditional samples."""
+        x, denoise = self._model_draws(points, num, per_call, gen, steps)
+        path = self.method.gaussian_path()
+        batch = min(per_call, num)
+        pts = points.unsqueeze(0).expand(batch, -1, -1)
+        return error_covariance(denoise, path, x, batch, lambda b: path.noise.sample(pts, self.channels, gen))
+
     def _conditional_batch(self, coords: Tensor, obs: Observation, obs_coords: Tensor, gen: torch.Generator,
-                           steps: int | None, guidance: str, progress: bool, data_cov: Tensor | None = None) -> Tensor:
+                           steps: int | None, guidance: str, progress: bool,
+                           data_cov: Tensor | Callable[[float], Tensor] | None = None) -> Tensor:
         """One sampler call on the union points ``coords`` ``[b, N, d]`` conditioned on ``obs`` (``data_cov``: the
-        model covariance there, for ``moment`` guidance)."""
+        model covariance there for ``moment`` guidance, ``t -> Sigma_t`` for ``error``)."""
         method, c = self.method, self.channels
         if isinstance(method, SupportsGaussianPath):
             path = method.gaussian_path()
@@ -450,8 +487,12 @@ class FunctionGenerator:
                 cb = replacement_callback(path, obs, lambda: path.noise.sample(oc, c, gen))
                 return method.sample(self.net, coords, c, generator=gen, steps=steps, progress=progress, callback=cb)
             cov = path.noise.covariance(coords[0], coords[0])
-            guide = (moment_guide(path, cov, data_cov, obs) if guidance == "moment" and data_cov is not None
-                     else tweedie_guide(path, cov.unsqueeze(0), obs))
+            if guidance == "error" and callable(data_cov):
+                guide = covariance_guide(path, data_cov, obs)
+            elif guidance == "moment" and isinstance(data_cov, Tensor):
+                guide = moment_guide(path, cov, data_cov, obs)
+            else:
+                guide = tweedie_guide(path, cov.unsqueeze(0), obs)
             return method.sample(self.net, coords, c, generator=gen, steps=steps, progress=progress, guide=guide)
         mask = torch.zeros(coords.shape[:2], dtype=torch.bool, device=coords.device)
         mask.scatter_(1, obs.index, True)

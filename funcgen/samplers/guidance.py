@@ -47,7 +47,8 @@ from torch import Tensor
 from .base import Callback, ModelFn
 from .path import GaussianPath
 
-__all__ = ["Observation", "tweedie_guide", "moment_guide", "replacement_callback", "DenoiserGuide"]
+__all__ = ["Observation", "tweedie_guide", "moment_guide", "error_covariance", "covariance_guide",
+           "replacement_callback", "DenoiserGuide"]
 
 #: turns a denoiser ``D(x, t) -> x0_hat`` into a conditional one (what a method's ``sample(guide=...)`` takes)
 DenoiserGuide = Callable[[ModelFn], ModelFn]
@@ -163,13 +164,62 @@ def moment_guide(path: GaussianPath, cov: Tensor, data_cov: Tensor, obs: Observa
     if k.shape != (n, n) or c64.shape != (n, n):
         raise ValueError(f"cov and data_cov must both be [N, N] on the state's points; got {tuple(c64.shape)} and "
                          f"{tuple(k.shape)}")
-    shared = bool((obs.index == obs.index[:1]).all())  # one observed set for the whole batch: one gain per level
-    cache: dict[float, Tensor] = {}
 
     def sigma(t: float) -> Tensor:
         a, s = path.scales(t)
         sig = k - a * a * k @ torch.linalg.solve(a * a * k + s * s * c64, k)
         return 0.5 * (sig + sig.T)
+
+    return covariance_guide(path, sigma, obs, jitter)
+
+
+def error_covariance(denoise: ModelFn, path: GaussianPath, samples: Tensor, batch: int,
+                     noise: Callable[[int], Tensor]) -> Callable[[float], Tensor]:
+    """``t -> Sigma_t`` ``[N, N]`` (float64, cached per level) of (3): the denoiser's error covariance on samples,
+
+        Sigma_t = E[(x - D(a x + s xi, t)) (x - D(a x + s xi, t))^T],   x ~ samples, xi ~ noise,          (3)
+
+    the mean squared error matrix of ``D`` at level ``t`` (channels pooled). For the exact denoiser of the law of
+    ``samples`` this is ``E[Cov(x_data | x_t)]``, which for Gaussian data is (2) (then constant in ``x_t``); for
+    a trained network on its own samples it is the covariance of the errors the network actually makes.
+
+    Args:
+        denoise: ``D(x, t)`` on batches ``[batch, N, c]`` (a sampler's denoiser, bound to ``batch`` functions).
+        path: the method's path.
+        samples: ``[S, N, c]`` draws in model units, taken ``batch`` at a time (the last chunk padded with the
+            first rows, whose errors are not counted).
+        batch: the batch size ``denoise`` takes.
+        noise: ``noise(batch) -> [batch, N, c]``, fresh draws of the path's noise at the points.
+    """
+    cache: dict[float, Tensor] = {}
+    num, n, c = samples.shape
+
+    def sigma(t: float) -> Tensor:
+        if t not in cache:
+            a, s = path.scales(t)
+            total = torch.zeros(n, n, dtype=torch.float64, device=samples.device)
+            for lo in range(0, num, batch):
+                chunk = samples[lo:lo + batch]
+                real = chunk.shape[0]
+                if real < batch:
+                    chunk = torch.cat([chunk, samples[torch.arange(batch - real, device=samples.device) % num]])
+                err = (chunk - denoise(a * chunk + s * noise(batch), t))[:real].double()
+                err = err.permute(2, 0, 1).reshape(-1, n)  # channels pooled: [real c, N]
+                total = total + err.T @ err
+            cache[t] = total / (num * c)
+        return cache[t]
+
+    return sigma
+
+
+def covariance_guide(path: GaussianPath, sigma: Callable[[float], Tensor], obs: Observation,
+                     jitter: float = 1e-10) -> DenoiserGuide:
+    """The conditional denoiser (1) with a supplied ``Sigma_t`` ``[N, N]`` shared by the batch and the channels
+    (each channel conditioned on its own observed values): (2) from :func:`moment_guide`, (3) from
+    :func:`error_covariance`. ``jitter`` as in :func:`tweedie_guide`. Where ``a(t) = 0`` the denoiser is
+    unchanged."""
+    shared = bool((obs.index == obs.index[:1]).all())  # one observed set for the whole batch: one gain per level
+    cache: dict[float, Tensor] = {}
 
     def gain(t: float) -> Tensor:
         """``Sigma A^T (A Sigma A^T + v I)^-1`` ``[N, M]`` of the shared observed set, per channel."""
@@ -191,7 +241,7 @@ def moment_guide(path: GaussianPath, cov: Tensor, data_cov: Tensor, obs: Observa
             if shared:
                 resid = obs.values.double() - obs.gather(x0).double()  # [B, M, c]
                 return (x0.double() + gain(t).to(x.device) @ resid).to(x0.dtype)
-            b, _, ch = x.shape
+            b, n, ch = x.shape
             sig = sigma(t).to(x.device)
             m = obs.index.shape[1]
             # Sigma A^T per channel: rows n of every channel, columns (observed point j, channel k) -> [B, N c, M c]
