@@ -184,7 +184,7 @@ class MeshFunctionDataModule(FunctionDataModule):
     def validation_coords(self, factor: int, num: int) -> Tensor:
         """Eigen-coordinates ``[num, V', k]`` of the vertices of the mesh refined ~``factor`` times
         (midpoint subdivision of the same surface; ``factor=1``: the mesh itself)."""
-        return self._level(factor)[1].unsqueeze(0).expand(num, -1, -1).contiguous()
+        return self._level(factor)[1].unsqueeze(0).expand(num, -1, -1)  # a broadcast view: one stored copy
 
     def render(self, coords: Tensor, values: Tensor, title: str = "") -> np.ndarray:
         """Picture of functions at the points of :meth:`validation_coords` (any level)."""
