@@ -322,11 +322,11 @@ class FunctionGenerator:
         sampled jointly with the observed ones on the union of both sets.
 
         How: diffusion-type methods (:class:`funcgen.methods.SupportsGaussianPath`) run their own sampler with the
-        denoiser replaced by a conditional one: ``guidance="moment"`` (the default, ``auto``,
-        :func:`funcgen.samplers.guidance.moment_guide`): the posterior covariance of a Gaussian approximation of
+        denoiser replaced by a conditional one: ``guidance="moment"``
+        (:func:`funcgen.samplers.guidance.moment_guide`): the posterior covariance of a Gaussian approximation of
         the model, whose covariance at the union points is estimated once from ``moment_samples`` unconditional
-        samples (exact for Gaussian data as that estimate converges; no backward passes); ``"error"``
-        (:func:`~funcgen.samplers.guidance.error_covariance`): the covariance of the denoiser's own errors at each
+        samples (exact for Gaussian data as that estimate converges; no backward passes); ``"error"`` (the
+        default, ``auto``; :func:`~funcgen.samplers.guidance.error_covariance`): the covariance of the denoiser's own errors at each
         level on ``moment_samples`` of the model's unconditional samples (eq. 3; equal to ``moment``'s for
         Gaussian data and the exact denoiser; one more denoiser pass over those samples per level); ``"tweedie"``
         (:func:`~funcgen.samplers.guidance.tweedie_guide`): the covariance from the network's Jacobian (exact for
@@ -344,7 +344,7 @@ class FunctionGenerator:
                 ``[N, d]`` (shared) or ``[B, N, d]`` (one set per observed function).
             obs_std: observation noise standard deviation (data units); 0 = noise-free (the samples pass
                 through the observations).
-            guidance: ``auto`` (= ``moment``), ``moment``, ``error``, ``tweedie`` or ``replace``.
+            guidance: ``auto`` (= ``error``), ``error``, ``moment``, ``tweedie`` or ``replace``.
             moment_samples: unconditional samples per observed function for the covariance estimate of ``moment``
                 and ``error``.
             other arguments: as :meth:`sample`.
@@ -363,7 +363,7 @@ class FunctionGenerator:
             raise ValueError(f"unknown guidance {guidance!r}; choose auto, moment, error, tweedie or replace")
         if not isinstance(moment_samples, int) or isinstance(moment_samples, bool) or moment_samples < 2:
             raise ValueError(f"moment_samples must be an integer >= 2; got {moment_samples!r}")
-        guidance = "moment" if guidance == "auto" else guidance
+        guidance = "error" if guidance == "auto" else guidance
         method = self.method
         if not isinstance(method, (SupportsGaussianPath, SupportsProjection)):
             raise TypeError(f"{type(method).__name__} offers no conditional sampling: it needs a diffusion-type "

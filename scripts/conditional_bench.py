@@ -190,6 +190,7 @@ def main() -> None:
                         "from this many unconditional samples (model_gp_*: the model's error without the "
                         "conditional sampler's; 0: skip)")
     p.add_argument("--draws", type=int, default=3, help="grf1d-regression: GP draws per M")
+    p.add_argument("--ms", type=int, nargs="+", default=[4, 8, 16], help="grf1d-regression: observation counts M")
     p.add_argument("--divergence", default="auto", choices=["auto", "exact", "hutchinson"])
     p.add_argument("--points", type=int, nargs="+", default=[16, 64], help="grf1d-likelihood: grid sizes")
     p.add_argument("--out", default=None)
@@ -198,7 +199,7 @@ def main() -> None:
     gen = load(ns.ckpt)
     opts: dict = {"num": ns.num}
     if ns.task == "grf1d-regression":
-        opts.update(draws=ns.draws, guidance=ns.guidance, steps=ns.steps, model_cov=ns.model_cov)
+        opts.update(draws=ns.draws, guidance=ns.guidance, steps=ns.steps, model_cov=ns.model_cov, ms=tuple(ns.ms))
         metrics, reference, seconds = grf1d_regression(gen, ns.seed, **opts)
     elif ns.task == "grf1d-likelihood":
         opts.update(steps=ns.steps or 100, divergence=ns.divergence, points=tuple(ns.points))
