@@ -326,9 +326,10 @@ class FunctionGenerator:
         (:func:`funcgen.samplers.guidance.moment_guide`): the posterior covariance of a Gaussian approximation of
         the model, whose covariance at the union points is estimated once from ``moment_samples`` unconditional
         samples (exact for Gaussian data as that estimate converges; no backward passes); ``"error"`` (the
-        default, ``auto``; :func:`~funcgen.samplers.guidance.error_covariance`): the covariance of the denoiser's own errors at each
-        level on ``moment_samples`` of the model's unconditional samples (eq. 3; equal to ``moment``'s for
-        Gaussian data and the exact denoiser; one more denoiser pass over those samples per level); ``"tweedie"``
+        default, ``auto``; :func:`~funcgen.samplers.guidance.error_covariance`): the covariance of the
+        denoiser's own errors at each level on ``moment_samples`` of the model's unconditional samples (eq. 3;
+        equal to ``moment``'s for Gaussian data and the exact denoiser; one more denoiser pass over those samples
+        per level); ``"tweedie"``
         (:func:`~funcgen.samplers.guidance.tweedie_guide`): the covariance from the network's Jacobian (exact for
         Gaussian data with the exact denoiser; one backward pass per observed value and step; a trained
         network's Jacobian is much less accurate than its output); ``"replace"``: replacement of the observed

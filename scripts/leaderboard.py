@@ -67,7 +67,8 @@ HEADLINES: dict[str, list[Headline]] = {
 }
 
 #: what a task's reference is, in words (the column header of the leaderboard)
-REFERENCE_NAMES = {"mnist_sphere": "real digits on the mesh", "earth": "published (RFM)", "so3": "entropy", "torus": "entropy"}
+REFERENCE_NAMES = {"mnist_sphere": "real digits on the mesh", "earth": "published (RFM)", "so3": "entropy",
+                   "torus": "entropy"}
 
 #: setting names in metric keys that name a variant of a task with one table each (Earth datasets, ...)
 VARIANT_SETTINGS = ("dataset", "task")

@@ -8,5 +8,5 @@ from funcgen.nets.manifold import ManifoldMLP
 from funcgen.nets.perceiver import PerceiverNet
 from funcgen.nets.sno import SparseNeuralOperator
 
-__all__ = ["Backbone", "PerceiverNet", "BranchTrunkPerceiverNet", "BranchTrunkNet", "SirenNet", "AdaptiveINR", "ManifoldMLP",
-           "SparseNeuralOperator", "GridAutoencoder", "FourierFeatures", "TimeEmbedding"]
+__all__ = ["Backbone", "PerceiverNet", "BranchTrunkPerceiverNet", "BranchTrunkNet", "SirenNet", "AdaptiveINR",
+           "ManifoldMLP", "SparseNeuralOperator", "GridAutoencoder", "FourierFeatures", "TimeEmbedding"]

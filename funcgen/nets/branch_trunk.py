@@ -33,10 +33,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .perceiver import PerceiverNet
-
 from ..pointset import shares_points
 from .base import Backbone, TimeEmbedding
+from .perceiver import PerceiverNet
 
 __all__ = ["BranchTrunkPerceiverNet", "BranchTrunkNet", "basis_projection"]
 
