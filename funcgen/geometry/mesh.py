@@ -406,6 +406,8 @@ class MeshDomain:
     """
 
     PREFIX = "domain.mesh."
+    #: the most memory :meth:`level` spends on a refined level's eigen-coordinates (float64), in bytes
+    MAX_LEVEL_BYTES = 2 * 1024**3
 
     def __init__(self, mesh: TriangleMesh, phi: Tensor) -> None:
         if phi.ndim != 2 or phi.shape[0] != mesh.num_vertices:
@@ -413,11 +415,35 @@ class MeshDomain:
         self.mesh, self.phi = mesh, phi.detach().double().cpu()
         self._levels: dict[int, tuple[TriangleMesh, Tensor]] = {0: (mesh, self.phi)}
 
-    def level(self, refine: int = 0) -> tuple[TriangleMesh, Tensor]:
-        """``(mesh subdivided refine times, its vertices' eigen-coordinates [V', k] float64)``."""
+    def num_vertices_at(self, refine: int) -> int:
+        """Vertices of the mesh subdivided ``refine`` times (:func:`subdivide`: each split adds one vertex per
+        edge, ``V' = V + E``, ``E' = 2 E + 3 F``, ``F' = 4 F``), without subdividing it."""
+        f = np.asarray(self.mesh.faces)
+        edges = np.unique(np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1), axis=0)
+        v, e, nf = self.mesh.num_vertices, len(edges), len(f)
+        for _ in range(refine):
+            v, e, nf = v + e, 2 * e + 3 * nf, 4 * nf
+        return int(v)
+
+    def level(self, refine: int = 0, max_bytes: int | None = None) -> tuple[TriangleMesh, Tensor]:
+        """``(mesh subdivided refine times, its vertices' eigen-coordinates [V', k] float64)``.
+
+        Raises:
+            ValueError: ``refine`` not an int >= 0, or its coordinates would take more than ``max_bytes``
+                (default :attr:`MAX_LEVEL_BYTES`).
+        """
         if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
             raise ValueError(f"refine must be an int >= 0 (times the mesh is subdivided, ~4x vertices each); "
                              f"got {refine!r}")
+        limit = self.MAX_LEVEL_BYTES if max_bytes is None else int(max_bytes)
+        k = self.phi.shape[1]
+        need = self.num_vertices_at(refine) * k * 8
+        if refine not in self._levels and need > limit:
+            ok = max((r for r in range(refine) if self.num_vertices_at(r) * k * 8 <= limit), default=0)
+            raise ValueError(f"refine={refine} subdivides the mesh to {self.num_vertices_at(refine)} vertices, whose "
+                             f"{k} eigen-coordinates take {need / 2**30:.1f} GiB (limit {limit / 2**30:.1f} GiB): "
+                             f"use refine <= {ok} ({self.num_vertices_at(ok)} vertices) or sample at points of "
+                             "your own (coords=..., `funcgen sample --coords Q.npy`)")
         if refine not in self._levels:
             fine, face, bary = subdivide(self.mesh, refine)
             self._levels[refine] = (fine, interpolate(self.phi, face, bary, self.mesh.faces))

@@ -258,3 +258,22 @@ def test_subdivision_keeps_the_surface_and_locates_new_vertices(gen):
     # the eigen-coordinates of the fine vertices, interpolated on the coarse mesh, equal the coarse ones there
     b = eigenbasis(mesh, 6)
     assert torch.allclose(b.coords_at(face[:mesh.num_vertices], bary[:mesh.num_vertices]), b.coords())
+
+
+def test_refined_level_size_is_known_before_subdividing_and_too_large_levels_are_refused():
+    """``num_vertices_at`` (counted from V, E, F) against the vertices of the actual subdivision, on a closed mesh
+    and on an open one (a single face); a level whose eigen-coordinates exceed the limit is refused with the largest
+    refinement that fits, before any memory is spent."""
+    from funcgen.geometry.mesh import MeshDomain
+
+    dom = MeshDomain(icosphere(1), torch.zeros(42, 8, dtype=torch.float64))
+    for r in (1, 2, 3):
+        assert dom.num_vertices_at(r) == dom.level(r)[0].num_vertices
+    tri = TriangleMesh(np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]), np.array([[0, 1, 2]]))
+    one = MeshDomain(tri, torch.zeros(3, 2, dtype=torch.float64))
+    assert [one.num_vertices_at(r) for r in (1, 2)] == [one.level(r)[0].num_vertices for r in (1, 2)] == [6, 15]
+    fresh = MeshDomain(icosphere(1), torch.zeros(42, 8, dtype=torch.float64))
+    limit = fresh.num_vertices_at(2) * 8 * 8  # level 2 fits exactly, level 3 does not
+    assert fresh.level(2, max_bytes=limit)[0].num_vertices == 642
+    with pytest.raises(ValueError, match=r"refine=3 .* 2562 vertices.*use refine <= 2 \(642 vertices\)"):
+        fresh.level(3, max_bytes=limit)
