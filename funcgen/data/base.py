@@ -71,7 +71,8 @@ def pad_collate(items: list[tuple[Tensor, ...]]) -> list[Tensor]:
 
     When every item holds the same coordinates tensor (a :class:`PointDataset` with shared ``[N, d]`` coords),
     the batch's coords are a read-only broadcast view ``[B, N, d]`` of it (stride 0 along ``B``), not ``B``
-    copies: backbones can then use the one ``[N, d]`` set (see :func:`shared_coords`)."""
+    copies: backbones can then use the one ``[N, d]`` set (:func:`funcgen.pointset.shares_points` answers
+    for such a view without reading it)."""
     if len({int(it[0].shape[0]) for it in items}) == 1:
         first = items[0][0]
         if len(items) > 1 and all(it[0] is first for it in items):

@@ -435,16 +435,16 @@ class MeshDomain:
         if not isinstance(refine, int) or isinstance(refine, bool) or refine < 0:
             raise ValueError(f"refine must be an int >= 0 (times the mesh is subdivided, ~4x vertices each); "
                              f"got {refine!r}")
-        limit = self.MAX_LEVEL_BYTES if max_bytes is None else int(max_bytes)
-        k = self.phi.shape[1]
-        need = self.num_vertices_at(refine) * k * 8
-        if refine not in self._levels and need > limit:
-            ok = max((r for r in range(refine) if self.num_vertices_at(r) * k * 8 <= limit), default=0)
-            raise ValueError(f"refine={refine} subdivides the mesh to {self.num_vertices_at(refine)} vertices, whose "
-                             f"{k} eigen-coordinates take {need / 2**30:.1f} GiB (limit {limit / 2**30:.1f} GiB): "
-                             f"use refine <= {ok} ({self.num_vertices_at(ok)} vertices) or sample at points of "
-                             "your own (coords=..., `funcgen sample --coords Q.npy`)")
         if refine not in self._levels:
+            limit = self.MAX_LEVEL_BYTES if max_bytes is None else int(max_bytes)
+            k = self.phi.shape[1]
+            counts = [self.num_vertices_at(r) for r in range(refine + 1)]
+            if counts[refine] * k * 8 > limit:
+                ok = max((r for r in range(refine) if counts[r] * k * 8 <= limit), default=0)
+                raise ValueError(f"refine={refine} subdivides the mesh to {counts[refine]} vertices, whose {k} "
+                                 f"eigen-coordinates take {counts[refine] * k * 8 / 2**30:.1f} GiB (limit "
+                                 f"{limit / 2**30:.1f} GiB): use refine <= {ok} ({counts[ok]} vertices) or sample at "
+                                 "points of your own (coords=..., `funcgen sample --coords Q.npy`)")
             fine, face, bary = subdivide(self.mesh, refine)
             self._levels[refine] = (fine, interpolate(self.phi, face, bary, self.mesh.faces))
         return self._levels[refine]

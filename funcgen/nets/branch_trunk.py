@@ -186,17 +186,18 @@ class BranchTrunkNet(Backbone):
         """Predict at the queries ``coords`` ``[B, N, k]`` from the projection of ``context`` (or the queries)."""
         t = self.check_inputs(coords, values, t)
         mask = self.check_mask(mask, coords)
+        shared = shares_points(coords)
         if context is None:
-            c_coords, c_values, c_mask = coords, values, mask
+            c_coords, c_values, c_mask, c_shared = coords, values, mask, shared
         else:
             c_coords, c_values = context
             if c_coords.shape[0] != coords.shape[0]:
                 raise ValueError(f"BranchTrunkNet: context batch {c_coords.shape[0]} != query batch {coords.shape[0]}")
             self.check_inputs(c_coords, c_values, t)
-            c_mask = None
+            c_mask, c_shared = None, shares_points(c_coords)
         b, r, cin, cout = coords.shape[0], self.trunk_modes, self.in_channels, self.out_channels
         dtype = self.inp.weight.dtype
-        c_phi = c_coords[0, :, :r] if c_mask is None and shares_points(c_coords) else c_coords[..., :r]
+        c_phi = c_coords[0, :, :r] if c_mask is None and c_shared else c_coords[..., :r]
         proj = basis_projection(c_phi.to(dtype), c_values.to(dtype), c_mask)  # [B, r, c_in]
         temb = self.time(t)
         h = self.inp(proj.flatten(1))
@@ -204,7 +205,7 @@ class BranchTrunkNet(Backbone):
             h = block(h, temb)
         coef = self.head(self.norm(h)).view(b, r, cout)
         coef = coef + self.proj_gain(temb).view(b, r, cout) * self.proj_channels(proj)
-        if shares_points(coords):  # one [N, r] matrix times the batch's coefficients
+        if shared:  # one [N, r] matrix times the batch's coefficients
             n = coords.shape[1]
             out = (coords[0, :, :r].to(dtype) @ coef.transpose(0, 1).reshape(r, b * cout)).view(n, b, cout)
             out = out.transpose(0, 1)
