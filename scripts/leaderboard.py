@@ -102,7 +102,17 @@ RENAMED: dict[str, list[str]] = {
     "configs/riemannian/earth_volcano_plain.yaml":
         ["configs/riemannian/earth_volcano.yaml", "configs/ablations/riemannian/earth_volcano_plain.yaml"],
     "configs/fdp/mnist_unet.yaml": ["configs/fdp/mnist.yaml"],
-    "configs/fdp/mnist.yaml": ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_perceiver.yaml"],
+}
+#: configs whose file kept its name while its backbone changed: a record whose model was built with the
+#: old backbone (``model.net.class_path``) is rebuilt today by the config plus the ablation that restores it
+REBACKBONED: dict[str, tuple[str, list[str]]] = {
+    "configs/fdp/mnist.yaml": ("funcgen.nets.perceiver.PerceiverNet",
+                               ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_perceiver.yaml"]),
+    "configs/pfgmpp/grf2d.yaml": ("funcgen.nets.perceiver.PerceiverNet",
+                                  ["configs/pfgmpp/grf2d.yaml", "configs/ablations/pfgmpp/grf2d_perceiver.yaml"]),
+    "configs/inftydiff/grf2d.yaml": ("funcgen.nets.perceiver.PerceiverNet",
+                                     ["configs/inftydiff/grf2d.yaml",
+                                      "configs/ablations/inftydiff/grf2d_perceiver.yaml"]),
 }
 
 
@@ -147,7 +157,14 @@ def config_files(rec: dict[str, Any]) -> list[str]:
     if not cfg:
         return []
     files = [cfg] if isinstance(cfg, str) else list(cfg)
-    return [g for f in files for g in RENAMED.get(f, [f])]
+    net = ((rec.get("model") or {}).get("net") or {}).get("class_path", "")
+    out = []
+    for f in files:
+        if f in REBACKBONED and net == REBACKBONED[f][0]:
+            out += REBACKBONED[f][1]
+        else:
+            out += RENAMED.get(f, [f])
+    return out
 
 
 def config_label(rec: dict[str, Any]) -> str:
