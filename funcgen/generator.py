@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import numbers
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -391,20 +391,19 @@ class FunctionGenerator:
         outs = []
         cov_points: Tensor | None = None
         data_cov: Tensor | Callable[[float], Tensor] | None = None
-        for i in range(observed.batch_size):
-            keep = slice(None) if observed.mask is None else observed.mask[i].to(device)
-            oc = self.to_model_coords(observed.coords[i].to(device=device, dtype=dtype)[keep])
-            ov = self.normalize(observed.values[i].to(device=device, dtype=dtype)[keep])
-            union, index = _union_points(query[i], oc)
+        for union, index, oc, ov in _observation_groups(query, observed, self.to_model_coords, self.normalize):
+            # ov [G, M, c]: G observed functions sharing these points; rows of a sampler call are (function, draw)
             per_call = max(1, min(batch_size, self.max_points_per_call // union.shape[0]))
             if guidance in ("moment", "error") and isinstance(method, SupportsGaussianPath):
                 if cov_points is None or not torch.equal(cov_points, union):  # one estimate per distinct union
                     estimate = self._model_covariance if guidance == "moment" else self._model_error_covariance
                     cov_points, data_cov = union, estimate(union, moment_samples, per_call, gen, steps)
-            for lo in range(0, num, per_call):
-                b = min(per_call, num - lo)
+            rows = ov.repeat_interleave(num, dim=0)  # observed-major: function i's draws are rows i K .. (i+1) K - 1
+            for lo in range(0, rows.shape[0], per_call):
+                vals = rows[lo:lo + per_call]
+                b = vals.shape[0]
                 coords_b = union.unsqueeze(0).expand(b, -1, -1)
-                obs = Observation(index.unsqueeze(0).expand(b, -1), ov.unsqueeze(0).expand(b, -1, -1), variance)
+                obs = Observation(index.unsqueeze(0).expand(b, -1), vals, variance)
                 x = self._conditional_batch(coords_b, obs, oc, gen, steps, guidance, progress, data_cov)
                 outs.append(x[:, :nq])
         values = torch.cat(outs)
@@ -635,6 +634,43 @@ class FunctionGenerator:
         except RuntimeError as e:
             raise ValueError(f"{source}: weight shapes do not match the config: {e}") from e
         return cls(method, net, config["data"], domain=domain)
+
+
+def _observation_groups(query: Tensor, observed: PointSet, to_model_coords: Callable[[Tensor], Tensor],
+                        normalize: Callable[[Tensor], Tensor]) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """Consecutive observed functions that share their query and observed points (a batch of digits with one
+    inpainting mask, one coarse grid), so one sampler call can hold several of them.
+
+    Args:
+        query: ``[B, N, d]`` query points (model units).
+        observed: ``B`` observed functions (data units; ``mask`` ``[B, M]`` marks the observed points).
+
+    Yields:
+        ``(union [N + M', d], index [M], observed coords [M, d], values [G, M, c])`` per run of ``G`` functions
+        (model units; see :func:`_union_points`).
+    """
+    device, dtype = query.device, query.dtype
+    prev: tuple[Tensor, Tensor, Tensor] | None = None  # (query, raw observed coords, mask) of the current group
+    group: list[Tensor] = []
+    union = index = oc = None
+    for i in range(observed.batch_size):
+        mask_i = None if observed.mask is None else observed.mask[i].to(device)
+        raw = observed.coords[i].to(device=device, dtype=dtype)
+        keep = slice(None) if mask_i is None else mask_i
+        ov = normalize(observed.values[i].to(device=device, dtype=dtype)[keep])
+        same = (prev is not None and torch.equal(prev[0], query[i]) and torch.equal(prev[1], raw)
+                and ((prev[2] is None and mask_i is None)
+                     or (prev[2] is not None and mask_i is not None and torch.equal(prev[2], mask_i))))
+        if same:
+            group.append(ov)
+            continue
+        if group:
+            yield union, index, oc, torch.stack(group)
+        oc = to_model_coords(raw[keep])
+        union, index = _union_points(query[i], oc)
+        prev, group = (query[i], raw, mask_i), [ov]
+    if group:
+        yield union, index, oc, torch.stack(group)
 
 
 def _union_points(query: Tensor, observed: Tensor, tol: float = 1e-7) -> tuple[Tensor, Tensor]:

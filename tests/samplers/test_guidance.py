@@ -166,6 +166,26 @@ def test_samples_are_ordered_observed_major(gen):
                               atol=1e-6)
 
 
+def test_observed_functions_sharing_points_are_sampled_together_in_order(gen):
+    """Four observed functions: 0, 1 and 3 share a mask, 2 has another (so 0-1 form one sampler group, 2 and 3
+    their own); K = 3 draws each in calls of 4 rows (groups split across calls): every row agrees with ITS
+    function's observations, so no grouping or chunking mixes functions up."""
+    query, _, _, k = problem(gen)
+    draws = (torch.linalg.cholesky(k[:16, :16]) @ torch.randn(16, 4, generator=gen, dtype=torch.float64)).T
+    mask = torch.zeros(4, 16, dtype=torch.bool)
+    mask[:, [1, 5, 12]] = True
+    mask[2] = False
+    mask[2, [3, 8]] = True
+    observed = PointSet(query[None].expand(4, -1, -1), draws[..., None], mask)
+    method = make("fdp")
+    with GaussianOracle(method, kernel):
+        ps = generator(method).sample(3, coords=query, observed=observed, seed=5, batch_size=4)
+    assert ps.values.shape == (12, 16, 1)
+    for i in range(4):
+        rows = ps.values[3 * i:3 * i + 3, mask[i], 0]
+        assert torch.allclose(rows, draws[i, mask[i]].expand(3, -1), atol=1e-6), i
+
+
 def _moment_scores(gen: torch.Generator, shortcut: bool) -> tuple[float, float]:
     """``z_scores`` of :func:`moment_guide` with the data's exact covariance and the exact denoiser on one
     ``problem(gen)``; ``shortcut``: eq. 2 evaluated with ``a -> 0``, i.e. ``Sigma = K`` at every level."""
