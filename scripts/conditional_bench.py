@@ -133,7 +133,8 @@ def grf1d_likelihood(gen: FunctionGenerator, seed: int, num: int = 500, points: 
 
 
 def mnist_completion(gen: FunctionGenerator, seed: int, task: str, num: int = 500, guidance: str = "auto",
-                     steps: int | None = None, batch_size: int = 64) -> tuple[dict, dict, float]:
+                     steps: int | None = None, batch_size: int = 64,
+                     moment_samples: int = 1024) -> tuple[dict, dict, float]:
     from funcgen.data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
     from funcgen.metrics import feature_frechet_distance, get_lenet, lenet_features
     from funcgen.metrics.lenet import lenet_accuracy
@@ -156,7 +157,7 @@ def mnist_completion(gen: FunctionGenerator, seed: int, task: str, num: int = 50
     # one call: the digits share their observed points, so the guidance's covariance estimate is drawn once and
     # the sampler runs batch_size digits at a time
     ps = gen.sample(1, 28, observed=observed, seed=seed, guidance=guidance, steps=steps, batch_size=batch_size,
-                    progress=True)
+                    progress=True, moment_samples=moment_samples)
     seconds = time.time() - t0
     completions = pointset_to_grid(ps.values, (28, 28))[:, 0].clamp(0, 1)
     net = get_lenet()
@@ -184,6 +185,8 @@ def main() -> None:
     p.add_argument("--num", type=int, default=500)
     p.add_argument("--steps", type=int, default=None, help="sampler steps (likelihood: ODE steps, default 100)")
     p.add_argument("--guidance", default="auto", choices=["auto", "moment", "error", "tweedie", "replace"])
+    p.add_argument("--moment-samples", type=int, default=1024,
+                   help="mnist tasks: unconditional draws behind the moment / error guidance's covariance")
     p.add_argument("--model-cov", type=int, default=2048,
                    help="grf1d-regression: also report exact GP regression with the model's covariance estimated "
                         "from this many unconditional samples (model_gp_*: the model's error without the "
@@ -204,7 +207,7 @@ def main() -> None:
         opts.update(steps=ns.steps or 100, divergence=ns.divergence, points=tuple(ns.points))
         metrics, reference, seconds = grf1d_likelihood(gen, ns.seed, **opts)
     else:
-        opts.update(guidance=ns.guidance, steps=ns.steps)
+        opts.update(guidance=ns.guidance, steps=ns.steps, moment_samples=ns.moment_samples)
         metrics, reference, seconds = mnist_completion(gen, ns.seed, ns.task, **opts)
     record = {"task": ns.task, "method": ns.method, "seed": ns.seed, "ckpt": ns.ckpt, "model": gen.config(),
               "metrics": metrics, "reference": reference, "eval_options": opts,

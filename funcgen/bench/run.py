@@ -122,6 +122,14 @@ def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 
     0..7999, the generator's training distribution; median over ``floor_repeats`` subsets) against
     the same test images. Note that MNIST's test file holds two writer populations (images 0..4999
     and 5000..9999), so the test images are closer to training images 5000..7999 than to 0..4999.
+
+    Above 28 px the data are the continuous function the MNIST data module trains on (bilinear between
+    pixel centres), and its cell averages at 28 px are a blurred digit, not the image: read at ``r`` px and
+    area-averaged back, the real training images themselves score ``reading_fd_lenet@res=r`` against
+    the 28-px test images (what a perfect model scores on ``fd_lenet@res=r``). So each ``r != 28`` also
+    gets ``fd_lenet_matched@res=r``: the samples against the test images read the same way (at ``r``
+    px, then area-averaged), with its floor ``floor_fd_lenet_matched@res=r`` (training images read the
+    same way against that reference), so that a model of the data scores the same at every resolution.
     ``lenet`` defaults to the cached classifier (:func:`funcgen.metrics.get_lenet`).
     """
     from ..data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
@@ -136,6 +144,8 @@ def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 
     net = get_lenet(root) if lenet is None else lenet
     images = torch.from_numpy(load_mnist_idx(resolve_data_root(root))[0]).float() / 255.0
     test = lenet_features(images[NUM_TRAIN_PROTOCOL:], net)
+    matched = {r: lenet_features(continuous_reading(images[NUM_TRAIN_PROTOCOL:], r), net)
+               for r in resolutions if r != 28}
     metrics: dict[str, float] = {}
     sample_seconds = 0.0
     refine = _refinements(gen) if refine is None else refine
@@ -147,19 +157,42 @@ def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 
         sample_seconds += time.time() - t0
         # intensities live in [0, 1]: clip overshoot as an image writer would (FD pipelines quantise to uint8)
         samples = pointset_to_grid(ps.values, (r, r))[:, 0].clamp(0.0, 1.0)
-        metrics[key] = feature_frechet_distance(lenet_features(samples, net), test)
+        feats = lenet_features(samples, net)
+        metrics[key] = feature_frechet_distance(feats, test)
+        if r in matched and k == steps:
+            metrics[key.replace("fd_lenet", "fd_lenet_matched")] = feature_frechet_distance(feats, matched[r])
         metrics[key.replace("fd_lenet", "recognisable")] = lenet_confident_fraction(samples, net)
-    floors = []
+    floors: dict[int, list[float]] = {r: [] for r in (28, *matched)}
+    readings: dict[int, list[float]] = {r: [] for r in matched}
     for rep in range(floor_repeats):
         idx = torch.randperm(NUM_TRAIN_PROTOCOL, generator=torch.Generator().manual_seed(seed + 2 + rep))[:num]
-        floors.append(feature_frechet_distance(lenet_features(images[idx], net), test))
-    floor = float(torch.tensor(floors, dtype=torch.float64).median())
+        floors[28].append(feature_frechet_distance(lenet_features(images[idx], net), test))
+        for r, ref in matched.items():
+            read = lenet_features(continuous_reading(images[idx], r), net)
+            floors[r].append(feature_frechet_distance(read, ref))
+            readings[r].append(feature_frechet_distance(read, test))
+
+    def median(v: list[float]) -> float:
+        return float(torch.tensor(v, dtype=torch.float64).median())
+
     # real images are 28x28: the floor is the same at every resolution, repeated so every metric has one
-    reference = {f"floor_fd_lenet@res={r}": floor for r in resolutions}
+    reference = {f"floor_fd_lenet@res={r}": median(floors[28]) for r in resolutions}
+    for r in matched:
+        reference[f"floor_fd_lenet_matched@res={r}"] = median(floors[r])
+        reference[f"reading_fd_lenet@res={r}"] = median(readings[r])
     reference["real_recognisable"] = lenet_confident_fraction(images[NUM_TRAIN_PROTOCOL:], net)
     if "test_accuracy" in net.info:
         reference["lenet_test_accuracy"] = float(net.info["test_accuracy"])
     return metrics, reference, sample_seconds
+
+
+def continuous_reading(images: Tensor, r: int) -> Tensor:
+    """``images`` ``[n, 28, 28]`` read as the MNIST data module's continuous functions (bilinear between pixel
+    centres, border values outside them, as :class:`funcgen.data.base.JitteredImageDataset`) on the
+    ``r x r`` cell-centre grid: ``[n, r, r]``."""
+    import torch.nn.functional as F
+
+    return F.interpolate(images[:, None], size=(r, r), mode="bilinear", align_corners=False)[:, 0]
 
 
 def _eval_robustness(gen, datamodule, seed: int, num: int = 500, n: int = 64, quality_num: int = 500,

@@ -5,12 +5,13 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from funcgen.bench.run import TASKS, _eval_grf, _eval_mnist
 from funcgen.data import GRFDataModule
 from funcgen.data.mnist import load_mnist_idx
 from funcgen.metrics.lenet import train_lenet
-from funcgen.pointset import PointSet, grid_to_pointset, query_coords
+from funcgen.pointset import PointSet, grid_coords, grid_to_pointset, query_coords
 
 
 class _GRFStandIn:
@@ -57,13 +58,17 @@ class _ImageStandIn:
 
     dim = 2
 
-    def __init__(self, images, by_steps=None):
-        self.images, self.by_steps, self.calls = images, by_steps or {}, []
+    def __init__(self, images, by_steps=None, continuous=False):
+        self.images, self.by_steps, self.calls, self.continuous = images, by_steps or {}, [], continuous
 
     def sample(self, num, resolution, *, seed, steps, batch_size, denormalize, progress):
         assert denormalize  # FD_LeNet reads the data range [0, 1]
         self.calls.append((resolution, steps))
         x = (self.images if steps is None else self.by_steps[steps])[:num]
+        if self.continuous:  # the images as the data module's continuous functions, read at the resolution
+            up = F.grid_sample(x[:, None], (grid_coords((resolution,) * 2).flip(-1) * 2 - 1)[None, None].expand(
+                len(x), -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=False)
+            return grid_to_pointset(up.reshape(len(x), 1, resolution, resolution))
         f = resolution // 28
         return grid_to_pointset(x.repeat_interleave(f, 1).repeat_interleave(f, 2).unsqueeze(1))
 
@@ -92,10 +97,12 @@ def test_mnist_evaluation_runs_with_stand_in_generators(mnist_and_net, gen):
                                               refine=(2,))
     assert stand_in.calls == [(28, None), (56, None), (112, None), (28, 2)]
     keys = {"fd_lenet@res=28", "fd_lenet@res=56", "fd_lenet@res=112", "fd_lenet@res=28,steps=2"}
-    assert set(metrics) == keys | {k.replace("fd_lenet", "recognisable") for k in keys}
+    assert set(metrics) == (keys | {k.replace("fd_lenet", "recognisable") for k in keys}
+                            | {"fd_lenet_matched@res=56", "fd_lenet_matched@res=112"})
     # a fresh net has no test accuracy
     assert set(reference) == {"floor_fd_lenet@res=28", "floor_fd_lenet@res=56", "floor_fd_lenet@res=112",
-                              "real_recognisable"}
+                              "real_recognisable", "floor_fd_lenet_matched@res=56", "floor_fd_lenet_matched@res=112",
+                              "reading_fd_lenet@res=56", "reading_fd_lenet@res=112"}
     assert seconds >= 0 and all(math.isfinite(v) and v >= 0 for v in (*metrics.values(), *reference.values()))
     assert all(0.0 <= metrics[k] <= 1.0 for k in metrics if k.startswith("recognisable"))
     assert reference["real_recognisable"] <= 1
@@ -109,3 +116,36 @@ def test_mnist_evaluation_runs_with_stand_in_generators(mnist_and_net, gen):
     # the steps=2 keys hold the evaluation of what the generator gave for 2 steps
     for key in ("fd_lenet", "recognisable"):
         assert metrics[f"{key}@res=28,steps=2"] == pytest.approx(noise[f"{key}@res=28"], rel=1e-9, abs=1e-12)
+
+
+def test_continuous_reading_is_the_jittered_training_reading(gen):
+    """The bench's reading of an image at r px equals the MNIST data module's training reading
+    (JitteredImageDataset: grid_sample between pixel centres) at the r-grid's points: two implementations."""
+    from funcgen.bench.run import continuous_reading
+    from funcgen.data.base import JitteredImageDataset
+
+    img = torch.rand(2, 28, 28, generator=gen)
+    ds = JitteredImageDataset(img[:, None])
+    for r in (28, 56, 84):
+        pts = grid_coords((r, r))
+        want = F.grid_sample(ds.images, (pts.flip(-1) * 2 - 1)[None, None].expand(2, -1, -1, -1), mode="bilinear",
+                             padding_mode="border", align_corners=False).reshape(2, r, r)
+        assert torch.allclose(continuous_reading(img, r), want, atol=1e-6), r
+    assert torch.equal(continuous_reading(img, 28), img)
+
+
+def test_matched_fd_scores_a_model_of_the_continuous_data_like_at_28_px(mnist_and_net, gen):
+    """Real digits drawn as the data module's continuous functions score far worse on the plain FD at 56 px
+    than at 28 (their 56-px cell averages are blurred digits: ``reading_fd_lenet``), but on the matched FD at
+    56 as at 28 (each within 2x of its floor); digits drawn as pixel blocks, right only at 28 px, fail it."""
+    x, net = mnist_and_net
+    real = x[torch.randperm(8000, generator=gen)[:300]]
+    m, ref, _ = _eval_mnist(_ImageStandIn(real, continuous=True), _DM(), 0, num=300, resolutions=(28, 56),
+                            lenet=net, floor_repeats=2, refine=())
+    assert m["fd_lenet@res=28"] < 2 * ref["floor_fd_lenet@res=28"]
+    assert m["fd_lenet_matched@res=56"] < 2 * ref["floor_fd_lenet_matched@res=56"]
+    assert m["fd_lenet@res=56"] > 2 * m["fd_lenet@res=28"]
+    assert m["fd_lenet@res=56"] == pytest.approx(ref["reading_fd_lenet@res=56"], rel=0.5)
+    blocks, _, _ = _eval_mnist(_ImageStandIn(real), _DM(), 0, num=300, resolutions=(28, 56), lenet=net,
+                               floor_repeats=2, refine=())
+    assert blocks["fd_lenet_matched@res=56"] > 2 * m["fd_lenet_matched@res=56"]
