@@ -30,7 +30,7 @@ import torch
 __all__ = ["run_demo", "demo_statistics", "side_by_side"]
 
 RES = 32  # training resolution
-GRID = 16  # the SNO's coarse grid (cells per axis)
+GRID = 16  # the SNO's grid (cells per axis); see run_demo's ``grid``
 
 
 def demo_statistics(samples: torch.Tensor, exact: list[torch.Tensor], shape: tuple[int, int]) -> dict[str, float]:
@@ -90,10 +90,15 @@ def side_by_side(generated: torch.Tensor, exact: torch.Tensor, shape: tuple[int,
 
 def run_demo(out_dir: str | os.PathLike = "demo_out", minutes: float = 5.0, logger: str = "wandb",
              max_steps: int | None = None, num_samples: int = 64, seed: int = 0,
-             sample_steps: int = 25) -> dict[str, Any]:
+             sample_steps: int = 25, grid: int = GRID) -> dict[str, Any]:
     """Train for ``minutes`` CPU minutes of this process (or ``max_steps``), sample ``num_samples`` at 32x32
     and 128x128, write ``samples_32.png``, ``samples_128.png`` (generated above exact), ``model.safetensors``
-    and ``summary.json`` / ``summary.md`` under ``out_dir``. Returns the summary dict."""
+    and ``summary.json`` / ``summary.md`` under ``out_dir``. Returns the summary dict.
+
+    ``grid``: cells per axis of the sparse neural operator's grid U-Net (the noise keeps ``grid // 2`` modes).
+    The samples are the grid's multilinear interpolation plus point-wise terms, so the grid bounds how close
+    their spectrum can come to the data's (``scripts/demo_grid_bound.py`` measures the bound with exact blobs
+    at the nodes); a finer grid costs more CPU per step."""
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     import lightning as L
@@ -116,9 +121,9 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", minutes: float = 5.0, logg
                                      batch_size=32, seed=seed, coords="jitter")
     # the noise is band-limited to the coarse grid's Nyquist frequency (GRID // 2 cycles): the grid U-Net
     # resolves every noised mode, and finer detail (blobs have almost none) passes through the point path
-    method = FunctionalDiffusion(SpectralNoise(2, "fdp", modes=GRID // 2), prediction="v", loss_space="x0",
+    method = FunctionalDiffusion(SpectralNoise(2, "fdp", modes=grid // 2), prediction="v", loss_space="x0",
                                  steps=sample_steps, clip_x0=1.0)
-    net = SparseNeuralOperator(dim=2, in_channels=1, out_channels=1, width=32, radius=0.07, grid_size=GRID,
+    net = SparseNeuralOperator(dim=2, in_channels=1, out_channels=1, width=32, radius=0.07, grid_size=grid,
                                depth=0, grid_net="unet", grid_mults=(1, 2, 2), grid_blocks=1, grid_attention=True,
                                chunk=16384)
     module = GenerativeModule(method, net, lr=1e-3, warmup_steps=100, ema_decay=0.995,
