@@ -20,9 +20,10 @@ from .config import build
 from .io import CONFIG_KEY, FORMAT_VERSION, VERSION, atomic_write, read_safetensors
 from .methods.base import Method
 from .methods.capabilities import SupportsGaussianPath, SupportsLikelihood, SupportsProjection
-from .pointset import PointSet, query_coords
+from .pointset import PointSet, cell_average_matrix, grid_shape, query_coords
 from .samplers.base import ModelFn
 from .samplers.guidance import (
+    LinearObservation,
     Observation,
     covariance_guide,
     error_covariance,
@@ -189,12 +190,13 @@ class FunctionGenerator:
                coords: Tensor | None = None, seed: int | None = 0, steps: int | None = None,
                batch_size: int = 64, denormalize: bool = True, progress: bool = False,
                check_domain: bool = True, decode: bool = True, refine: int = 0, observed: PointSet | None = None,
-               obs_std: float = 0.0, guidance: Guidance = "auto", moment_samples: int = 1024) -> PointSet:
+               obs_std: float = 0.0, guidance: Guidance = "auto", moment_samples: int = 1024,
+               observe: Literal["points", "cells"] = "points") -> PointSet:
         """Draw ``num`` functions on a grid of ``resolution`` cells per axis, or at ``coords``.
 
         With ``observed`` (a PointSet of ``B`` functions in data units) this is conditional sampling: ``num``
         functions PER observed function, see :meth:`sample_conditional` (``obs_std``, ``guidance``,
-        ``moment_samples``).
+        ``moment_samples``, ``observe``).
 
         Memory stays bounded for very large point sets: each sampler call gets at most
         ``max(N, 2**21)`` points in all (fewer functions at once when ``N`` is large), and the
@@ -226,7 +228,7 @@ class FunctionGenerator:
             return self.sample_conditional(observed, num, resolution, coords=coords, seed=seed, steps=steps,
                                            obs_std=obs_std, guidance=guidance, batch_size=batch_size,
                                            denormalize=denormalize, progress=progress, check_domain=check_domain,
-                                           decode=decode, moment_samples=moment_samples)
+                                           decode=decode, moment_samples=moment_samples, observe=observe)
         self._check_sample_args(num, resolution, coords, seed, steps, batch_size, check_domain)
         param = next(self.net.parameters())
         device = param.device
@@ -312,7 +314,8 @@ class FunctionGenerator:
                            coords: Tensor | None = None, seed: int | None = 0, steps: int | None = None,
                            obs_std: float = 0.0, guidance: Guidance = "auto", batch_size: int = 64,
                            denormalize: bool = True, progress: bool = False, check_domain: bool = True,
-                           decode: bool = True, moment_samples: int = 1024) -> PointSet:
+                           decode: bool = True, moment_samples: int = 1024,
+                           observe: Literal["points", "cells"] = "points") -> PointSet:
         """Draw ``num`` functions per observed function that agree with the observations (posterior sampling).
 
         ``observed`` holds ``B`` functions in data units, each at its own points ``coords [B, M, d]`` (anywhere in
@@ -348,6 +351,11 @@ class FunctionGenerator:
             guidance: ``auto`` (= ``error``), ``error``, ``moment``, ``tweedie`` or ``replace``.
             moment_samples: unconditional samples per observed function for the covariance estimate of ``moment``
                 and ``error``.
+            observe: ``points``: each observed value is the function at its point; ``cells``: the observed
+                points are the cell centres of a coarse grid (:func:`funcgen.pointset.grid_coords`, e.g. a 7x7
+                image) and each value is the function's AVERAGE over its cell, taken over the query points
+                inside it (:func:`funcgen.pointset.cell_average_matrix`): super-resolution of a low-resolution
+                image whose pixels are area averages. ``moment`` / ``error`` guidance only; no mask.
             other arguments: as :meth:`sample`.
 
         Returns:
@@ -357,7 +365,9 @@ class FunctionGenerator:
         Raises:
             TypeError: the method offers no conditional sampling; observed not a PointSet.
             ValueError: NaN / inf, wrong dimension or channels, points outside the domain, repeated observed
-                points, a negative ``obs_std``, an unknown ``guidance``.
+                points, a negative ``obs_std``, an unknown ``guidance``; with ``observe="cells"``: observed
+                points that are not a grid's cell centres, a cell without query points, a mask, or a guidance
+                other than ``moment`` / ``error``.
         """
         self._check_observed(observed, obs_std, check_domain)
         if guidance not in ("auto", "moment", "error", "tweedie", "replace"):
@@ -365,6 +375,15 @@ class FunctionGenerator:
         if not isinstance(moment_samples, int) or isinstance(moment_samples, bool) or moment_samples < 2:
             raise ValueError(f"moment_samples must be an integer >= 2; got {moment_samples!r}")
         guidance = "error" if guidance == "auto" else guidance
+        if observe not in ("points", "cells"):
+            raise ValueError(f"observe must be 'points' or 'cells'; got {observe!r}")
+        if observe == "cells" and (guidance not in ("moment", "error")
+                                   or not isinstance(self.method, SupportsGaussianPath)):
+            raise ValueError("observe='cells' (cell averages) conditions diffusion-type methods with guidance "
+                             f"'moment' or 'error' (auto); got guidance={guidance!r} for "
+                             f"{type(self.method).__name__}")
+        if observe == "cells" and observed.mask is not None:
+            raise ValueError("observe='cells' takes a full coarse grid (one value per cell), not a mask")
         method = self.method
         if not isinstance(method, (SupportsGaussianPath, SupportsProjection)):
             raise TypeError(f"{type(method).__name__} offers no conditional sampling: it needs a diffusion-type "
@@ -391,6 +410,9 @@ class FunctionGenerator:
         outs = []
         cov_points: Tensor | None = None
         data_cov: Tensor | Callable[[float], Tensor] | None = None
+        if observe == "cells":
+            return self._sample_cells(observed, query, data_query, num, gen, steps, guidance, batch_size, progress,
+                                      decode, denormalize, moment_samples, variance)
         for union, index, oc, ov in _observation_groups(query, observed, self.to_model_coords, self.normalize):
             # ov [G, M, c]: G observed functions sharing these points; rows of a sampler call are (function, draw)
             per_call = max(1, min(batch_size, self.max_points_per_call // union.shape[0]))
@@ -406,6 +428,48 @@ class FunctionGenerator:
                 obs = Observation(index.unsqueeze(0).expand(b, -1), vals, variance)
                 x = self._conditional_batch(coords_b, obs, oc, gen, steps, guidance, progress, data_cov)
                 outs.append(x[:, :nq])
+        values = torch.cat(outs)
+        if decode:
+            values = self.method.decode(values, query.repeat_interleave(num, dim=0))
+        if denormalize:
+            values = self.denormalize(values)
+        return PointSet(data_query.repeat_interleave(num, dim=0), values)
+
+    def _sample_cells(self, observed: PointSet, query: Tensor, data_query: Tensor, num: int, gen: torch.Generator,
+                      steps: int | None, guidance: str, batch_size: int, progress: bool, decode: bool,
+                      denormalize: bool, moment_samples: int, variance: float) -> PointSet:
+        """:meth:`sample_conditional` with ``observe="cells"``: the state lives on the query points ``[B, N, d]``
+        (model units) and each observed value is the average of its cell's query points
+        (:class:`~funcgen.samplers.guidance.LinearObservation`)."""
+        device, dtype = query.device, query.dtype
+        outs: list[Tensor] = []
+        cov_points: Tensor | None = None
+        data_cov: Tensor | Callable[[float], Tensor] | None = None
+        groups: list[tuple[Tensor, Tensor, list[Tensor]]] = []  # (query, operator, values) of consecutive functions
+        key: Tensor | None = None  # the observed cell centres of the last group
+        for i in range(observed.batch_size):
+            oc = self.to_model_coords(observed.coords[i].to(device=device, dtype=dtype))
+            ov = self.normalize(observed.values[i].to(device=device, dtype=dtype))
+            if key is not None and torch.equal(groups[-1][0], query[i]) and torch.equal(key, oc):
+                groups[-1][2].append(ov)
+                continue
+            shape = grid_shape(oc)
+            if shape is None:
+                raise ValueError(f"observe='cells': observed function {i}'s points are not the cell centres of a "
+                                 "grid on the domain (funcgen.pointset.grid_coords, in data units)")
+            key = oc
+            groups.append((query[i], cell_average_matrix(query[i], shape), [ov]))
+        per_call = max(1, min(batch_size, self.max_points_per_call // query.shape[1]))
+        for points, operator, vals in groups:
+            if cov_points is None or not torch.equal(cov_points, points):
+                estimate = self._model_covariance if guidance == "moment" else self._model_error_covariance
+                cov_points, data_cov = points, estimate(points, moment_samples, per_call, gen, steps)
+            rows = torch.stack(vals).repeat_interleave(num, dim=0)  # observed-major
+            for lo in range(0, rows.shape[0], per_call):
+                chunk = rows[lo:lo + per_call]
+                obs = LinearObservation(operator, chunk, variance)
+                coords_b = points.unsqueeze(0).expand(chunk.shape[0], -1, -1)
+                outs.append(self._conditional_batch(coords_b, obs, points, gen, steps, guidance, progress, data_cov))
         values = torch.cat(outs)
         if decode:
             values = self.method.decode(values, query.repeat_interleave(num, dim=0))

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "shares_points", "unbroadcast", "grid_shape", "shared_grid_shape",
+    "shares_points", "unbroadcast", "grid_shape", "shared_grid_shape", "cell_average_matrix",
     "PointSet",
     "grid_coords",
     "grid_to_pointset",
@@ -181,6 +181,37 @@ def grid_shape(coords: Tensor) -> tuple[int, ...] | None:
         return None
     ref = grid_coords(shape, device=coords.device, dtype=coords.dtype)
     return shape if torch.allclose(ref, coords, atol=1e-6) else None
+
+
+def cell_average_matrix(points: Tensor, shape: Sequence[int]) -> Tensor:
+    """The averaging operator ``A`` ``[M, N]`` (float64) of the cells of the grid ``shape`` on ``[0, 1]^d``
+    (``M = prod(shape)``, rows in :func:`grid_coords` order) over ``points`` ``[N, d]``: ``(A x)_m`` is the mean
+    of ``x`` over the points inside cell ``m`` (a point on a cell edge counts in the cell above it, the
+    last edge in the last cell): the cell average of a function, by the points.
+
+    Raises:
+        ValueError: a cell holds none of the points (its average is undefined), or a point lies outside
+            ``[0, 1]^d``.
+    """
+    n, d = points.shape
+    if len(shape) != d:
+        raise ValueError(f"a {len(shape)}-axis grid of cells for {d}-d points")
+    if bool((points < 0).any() or (points > 1).any()):
+        raise ValueError("cell averages need points inside [0, 1]^d")
+    size = torch.tensor(list(shape), device=points.device)
+    cell = torch.minimum((points.double() * size).floor().long(), size - 1)  # [N, d]
+    flat = torch.zeros(n, dtype=torch.long, device=points.device)
+    for k in range(d):  # row-major, as grid_coords
+        flat = flat * int(shape[k]) + cell[:, k]
+    m = math.prod(shape)
+    count = torch.bincount(flat, minlength=m).double()
+    if bool((count == 0).any()):
+        empty = int((count == 0).nonzero()[0])
+        raise ValueError(f"cell {empty} of the {tuple(shape)} grid holds none of the {n} points: its average is "
+                         "undefined; sample at a finer resolution than the observed cells")
+    a = torch.zeros(m, n, dtype=torch.float64, device=points.device)
+    a[flat, torch.arange(n, device=points.device)] = 1.0
+    return a / count[:, None]
 
 
 def shared_grid_shape(coords: Tensor) -> tuple[int, ...] | None:

@@ -24,7 +24,8 @@ grf1d-likelihood: ``--num`` (500) exact draws at the 16-point grid (the headline
     exact Gaussian denoiser in place of the network, minus the closed form, mean absolute / mean signed over 50
     draws (the ODE's discretisation error at these settings, plus Hutchinson noise in the absolute one).
 mnist-inpaint / mnist-superres: ``--num`` (500) held-out digits (images 8000..); the left half observed, or the
-    7x7 area average observed at the 7x7 cell centres; one completion each at 28x28; LeNet accuracy against
+    7x7 area average observed as the averages of the 7x7 cells (``observe="cells"``); one completion each at
+    28x28; LeNet accuracy against
     the true labels (bars 0.8 / 0.9) and FD_LeNet of the completions against the held-out images.
 """
 
@@ -156,8 +157,11 @@ def mnist_completion(gen: FunctionGenerator, seed: int, task: str, num: int = 50
     t0 = time.time()
     # one call: the digits share their observed points, so the guidance's covariance estimate is drawn once and
     # the sampler runs batch_size digits at a time
+    # super-resolution: each 7x7 pixel is the average of its 4x4 cell, and is conditioned on as one
+    # (observe="cells"); inpainting observes point values
     ps = gen.sample(1, 28, observed=observed, seed=seed, guidance=guidance, steps=steps, batch_size=batch_size,
-                    progress=True, moment_samples=moment_samples)
+                    progress=True, moment_samples=moment_samples,
+                    observe="points" if task == "mnist-inpaint" else "cells")
     seconds = time.time() - t0
     completions = pointset_to_grid(ps.values, (28, 28))[:, 0].clamp(0, 1)
     net = get_lenet()

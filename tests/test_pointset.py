@@ -127,3 +127,24 @@ def test_a_broadcast_batch_is_checked_once_and_nan_still_caught() -> None:
     coords[3, 1] = float("nan")
     with pytest.raises(ValueError, match="non-finite"):
         PointSet(batch, torch.zeros(5, 7, 1))
+
+
+def test_cell_average_matrix_is_area_averaging_on_a_fine_grid(gen):
+    """On a 28x28 grid the averages over 7x7 cells are 4x4 average pooling (an independent implementation), rows
+    in grid order; scattered points average within their cells; a cell without points is refused."""
+    import torch.nn.functional as F
+
+    from funcgen.pointset import cell_average_matrix
+
+    img = torch.rand(3, 1, 28, 28, generator=gen, dtype=torch.float64)
+    fine = grid_to_pointset(img)
+    a = cell_average_matrix(fine.coords[0], (7, 7))
+    want = F.avg_pool2d(img, 4).reshape(3, 49)
+    assert torch.allclose(torch.einsum("mn,bn->bm", a, fine.values[..., 0]), want, atol=1e-12)
+    pts = torch.rand(200, 2, generator=gen, dtype=torch.float64)
+    a = cell_average_matrix(pts, (2, 2))
+    cell = (pts[:, 0] >= 0.5).long() * 2 + (pts[:, 1] >= 0.5).long()
+    for m in range(4):
+        assert torch.allclose(a[m] @ pts[:, 0], pts[cell == m, 0].mean())
+    with pytest.raises(ValueError, match="holds none"):
+        cell_average_matrix(pts[:3], (4, 4))

@@ -122,7 +122,7 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
     observed = None if ns.observed is None else _load_pointset(ns.observed)
     if observed is not None:
         ps = gen.sample(ns.num, res, coords=query, observed=observed, obs_std=ns.obs_std, seed=ns.seed,
-                        steps=ns.steps, progress=True, denormalize=False)
+                        steps=ns.steps, progress=True, denormalize=False, observe=ns.observe)
     elif query is not None:
         q = query if query.ndim == 3 else query[None].expand(ns.num, -1, -1)
         ps = gen.sample(coords=q, seed=ns.seed, steps=ns.steps, progress=True, denormalize=False)
@@ -285,6 +285,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--coords", default=None, help="query points: a .npy of [N, d] (--num functions) or [B, N, d]")
     s.add_argument("--observed", default=None, help=OBSERVED_HELP)
     s.add_argument("--obs-std", type=float, default=0.0, help="observation noise std in data units (default 0)")
+    s.add_argument("--observe", choices=["points", "cells"], default="points",
+                   help="points: observed values are the function at the observed points; cells: the observed "
+                        "points are a coarse grid's cell centres and each value is the function's average over "
+                        "its cell (super-resolution of an area-averaged image)")
     s.add_argument("--num", type=int, default=16, help="number of functions")
     s.add_argument("--out", default="samples", help="output folder (samples.npz, samples.png, summary.html)")
     s.add_argument("--seed", type=int, default=0)

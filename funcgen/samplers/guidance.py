@@ -47,7 +47,7 @@ from torch import Tensor
 from .base import Callback, ModelFn
 from .path import GaussianPath
 
-__all__ = ["Observation", "tweedie_guide", "moment_guide", "error_covariance", "covariance_guide",
+__all__ = ["Observation", "LinearObservation", "tweedie_guide", "moment_guide", "error_covariance", "covariance_guide",
            "replacement_callback", "DenoiserGuide"]
 
 #: turns a denoiser ``D(x, t) -> x0_hat`` into a conditional one (what a method's ``sample(guide=...)`` takes)
@@ -75,6 +75,33 @@ class Observation:
     def scatter(self, x: Tensor, values: Tensor) -> Tensor:
         """A copy of ``x`` ``[B, N, c]`` with the observed entries set to ``values`` ``[B, M, c]``."""
         return x.scatter(1, self.index.unsqueeze(-1).expand(-1, -1, x.shape[-1]), values.to(x.dtype))
+
+
+@dataclass
+class LinearObservation:
+    """Observed linear functionals ``A x`` of a sampler state ``[B, N, c]`` (e.g. cell averages for
+    super-resolution from a coarse image), each channel through the same ``A``.
+
+    Attributes:
+        operator: ``A`` ``[M, N]`` (float64), shared by the batch.
+        values: ``[B, M, c]`` the observed ``A x`` in model units.
+        variance: observation noise variance ``v`` (model units; 0: noise-free).
+    """
+
+    operator: Tensor
+    values: Tensor
+    variance: float = 0.0
+
+    def gather(self, x: Tensor) -> Tensor:
+        """``A x`` ``[B, M, c]`` of a state ``x`` ``[B, N, c]``."""
+        return torch.einsum("mn,bnc->bmc", self.operator.to(x.dtype), x)
+
+    def enforce(self, x: Tensor) -> Tensor:
+        """The closest state to ``x`` (Euclidean) with ``A x = y``: ``x + A^T (A A^T)^-1 (y - A x)``."""
+        a = self.operator.double()
+        resid = self.values.double() - self.gather(x.double())
+        corr = torch.einsum("mn,bmc->bnc", a, torch.linalg.solve(a @ a.T, resid))
+        return (x.double() + corr).to(x.dtype)
 
 
 def tweedie_guide(path: GaussianPath, cov: Tensor, obs: Observation, jitter: float = 1e-10) -> DenoiserGuide:
@@ -143,7 +170,7 @@ def _solve_guided(x0: Tensor, obs: Observation, sigma_at: Tensor, jitter: float)
     return (x0.double() + corr).to(x0.dtype)
 
 
-def moment_guide(path: GaussianPath, cov: Tensor, data_cov: Tensor, obs: Observation,
+def moment_guide(path: GaussianPath, cov: Tensor, data_cov: Tensor, obs: Observation | LinearObservation,
                  jitter: float = 1e-10) -> DenoiserGuide:
     """The conditional denoiser (1) with ``Sigma`` of (2): a Gaussian approximation ``N(m, data_cov)`` of the data.
 
@@ -212,22 +239,31 @@ def error_covariance(denoise: ModelFn, path: GaussianPath, samples: Tensor, batc
     return sigma
 
 
-def covariance_guide(path: GaussianPath, sigma: Callable[[float], Tensor], obs: Observation,
+def covariance_guide(path: GaussianPath, sigma: Callable[[float], Tensor], obs: Observation | LinearObservation,
                      jitter: float = 1e-10) -> DenoiserGuide:
     """The conditional denoiser (1) with a supplied ``Sigma_t`` ``[N, N]`` shared by the batch and the channels
     (each channel conditioned on its own observed values): (2) from :func:`moment_guide`, (3) from
-    :func:`error_covariance`. ``jitter`` as in :func:`tweedie_guide`. Where ``a(t) = 0`` the denoiser is
-    unchanged."""
-    shared = bool((obs.index == obs.index[:1]).all())  # one observed set for the whole batch: one gain per level
+    :func:`error_covariance`. ``obs``: observed entries, or observed linear functionals ``A x``
+    (:class:`LinearObservation`; ``A`` in place of the selection in (1)). ``jitter`` as in
+    :func:`tweedie_guide`. Where ``a(t) = 0`` the denoiser is unchanged."""
+    linear = isinstance(obs, LinearObservation)
+    # one observed set for the whole batch: one gain per level
+    shared = linear or bool((obs.index == obs.index[:1]).all())
     cache: dict[float, Tensor] = {}
 
     def gain(t: float) -> Tensor:
         """``Sigma A^T (A Sigma A^T + v I)^-1`` ``[N, M]`` of the shared observed set, per channel."""
         if t not in cache:
             sig = sigma(t)
-            idx = obs.index[0]
-            s_y = _regularised(sig[idx][:, idx], obs.variance, jitter)
-            cache[t] = torch.linalg.solve(s_y, sig[idx]).T  # s_y symmetric
+            if linear:
+                a_op = obs.operator.to(sig)
+                sig_at = sig @ a_op.T  # [N, M]
+                s_y = _regularised(a_op @ sig_at, obs.variance, jitter)
+                cache[t] = torch.linalg.solve(s_y, sig_at.T).T
+            else:
+                idx = obs.index[0]
+                s_y = _regularised(sig[idx][:, idx], obs.variance, jitter)
+                cache[t] = torch.linalg.solve(s_y, sig[idx]).T  # s_y symmetric
         return cache[t]
 
     def guide(denoise: ModelFn) -> ModelFn:
@@ -235,7 +271,9 @@ def covariance_guide(path: GaussianPath, sigma: Callable[[float], Tensor], obs: 
             a, s = path.scales(t)
             x0 = denoise(x, t)
             if s <= 0.0:
-                return obs.scatter(x0, obs.values) if obs.variance == 0.0 else x0
+                if obs.variance != 0.0:
+                    return x0
+                return obs.enforce(x0) if linear else obs.scatter(x0, obs.values)
             if a <= 0.0:
                 return x0
             if shared:
