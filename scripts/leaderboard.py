@@ -20,7 +20,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the funcgen package of this checkout
 
@@ -89,9 +89,12 @@ RENAMED: dict[str, list[str]] = {
     "configs/fdp/grf1d_uniform.yaml": ["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_uniform.yaml"],
     "configs/fdp/mnist_sno.yaml": ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_sno.yaml"],
     "configs/fdp/mnist_sno_vloss.yaml": ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_sno_vloss.yaml"],
-    "configs/pfgmpp/grf1d_D64.yaml": ["configs/pfgmpp/grf1d.yaml", "configs/ablations/pfgmpp/grf1d_D64.yaml"],
-    "configs/pfgmpp/grf1d_D8.yaml": ["configs/pfgmpp/grf1d.yaml", "configs/ablations/pfgmpp/grf1d_D8.yaml"],
-    "configs/pfgmpp/grf1d_Dinf.yaml": ["configs/pfgmpp/grf1d.yaml", "configs/ablations/pfgmpp/grf1d_Dinf.yaml"],
+    "configs/pfgmpp/grf1d_D64.yaml": ["configs/pfgmpp/grf1d.yaml", "configs/ablations/pfgmpp/grf1d_period1.yaml",
+                                       "configs/ablations/pfgmpp/grf1d_D64.yaml"],
+    "configs/pfgmpp/grf1d_D8.yaml": ["configs/pfgmpp/grf1d.yaml", "configs/ablations/pfgmpp/grf1d_period1.yaml",
+                                       "configs/ablations/pfgmpp/grf1d_D8.yaml"],
+    "configs/pfgmpp/grf1d_Dinf.yaml": ["configs/pfgmpp/grf1d.yaml", "configs/ablations/pfgmpp/grf1d_period1.yaml",
+                                       "configs/ablations/pfgmpp/grf1d_Dinf.yaml"],
     "configs/pfgmpp/mnist_D64.yaml": ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_D64.yaml"],
     "configs/pfgmpp/mnist_D8.yaml": ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_D8.yaml"],
     "configs/pfgmpp/mnist_Dinf.yaml": ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_Dinf.yaml"],
@@ -103,16 +106,30 @@ RENAMED: dict[str, list[str]] = {
         ["configs/riemannian/earth_volcano.yaml", "configs/ablations/riemannian/earth_volcano_plain.yaml"],
     "configs/fdp/mnist_unet.yaml": ["configs/fdp/mnist.yaml"],
 }
-#: configs whose file kept its name while its backbone changed: a record whose model was built with the
-#: old backbone (``model.net.class_path``) is rebuilt today by the config plus the ablation that restores it
-REBACKBONED: dict[str, tuple[str, list[str]]] = {
-    "configs/fdp/mnist.yaml": ("funcgen.nets.perceiver.PerceiverNet",
+def _net_is(class_path: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda model: ((model.get("net") or {}).get("class_path", "")) == class_path
+
+
+def _noise_period_is(period: float) -> Callable[[dict[str, Any]], bool]:
+    def test(model: dict[str, Any]) -> bool:
+        noise = (((model.get("method") or {}).get("init_args") or {}).get("noise") or {}).get("init_args") or {}
+        return float(noise.get("period", 1.0)) == period
+    return test
+
+
+_PERCEIVER = "funcgen.nets.perceiver.PerceiverNet"
+#: configs that kept their file name while their content changed: a record whose stored model passes the
+#: test (the old content) is rebuilt today by the config plus the ablation that restores the old content
+CHANGED: dict[str, tuple[Callable[[dict[str, Any]], bool], list[str]]] = {
+    "configs/fdp/mnist.yaml": (_net_is(_PERCEIVER),
                                ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_perceiver.yaml"]),
-    "configs/pfgmpp/grf2d.yaml": ("funcgen.nets.perceiver.PerceiverNet",
+    "configs/pfgmpp/grf2d.yaml": (_net_is(_PERCEIVER),
                                   ["configs/pfgmpp/grf2d.yaml", "configs/ablations/pfgmpp/grf2d_perceiver.yaml"]),
-    "configs/inftydiff/grf2d.yaml": ("funcgen.nets.perceiver.PerceiverNet",
+    "configs/inftydiff/grf2d.yaml": (_net_is(_PERCEIVER),
                                      ["configs/inftydiff/grf2d.yaml",
                                       "configs/ablations/inftydiff/grf2d_perceiver.yaml"]),
+    "configs/pfgmpp/grf1d.yaml": (_noise_period_is(1.0),
+                                  ["configs/pfgmpp/grf1d.yaml", "configs/ablations/pfgmpp/grf1d_period1.yaml"]),
 }
 
 
@@ -157,11 +174,11 @@ def config_files(rec: dict[str, Any]) -> list[str]:
     if not cfg:
         return []
     files = [cfg] if isinstance(cfg, str) else list(cfg)
-    net = ((rec.get("model") or {}).get("net") or {}).get("class_path", "")
+    model = rec.get("model") or {}
     out = []
     for f in files:
-        if f in REBACKBONED and net == REBACKBONED[f][0]:
-            out += REBACKBONED[f][1]
+        if f in CHANGED and CHANGED[f][0](model):
+            out += CHANGED[f][1]
         else:
             out += RENAMED.get(f, [f])
     return out
