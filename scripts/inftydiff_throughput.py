@@ -1,7 +1,7 @@
 """infty-Diff train-throughput: step time and peak memory at subsampling rates 1, 1/2, 1/4, 1/8.
 
-Same model (configs/inftydiff/grf2d.yaml's PerceiverNet), same 32x32 GRF batches; each rate runs in
-its own process so its peak RSS (CPU) or peak CUDA memory is its own. Writes the JSON of
+Same model (the PerceiverNet of configs/ablations/inftydiff/grf2d_perceiver.yaml), same 32x32 GRF batches;
+each rate runs in its own process so its peak RSS (CPU) or peak CUDA memory is its own. Writes the JSON of
 docs/protocol.md (keys ``step_seconds@rate=R``, ``peak_mb@rate=R``).
 
     PYTHONPATH=. python scripts/inftydiff_throughput.py --out docs/results/train-throughput_inftydiff.json
@@ -74,7 +74,8 @@ def main() -> None:
         metrics[f"speedup@rate={r}"] = metrics["step_seconds@rate=1.0"] / metrics[f"step_seconds@rate={r}"]
         metrics[f"memory_ratio@rate={r}"] = metrics["peak_mb@rate=1.0"] / metrics[f"peak_mb@rate={r}"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    out = {"task": "train-throughput", "method": "inftydiff", "seed": 0, "config": "configs/inftydiff/grf2d.yaml",
+    out = {"task": "train-throughput", "method": "inftydiff", "seed": 0,
+           "config": ["configs/inftydiff/grf2d.yaml", "configs/ablations/inftydiff/grf2d_perceiver.yaml"],
            "device": a.device, "batch": a.batch, "resolution": 32, "metrics": metrics,
            "torch": torch.__version__, "commit": commit}
     text = json.dumps(out, indent=1)

@@ -107,7 +107,9 @@ RENAMED: dict[str, list[str]] = {
     "configs/fdp/mnist_unet.yaml": ["configs/fdp/mnist.yaml"],
 }
 def _net_is(class_path: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda model: ((model.get("net") or {}).get("class_path", "")) == class_path
+    """The record's model has this backbone; a record without a stored model (cost-only tasks) ran before
+    the change, so it counts as the old content."""
+    return lambda model: not model or ((model.get("net") or {}).get("class_path", "")) == class_path
 
 
 def _noise_period_is(period: float) -> Callable[[dict[str, Any]], bool]:
