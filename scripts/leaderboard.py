@@ -119,19 +119,25 @@ def _noise_period_is(period: float) -> Callable[[dict[str, Any]], bool]:
     return test
 
 
+def _method_steps_are(steps: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda model: ((model.get("method") or {}).get("init_args") or {}).get("steps") == steps
+
+
 _PERCEIVER = "funcgen.nets.perceiver.PerceiverNet"
-#: configs that kept their file name while their content changed: a record whose stored model passes the
-#: test (the old content) is rebuilt today by the config plus the ablation that restores the old content
-CHANGED: dict[str, tuple[Callable[[dict[str, Any]], bool], list[str]]] = {
-    "configs/fdp/mnist.yaml": (_net_is(_PERCEIVER),
-                               ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_perceiver.yaml"]),
-    "configs/pfgmpp/grf2d.yaml": (_net_is(_PERCEIVER),
-                                  ["configs/pfgmpp/grf2d.yaml", "configs/ablations/pfgmpp/grf2d_perceiver.yaml"]),
-    "configs/inftydiff/grf2d.yaml": (_net_is(_PERCEIVER),
-                                     ["configs/inftydiff/grf2d.yaml",
-                                      "configs/ablations/inftydiff/grf2d_perceiver.yaml"]),
-    "configs/pfgmpp/grf1d.yaml": (_noise_period_is(1.0),
-                                  ["configs/pfgmpp/grf1d.yaml", "configs/ablations/pfgmpp/grf1d_period1.yaml"]),
+#: configs that kept their file name while their content changed: a record whose stored model passes a test
+#: (the old content; the first that passes) is rebuilt today by the config plus the ablations that restore it
+CHANGED: dict[str, list[tuple[Callable[[dict[str, Any]], bool], list[str]]]] = {
+    "configs/fdp/mnist.yaml": [(_net_is(_PERCEIVER),
+                                ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_perceiver.yaml"])],
+    "configs/pfgmpp/grf2d.yaml": [
+        (_net_is(_PERCEIVER), ["configs/pfgmpp/grf2d.yaml", "configs/ablations/pfgmpp/grf2d_perceiver.yaml",
+                               "configs/ablations/pfgmpp/grf2d_steps18.yaml"]),
+        (_method_steps_are(18), ["configs/pfgmpp/grf2d.yaml", "configs/ablations/pfgmpp/grf2d_steps18.yaml"])],
+    "configs/inftydiff/grf2d.yaml": [(_net_is(_PERCEIVER),
+                                      ["configs/inftydiff/grf2d.yaml",
+                                       "configs/ablations/inftydiff/grf2d_perceiver.yaml"])],
+    "configs/pfgmpp/grf1d.yaml": [(_noise_period_is(1.0),
+                                   ["configs/pfgmpp/grf1d.yaml", "configs/ablations/pfgmpp/grf1d_period1.yaml"])],
 }
 
 
@@ -179,10 +185,8 @@ def config_files(rec: dict[str, Any]) -> list[str]:
     model = rec.get("model") or {}
     out = []
     for f in files:
-        if f in CHANGED and CHANGED[f][0](model):
-            out += CHANGED[f][1]
-        else:
-            out += RENAMED.get(f, [f])
+        old = [files for test, files in CHANGED.get(f, []) if test(model)]
+        out += old[0] if old else RENAMED.get(f, [f])
     return out
 
 
