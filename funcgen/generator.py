@@ -410,10 +410,8 @@ class FunctionGenerator:
         outs = []
         cov_points: Tensor | None = None
         data_cov: Tensor | Callable[[float], Tensor] | None = None
-        if observe == "cells":
-            return self._sample_cells(observed, query, data_query, num, gen, steps, guidance, batch_size, progress,
-                                      decode, denormalize, moment_samples, variance)
-        for union, index, oc, ov in _observation_groups(query, observed, self.to_model_coords, self.normalize):
+        groups = _cell_groups if observe == "cells" else _observation_groups
+        for union, index, operator, oc, ov in groups(query, observed, self.to_model_coords, self.normalize):
             # ov [G, M, c]: G observed functions sharing these points; rows of a sampler call are (function, draw)
             per_call = max(1, min(batch_size, self.max_points_per_call // union.shape[0]))
             if guidance in ("moment", "error") and isinstance(method, SupportsGaussianPath):
@@ -425,51 +423,10 @@ class FunctionGenerator:
                 vals = rows[lo:lo + per_call]
                 b = vals.shape[0]
                 coords_b = union.unsqueeze(0).expand(b, -1, -1)
-                obs = Observation(index.unsqueeze(0).expand(b, -1), vals, variance)
+                obs = (Observation(index.unsqueeze(0).expand(b, -1), vals, variance) if operator is None
+                       else LinearObservation(operator, vals, variance))
                 x = self._conditional_batch(coords_b, obs, oc, gen, steps, guidance, progress, data_cov)
                 outs.append(x[:, :nq])
-        values = torch.cat(outs)
-        if decode:
-            values = self.method.decode(values, query.repeat_interleave(num, dim=0))
-        if denormalize:
-            values = self.denormalize(values)
-        return PointSet(data_query.repeat_interleave(num, dim=0), values)
-
-    def _sample_cells(self, observed: PointSet, query: Tensor, data_query: Tensor, num: int, gen: torch.Generator,
-                      steps: int | None, guidance: str, batch_size: int, progress: bool, decode: bool,
-                      denormalize: bool, moment_samples: int, variance: float) -> PointSet:
-        """:meth:`sample_conditional` with ``observe="cells"``: the state lives on the query points ``[B, N, d]``
-        (model units) and each observed value is the average of its cell's query points
-        (:class:`~funcgen.samplers.guidance.LinearObservation`)."""
-        device, dtype = query.device, query.dtype
-        outs: list[Tensor] = []
-        cov_points: Tensor | None = None
-        data_cov: Tensor | Callable[[float], Tensor] | None = None
-        groups: list[tuple[Tensor, Tensor, list[Tensor]]] = []  # (query, operator, values) of consecutive functions
-        key: Tensor | None = None  # the observed cell centres of the last group
-        for i in range(observed.batch_size):
-            oc = self.to_model_coords(observed.coords[i].to(device=device, dtype=dtype))
-            ov = self.normalize(observed.values[i].to(device=device, dtype=dtype))
-            if key is not None and torch.equal(groups[-1][0], query[i]) and torch.equal(key, oc):
-                groups[-1][2].append(ov)
-                continue
-            shape = grid_shape(oc)
-            if shape is None:
-                raise ValueError(f"observe='cells': observed function {i}'s points are not the cell centres of a "
-                                 "grid on the domain (funcgen.pointset.grid_coords, in data units)")
-            key = oc
-            groups.append((query[i], cell_average_matrix(query[i], shape), [ov]))
-        per_call = max(1, min(batch_size, self.max_points_per_call // query.shape[1]))
-        for points, operator, vals in groups:
-            if cov_points is None or not torch.equal(cov_points, points):
-                estimate = self._model_covariance if guidance == "moment" else self._model_error_covariance
-                cov_points, data_cov = points, estimate(points, moment_samples, per_call, gen, steps)
-            rows = torch.stack(vals).repeat_interleave(num, dim=0)  # observed-major
-            for lo in range(0, rows.shape[0], per_call):
-                chunk = rows[lo:lo + per_call]
-                obs = LinearObservation(operator, chunk, variance)
-                coords_b = points.unsqueeze(0).expand(chunk.shape[0], -1, -1)
-                outs.append(self._conditional_batch(coords_b, obs, points, gen, steps, guidance, progress, data_cov))
         values = torch.cat(outs)
         if decode:
             values = self.method.decode(values, query.repeat_interleave(num, dim=0))
@@ -701,7 +658,8 @@ class FunctionGenerator:
 
 
 def _observation_groups(query: Tensor, observed: PointSet, to_model_coords: Callable[[Tensor], Tensor],
-                        normalize: Callable[[Tensor], Tensor]) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+                        normalize: Callable[[Tensor], Tensor]
+                        ) -> Iterator[tuple[Tensor, Tensor, None, Tensor, Tensor]]:
     """Consecutive observed functions that share their query and observed points (a batch of digits with one
     inpainting mask, one coarse grid), so one sampler call can hold several of them.
 
@@ -710,8 +668,8 @@ def _observation_groups(query: Tensor, observed: PointSet, to_model_coords: Call
         observed: ``B`` observed functions (data units; ``mask`` ``[B, M]`` marks the observed points).
 
     Yields:
-        ``(union [N + M', d], index [M], observed coords [M, d], values [G, M, c])`` per run of ``G`` functions
-        (model units; see :func:`_union_points`).
+        ``(union [N + M', d], index [M], None, observed coords [M, d], values [G, M, c])`` per run of ``G``
+        functions (model units; see :func:`_union_points`).
     """
     device, dtype = query.device, query.dtype
     prev: tuple[Tensor, Tensor, Tensor] | None = None  # (query, raw observed coords, mask) of the current group
@@ -729,12 +687,45 @@ def _observation_groups(query: Tensor, observed: PointSet, to_model_coords: Call
             group.append(ov)
             continue
         if group:
-            yield union, index, oc, torch.stack(group)
+            yield union, index, None, oc, torch.stack(group)
         oc = to_model_coords(raw[keep])
         union, index = _union_points(query[i], oc)
         prev, group = (query[i], raw, mask_i), [ov]
     if group:
-        yield union, index, oc, torch.stack(group)
+        yield union, index, None, oc, torch.stack(group)
+
+
+def _cell_groups(query: Tensor, observed: PointSet, to_model_coords: Callable[[Tensor], Tensor],
+                 normalize: Callable[[Tensor], Tensor]) -> Iterator[tuple[Tensor, None, Tensor, Tensor, Tensor]]:
+    """As :func:`_observation_groups` for cell averages (``observe="cells"``): each observed function's points are
+    the cell centres of a grid and its values the averages of its cells' query points.
+
+    Yields:
+        ``(query [N, d], None, A [M, N], observed coords [M, d], values [G, M, c])`` per run of ``G`` functions
+        sharing their query points and cells (model units; ``A`` from :func:`funcgen.pointset.cell_average_matrix`).
+
+    Raises:
+        ValueError: observed points that are not a grid's cell centres, a cell without query points.
+    """
+    device, dtype = query.device, query.dtype
+    key: tuple[Tensor, Tensor] | None = None  # (query, observed cell centres) of the current group
+    group: list[Tensor] = []
+    operator = oc = None
+    for i in range(observed.batch_size):
+        cells = to_model_coords(observed.coords[i].to(device=device, dtype=dtype))
+        ov = normalize(observed.values[i].to(device=device, dtype=dtype))
+        if key is not None and torch.equal(key[0], query[i]) and torch.equal(key[1], cells):
+            group.append(ov)
+            continue
+        shape = grid_shape(cells)
+        if shape is None:
+            raise ValueError(f"observe='cells': observed function {i}'s points are not the cell centres of a grid on "
+                             "the domain (funcgen.pointset.grid_coords, in data units)")
+        if group:
+            yield key[0], None, operator, oc, torch.stack(group)
+        operator, oc, key, group = cell_average_matrix(query[i], shape), cells, (query[i], cells), [ov]
+    if group:
+        yield key[0], None, operator, oc, torch.stack(group)
 
 
 def _union_points(query: Tensor, observed: Tensor, tol: float = 1e-7) -> tuple[Tensor, Tensor]:

@@ -346,3 +346,16 @@ def test_cell_observations_refuse_what_they_cannot_condition():
         g.sample(2, coords=query[::8], observed=cells, observe="cells")
     with pytest.raises(ValueError, match="observe"):
         g.sample(2, coords=query, observed=cells, observe="areas")
+
+
+def test_cell_observations_of_several_functions_keep_their_own_averages():
+    """Three functions observed through the same 4 cells (one sampler group, split over calls of 4 rows), K = 2
+    draws each: every row reproduces its own function's averages, in observed-major order."""
+    query, a, _, _, _ = _cells_problem(torch.Generator().manual_seed(2))
+    y = torch.randn(3, 4, 1, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    method = make("fdp")
+    with GaussianOracle(method, kernel):
+        ps = generator(method).sample(2, coords=query, observed=PointSet(grid_coords((4,)).double()[None].expand(
+            3, -1, -1), y), observe="cells", seed=4, batch_size=4, moment_samples=200)
+    got = torch.einsum("mn,bn->bm", a, ps.values[..., 0].double())
+    assert torch.allclose(got, y[:, :, 0].repeat_interleave(2, dim=0), atol=1e-6)
