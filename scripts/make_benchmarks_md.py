@@ -218,7 +218,37 @@ def pivot(records: list[dict]) -> list[str]:
     return out + [""]
 
 
-def render(records: list[dict], figures: Sequence[Path] = (), out_dir: Path = Path("docs")) -> str:
+#: conditional_bench.py's eval_options -> its flags
+_COND_FLAGS = {"num": "--num", "guidance": "--guidance", "steps": "--steps", "moment_samples": "--moment-samples",
+               "draws": "--draws", "ms": "--ms", "divergence": "--divergence", "points": "--points",
+               "model_cov": "--model-cov"}
+
+
+def conditioning(records: list[dict]) -> list[str]:
+    """Every record of ``scripts/conditional_bench.py`` (``docs/results/conditioning/``): its headline metrics
+    and the command that wrote it; the analysis is in docs/conditioning.md."""
+    if not records:
+        return []
+    lines = ["## Conditional generation and likelihoods", "",
+             "Records of `scripts/conditional_bench.py` in `docs/results/conditioning/` (errors as ratios to exact "
+             "floors, KL in nats per function, LeNet accuracy of completions); the analysis and the bars are in "
+             "[docs/conditioning.md](conditioning.md).", "",
+             table_head(["task", "method", "metrics", "record", "command"])]
+    for r in sorted(records, key=lambda r: (r["task"], r["method"], r["_file"])):
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in r["metrics"].items() if isinstance(v, (int, float)))
+        flags = []
+        for k, v in (r.get("eval_options") or {}).items():
+            if k in _COND_FLAGS and v is not None:
+                flags.append(f"{_COND_FLAGS[k]} {' '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}")
+        cmd = (f"python scripts/conditional_bench.py {r['task']} --ckpt {Path(str(r.get('ckpt', 'MODEL'))).name} "
+               f"--method {r['method']} --seed {r.get('seed', 0)} {' '.join(flags)}").strip()
+        note = f" ({r['note']})" if r.get("note") else ""
+        lines.append(f"| {r['task']} | {r['method']} | {metrics} | `{name(r)}` | `{cmd}`{note} |")
+    return lines + [""]
+
+
+def render(records: list[dict], figures: Sequence[Path] = (), out_dir: Path = Path("docs"),
+           conditional: Sequence[dict] = ()) -> str:
     """The whole document from ``records`` (and the figure files to show)."""
     from funcgen.bench.run import METHODS
 
@@ -244,6 +274,7 @@ def render(records: list[dict], figures: Sequence[Path] = (), out_dir: Path = Pa
                   "records; a method has the same colour in every figure.", "",
                   *[f"![{Path(r).stem}]({Path(r).as_posix()})" for r in rel], ""]
     lines += coverage(records)
+    lines += conditioning(conditional)
     lines += ["## All records", "",
               "Every record, per task and budget; the full metric lists are in the JSON files. `ref.` is the floor "
               "or reference of the column before it. Notes on individual runs and ablations: "
@@ -267,7 +298,8 @@ def main(argv: list[str] | None = None) -> None:
         figs = make_figures(records, ns.figures)
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(records, figs, out.parent))
+    conditional = load_records(Path(ns.results) / "conditioning", log=print)
+    out.write_text(render(records, figs, out.parent, conditional))
     print(f"wrote {ns.out} from {len(records)} records")
 
 

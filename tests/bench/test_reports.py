@@ -151,3 +151,19 @@ def test_benchmarks_md_opens_with_the_leaderboard(tmp_path):
     assert "quick_earth" not in md and "nll@dataset" not in md
     assert "![bench_grf1d](figures/bench_grf1d.png)" in md
     assert (tmp_path / "docs" / "figures" / "bench_grf1d.png").is_file()
+
+
+def test_conditioning_records_are_listed_with_the_command_that_wrote_them():
+    """A conditional_bench record lands in its own section with its metrics, its note and a command that carries
+    its eval options as conditional_bench flags (lists spread out, None left out)."""
+    rec = {"task": "grf1d-regression", "method": "fdp", "seed": 3, "ckpt": "/x/models/m.safetensors",
+           "metrics": {"mean_err_ratio@M=4": 1.4321}, "eval_options": {"num": 500, "ms": [4, 8], "steps": None,
+                                                                        "moment_samples": 256},
+           "note": "a probe", "_file": "docs/results/conditioning/r.json"}
+    lines = make_benchmarks_md.conditioning([rec])
+    row = [ln for ln in lines if ln.startswith("| grf1d-regression")]
+    assert row == ["| grf1d-regression | fdp | mean_err_ratio@M=4 1.432 | `r.json` | "
+                   "`python scripts/conditional_bench.py grf1d-regression --ckpt m.safetensors --method fdp --seed 3 "
+                   "--num 500 --ms 4 8 --moment-samples 256` (a probe) |"]
+    assert make_benchmarks_md.conditioning([]) == []
+    assert "## Conditional generation" in make_benchmarks_md.render([], conditional=[rec])
