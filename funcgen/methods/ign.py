@@ -40,6 +40,16 @@ input value there learns the identity, which fixes the data and is idempotent. T
 resolution-free read-in and read-back), whose output does not start at zero: with a zero-initialised
 head ``f = 0`` at step 0 and ``L_idem``, ``L_tight`` have exactly zero gradient.
 
+**Normalisation statistics.** One network sees three input laws in every step: data (``f(x)``), source
+noise (``f(z)``) and its own outputs (``f(f(z))``, ``f(y)``). A BatchNorm backbone normalises each pass by that
+batch in training, so what it learns is "``f`` with the statistics of the law it is applied to"; a single set of
+running statistics averages the three laws and the ``eval()``-mode network then matches none of them (the
+one-step samples come out with the wrong variance). With a backbone built with the sets ``source`` and ``data``
+(:class:`funcgen.nets.norm.SetBatchNorm`, e.g. ``GridAutoencoder(norm_sets=[source, data])``) the ``f(z)`` pass
+updates ``source``, the ``f(x)`` pass updates ``data``, the passes on ``f``'s own outputs use the batch without
+updating either; sampling applies ``f`` to the noise with ``source`` and every later application (refinement,
+:meth:`project`) with ``data``. Backbones without such layers are used as they are.
+
 Source noise ``z``: any :class:`funcgen.processes.noise.FunctionNoise` evaluated at the batch's coordinates
 (a Gaussian random field for functions), or :class:`funcgen.processes.matched.SpectrumMatchedNoise` for
 images (the paper's per-frequency mean/std of the data FFT): its statistics are collected from the
@@ -70,6 +80,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from ..nets.norm import norm_stats
 from ..pointset import PointSet
 from ..processes.matched import SpectrumMatchedNoise
 from ..processes.noise import FunctionNoise
@@ -127,6 +138,9 @@ class IdempotentGenerative(Method):
     LEGACY_DEFAULTS = {"tight_scale": "rec_x"}
     #: one-step generation and the paper's refinement ``f(f(z))``, ``f(f(f(z)))``
     refinement_steps: tuple[int, ...] = (1, 2, 3)
+    #: the backbone's normalisation-statistics sets (:func:`funcgen.nets.norm.norm_stats`): inputs drawn from
+    #: the source noise, and data-like inputs (data, ``f``'s own outputs, functions to project)
+    SOURCE, DATA = "source", "data"
 
     def __init__(self, noise: FunctionNoise, distance: Distance = "l1", rec_weight: float = 20.0,
                  idem_weight: float = 20.0, tight_weight: float = 2.5, tight_clamp: float | None = 1.5,
@@ -196,13 +210,16 @@ class IdempotentGenerative(Method):
         z = self.noise.sample(coords, x.shape[-1], generator)
         t = self._t(coords)
         f = bind_mask(net, mask)
-        fx = f(coords, x, t)
-        fz = f(coords, z, t)
+        with norm_stats(net, self.DATA):
+            fx = f(coords, x, t)
+        with norm_stats(net, self.SOURCE):
+            fz = f(coords, z, t)
         frozen = {k: p.detach() for k, p in net.named_parameters()}
         kw = {} if f is net else {"mask": mask}
-        f_fz = functional_call(net, frozen, (coords, fz, t), kw)  # f'(f(z)): gradient reaches only the inner f
         y = fz.detach()
-        f_y = f(coords, y, t)  # f(f(z).detach()): gradient reaches only the outer f (the LIVE net, not f')
+        with norm_stats(net, self.DATA, update=False):
+            f_fz = functional_call(net, frozen, (coords, fz, t), kw)  # f'(f(z)): gradient reaches only the inner f
+            f_y = f(coords, y, t)  # f(f(z).detach()): gradient reaches only the outer f (the LIVE net, not f')
         rec = distance(fx, x, mask, self.distance)  # [B]
         idem = distance(f_fz, fz, mask, self.distance)
         tight_raw = -distance(f_y, y, mask, self.distance)
@@ -304,10 +321,17 @@ class IdempotentGenerative(Method):
         if k < 0:
             raise ValueError(f"k (applications of f) must be >= 0; got {k}")
         self._check_net(net, values.shape[-1])
+        return self._apply(net, coords, values, int(k), mask, self.DATA)
+
+    def _apply(self, net: nn.Module, coords: Tensor, values: Tensor, k: int, mask: Tensor | None,
+               first: str) -> Tensor:
+        """``f`` applied ``k`` times, the first time with the normalisation statistics ``first``, later ones with
+        the data's; observed values (``mask``) restored after each application."""
         t = self._t(coords)
         observed = values
-        for i in range(int(k)):
-            values = bind_mask(net, mask if i == 0 else None)(coords, values, t)  # later: the completed function
+        for i in range(k):
+            with norm_stats(net, first if i == 0 else self.DATA):
+                values = bind_mask(net, mask if i == 0 else None)(coords, values, t)  # later: the completed function
             if mask is not None:
                 values = torch.where(mask.unsqueeze(-1), observed, values)
         return values
@@ -319,7 +343,8 @@ class IdempotentGenerative(Method):
         """``f^steps(z)`` with ``z`` the source noise at ``coords`` ``[B, N, d]`` -> ``[B, N, channels]``;
         ``callback(i, i + 1, x, x)`` after the ``i``-th application of ``f``."""
         x = self.noise.sample(coords, channels, generator)
+        self._check_net(net, channels)
         for i in range(self.resolve_steps(steps)):
-            x = self.project(net, coords, x, k=1)
+            x = self._apply(net, coords, x, 1, None, self.SOURCE if i == 0 else self.DATA)
             x = apply_callback(callback, i, float(i + 1), x, x)
         return x

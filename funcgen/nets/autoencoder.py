@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from funcgen.nets.base import Backbone, TimeEmbedding
+from funcgen.nets.norm import SetBatchNorm
 
 __all__ = ["GridAutoencoder", "splat", "gather"]
 
@@ -105,8 +106,10 @@ def _groups(channels: int) -> int:
 _BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
-def _norm(kind: str, dim: int, channels: int) -> nn.Module:
-    return nn.GroupNorm(_groups(channels), channels) if kind == "group" else _BN[dim](channels)
+def _norm(kind: str, dim: int, channels: int, sets: Sequence[str] | None = None) -> nn.Module:
+    if kind == "group":
+        return nn.GroupNorm(_groups(channels), channels)
+    return _BN[dim](channels) if sets is None else SetBatchNorm(channels, sets)
 
 
 class GridAutoencoder(Backbone):
@@ -147,12 +150,15 @@ class GridAutoencoder(Backbone):
             BatchNorm does not. In ``eval()`` mode it uses running statistics, so a sample never depends on
             the other functions of its batch; in training mode it does (and needs 2 or more values per
             feature: a batch of one function trains only with a coarse grid of 2 or more cells).
+        norm_sets: with ``norm="batch"``, names of separate sets of running statistics
+            (:class:`funcgen.nets.norm.SetBatchNorm`, chosen per pass with :func:`funcgen.nets.norm.norm_stats`),
+            for a method that feeds the network inputs of different laws; None: one set (``torch.nn.BatchNorm``).
     """
 
     def __init__(self, dim: int, in_channels: int, out_channels: int, grid: int | Sequence[int] = 32,
                  width: int = 64, levels: int = 2, latent_dim: int = 100, blocks: int = 0,
                  time_embedding: bool = True, out_activation: Literal["none", "tanh"] = "none",
-                 norm: Literal["batch", "group"] = "batch") -> None:
+                 norm: Literal["batch", "group"] = "batch", norm_sets: Sequence[str] | None = None) -> None:
         super().__init__(dim, in_channels, out_channels)
         if dim not in _CONV:
             raise ValueError(f"GridAutoencoder: dim must be 1, 2 or 3; got {dim}")
@@ -166,6 +172,9 @@ class GridAutoencoder(Backbone):
             raise ValueError(f"GridAutoencoder: out_activation must be 'none' or 'tanh'; got {out_activation!r}")
         if norm not in ("group", "batch"):
             raise ValueError(f"GridAutoencoder: norm must be 'group' or 'batch'; got {norm!r}")
+        if norm_sets is not None and norm != "batch":
+            raise ValueError(f"GridAutoencoder: norm_sets needs norm='batch'; got norm={norm!r}")
+        sets = None if norm_sets is None else [str(n) for n in norm_sets]
         self.grid_shape = tuple(shape)
         self.out_activation = out_activation
         conv, convt = _CONV[dim], _CONVT[dim]
@@ -177,9 +186,10 @@ class GridAutoencoder(Backbone):
         self.conv_in = conv(in_channels + 1, width, 3, padding=1)
         self.enc = nn.ModuleList()
         for level in range(levels + 1):
-            stage = nn.ModuleList([_Res(conv, chans[level], _norm(norm, dim, chans[level])) for _ in range(blocks)])
+            stage = nn.ModuleList([_Res(conv, chans[level], _norm(norm, dim, chans[level], sets))
+                                   for _ in range(blocks)])
             if level < levels:
-                stage.append(nn.Sequential(_norm(norm, dim, chans[level]), nn.SiLU(),
+                stage.append(nn.Sequential(_norm(norm, dim, chans[level], sets), nn.SiLU(),
                                            conv(chans[level], chans[level + 1], 3, stride=2, padding=1)))
             self.enc.append(stage)
         coarse = chans[-1] * math.prod(sizes[-1])
@@ -188,14 +198,15 @@ class GridAutoencoder(Backbone):
         self.from_latent = nn.Linear(latent_dim, coarse)
         self.dec = nn.ModuleList()
         for level in range(levels, -1, -1):
-            stage = nn.ModuleList([_Res(conv, chans[level], _norm(norm, dim, chans[level])) for _ in range(blocks)])
+            stage = nn.ModuleList([_Res(conv, chans[level], _norm(norm, dim, chans[level], sets))
+                                   for _ in range(blocks)])
             if level > 0:
                 pad = [t - (2 * s - 1) for t, s in zip(sizes[level - 1], sizes[level])]  # 0 or 1 per axis
-                stage.append(nn.Sequential(_norm(norm, dim, chans[level]), nn.SiLU(),
+                stage.append(nn.Sequential(_norm(norm, dim, chans[level], sets), nn.SiLU(),
                                            convt(chans[level], chans[level - 1], 3, stride=2, padding=1,
                                                  output_padding=tuple(pad))))
             self.dec.append(stage)
-        self.head = nn.Sequential(_norm(norm, dim, width), nn.SiLU(), conv(width, out_channels, 3,
+        self.head = nn.Sequential(_norm(norm, dim, width, sets), nn.SiLU(), conv(width, out_channels, 3,
                                                                                           padding=1))
 
     def encode(self, coords: Tensor, values: Tensor, t: Tensor, mask: Tensor | None = None) -> Tensor:
