@@ -69,6 +69,14 @@ over ``D(x, z)`` (near 0: ``f`` returns the noise unchanged). Either below its t
 ``collapse_patience`` consecutive training steps warns, and with ``collapse_stop`` asks the trainer to
 stop (:meth:`stop_reason`). A linear warm-up of the tightness weight is available
 (``tight_warmup_steps``, driven by :meth:`Method.on_train_step`), off by default.
+
+Reconstruction warm-up (``rec_warmup_steps``): ``L_rec`` alone for the first training steps (``f`` an
+autoencoder of the data; the passes on ``f(z)``'s output are skipped, the source statistics still tracked), then
+all three terms. An untrained ``f`` maps every input near one function, and ``L_idem`` is satisfied at once by the
+easiest fixed point (the empty image): the batch diversity of ``f(z)`` falls and stays low. An autoencoder of the
+data applied to source noise with the data's spectrum already spreads it over the data's principal directions,
+and ``L_idem``, ``L_tight`` then start from a diverse ``f(z)``. Not in the paper; off by default, on in the MNIST
+config.
 """
 
 from __future__ import annotations
@@ -121,6 +129,7 @@ class IdempotentGenerative(Method):
         tight_scale: the clamp's scale ``s`` (module docstring): ``rec_z`` = ``D(f(z), z)`` per function
             (eq. 9 as printed), ``rec_x`` = ``D(f(x_i), x_i)`` of the batch's ``i``-th data function,
             ``rec_x_mean`` = its batch mean.
+        rec_warmup_steps: train with ``L_rec`` alone for this many training steps (module docstring).
         tight_warmup_steps: the tightness weight grows linearly from 0 over this many training
             steps (0 = full weight from the start). The step comes from :meth:`on_train_step`; a
             method never told the step uses the full weight.
@@ -144,7 +153,8 @@ class IdempotentGenerative(Method):
 
     def __init__(self, noise: FunctionNoise, distance: Distance = "l1", rec_weight: float = 20.0,
                  idem_weight: float = 20.0, tight_weight: float = 2.5, tight_clamp: float | None = 1.5,
-                 tight_scale: TightScale = "rec_z", tight_warmup_steps: int = 0, steps: int = 1,
+                 tight_scale: TightScale = "rec_z", tight_warmup_steps: int = 0, rec_warmup_steps: int = 0,
+                 steps: int = 1,
                  t_value: float = 0.0, min_scale: float = 1e-8, collapse_diversity: float = 0.1,
                  collapse_identity: float = 0.05, collapse_patience: int = 200, collapse_stop: bool = False) -> None:
         if distance not in ("l2", "l1"):
@@ -155,9 +165,9 @@ class IdempotentGenerative(Method):
             raise ValueError(f"tight_clamp must be positive (or None for no clamp); got {tight_clamp}")
         if tight_scale not in ("rec_z", "rec_x", "rec_x_mean"):
             raise ValueError(f"unknown tight_scale {tight_scale!r}; choose rec_z, rec_x or rec_x_mean")
-        if steps <= 0 or tight_warmup_steps < 0 or min_scale <= 0:
-            raise ValueError(f"need steps > 0, tight_warmup_steps >= 0, min_scale > 0; got {steps}, "
-                             f"{tight_warmup_steps}, {min_scale}")
+        if steps <= 0 or tight_warmup_steps < 0 or rec_warmup_steps < 0 or min_scale <= 0:
+            raise ValueError(f"need steps > 0, tight_warmup_steps >= 0, rec_warmup_steps >= 0, min_scale > 0; got "
+                             f"{steps}, {tight_warmup_steps}, {rec_warmup_steps}, {min_scale}")
         if collapse_diversity < 0 or collapse_identity < 0 or collapse_patience < 1:
             raise ValueError(f"need collapse_diversity >= 0, collapse_identity >= 0, collapse_patience >= 1; got "
                              f"{collapse_diversity}, {collapse_identity}, {collapse_patience}")
@@ -167,6 +177,7 @@ class IdempotentGenerative(Method):
         self.tight_clamp = None if tight_clamp is None else float(tight_clamp)
         self.tight_scale = tight_scale
         self.tight_warmup_steps, self.steps = int(tight_warmup_steps), int(steps)
+        self.rec_warmup_steps = int(rec_warmup_steps)
         self.t_value, self.min_scale = float(t_value), float(min_scale)
         self.collapse_diversity, self.collapse_identity = float(collapse_diversity), float(collapse_identity)
         self.collapse_patience, self.collapse_stop = int(collapse_patience), bool(collapse_stop)
@@ -183,6 +194,10 @@ class IdempotentGenerative(Method):
 
     def on_train_step(self, step: int) -> None:
         self._step = int(step)
+
+    def rec_only(self) -> bool:
+        """Whether the current training step is in the reconstruction warm-up (never, when not told the step)."""
+        return self._step is not None and self._step < self.rec_warmup_steps
 
     def tight_ramp(self) -> float:
         """Current fraction ``[0, 1]`` of the tightness weight (linear warm-up)."""
@@ -212,29 +227,34 @@ class IdempotentGenerative(Method):
         f = bind_mask(net, mask)
         with norm_stats(net, self.DATA):
             fx = f(coords, x, t)
-        with norm_stats(net, self.SOURCE):
+        warmup = self.rec_only()
+        with norm_stats(net, self.SOURCE), torch.set_grad_enabled(torch.is_grad_enabled() and not warmup):
             fz = f(coords, z, t)
-        frozen = {k: p.detach() for k, p in net.named_parameters()}
-        kw = {} if f is net else {"mask": mask}
-        y = fz.detach()
-        with norm_stats(net, self.DATA, update=False):
-            f_fz = functional_call(net, frozen, (coords, fz, t), kw)  # f'(f(z)): gradient reaches only the inner f
-            f_y = f(coords, y, t)  # f(f(z).detach()): gradient reaches only the outer f (the LIVE net, not f')
         rec = distance(fx, x, mask, self.distance)  # [B]
-        idem = distance(f_fz, fz, mask, self.distance)
-        tight_raw = -distance(f_y, y, mask, self.distance)
-        moved = distance(y, z, mask, self.distance)  # L_rec(z) = D(f(z), z), detached
-        scale = {"rec_z": moved, "rec_x": rec.detach(),
-                 "rec_x_mean": rec.detach().mean().expand_as(rec)}[self.tight_scale].clamp_min(self.min_scale)
-        tight = tight_raw if self.tight_clamp is None else clamp_tight(tight_raw, scale, self.tight_clamp)
-        ramp = self.tight_ramp()
-        total = (self.rec_weight * rec.mean() + self.idem_weight * idem.mean()
-                 + self.tight_weight * ramp * tight.mean())
-        extras = {"rec": rec.mean().detach(), "idem": idem.mean().detach(), "tight": tight.mean().detach(),
-                  "tight_raw": tight_raw.mean().detach(), "tight_weight": torch.tensor(self.tight_weight * ramp),
-                  "tight_scale": scale.mean()}
+        y = fz.detach()
+        if warmup:  # L_rec alone; f(z) only feeds the source statistics and the collapse monitor
+            total = self.rec_weight * rec.mean()
+            extras = {"rec": rec.mean().detach(), "tight_weight": torch.tensor(0.0)}
+        else:
+            frozen = {k: p.detach() for k, p in net.named_parameters()}
+            kw = {} if f is net else {"mask": mask}
+            with norm_stats(net, self.DATA, update=False):
+                f_fz = functional_call(net, frozen, (coords, fz, t), kw)  # f'(f(z)): gradient only to the inner f
+                f_y = f(coords, y, t)  # f(f(z).detach()): gradient only to the outer f (the LIVE net, not f')
+            idem = distance(f_fz, fz, mask, self.distance)
+            tight_raw = -distance(f_y, y, mask, self.distance)
+            moved = distance(y, z, mask, self.distance)  # L_rec(z) = D(f(z), z), detached
+            scale = {"rec_z": moved, "rec_x": rec.detach(),
+                     "rec_x_mean": rec.detach().mean().expand_as(rec)}[self.tight_scale].clamp_min(self.min_scale)
+            tight = tight_raw if self.tight_clamp is None else clamp_tight(tight_raw, scale, self.tight_clamp)
+            ramp = self.tight_ramp()
+            total = (self.rec_weight * rec.mean() + self.idem_weight * idem.mean()
+                     + self.tight_weight * ramp * tight.mean())
+            extras = {"rec": rec.mean().detach(), "idem": idem.mean().detach(), "tight": tight.mean().detach(),
+                      "tight_raw": tight_raw.mean().detach(), "tight_weight": torch.tensor(self.tight_weight * ramp),
+                      "tight_scale": scale.mean()}
         extras.update(self.monitor(y, z, x.detach(), mask))
-        if torch.is_grad_enabled():  # training steps only (validation runs without gradients)
+        if torch.is_grad_enabled() and not warmup:  # training steps after the warm-up (validation has no gradients)
             self._watch({k: float(v) for k, v in extras.items() if k in self._low})
         return total, extras
 

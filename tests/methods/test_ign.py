@@ -443,3 +443,75 @@ def test_a_collapse_stop_ends_training(tmp_path):
                          "--model.method.init_args.collapse_diversity=1e9"],  # every step counts as collapsed
                         run="--trainer.max_steps=10")
     assert module.trainer.global_step == 2  # stopped by the monitor, not by max_steps
+
+
+def _buffers(net: nn.Module) -> dict[str, Tensor]:
+    return {k: v.clone() for k, v in net.named_buffers()}
+
+
+def test_loss_updates_source_statistics_from_the_noise_pass_and_data_statistics_from_the_data_pass(gen):
+    """f(z) updates only ``source``, f(x) only ``data``; the passes on f's own outputs update neither."""
+    from funcgen.nets.norm import norm_stats
+
+    net = GridAutoencoder(1, 1, 1, grid=8, width=4, levels=1, latent_dim=3, norm_sets=["source", "data"])
+    method = IdempotentGenerative(GaussianRandomField("se", 0.2))
+    coords = grid_coords((8,)).expand(4, -1, -1)
+    x = 3.0 + 2.0 * torch.randn(4, 8, 1, generator=gen)  # a law far from the noise's
+    ref = copy.deepcopy(net)
+    z = method.noise.sample(coords, 1, torch.Generator().manual_seed(3))
+    t = torch.zeros(4)
+    with torch.no_grad():
+        with norm_stats(ref, "data"):
+            ref(coords, x, t)
+        with norm_stats(ref, "source"):
+            ref(coords, z, t)
+    method.loss(net, PointSet(coords, x), torch.Generator().manual_seed(3))
+    got, want = _buffers(net), _buffers(ref)
+    assert got.keys() == want.keys()
+    for k in got:
+        torch.testing.assert_close(got[k], want[k], msg=k)
+    assert not torch.allclose(net.head[0].running_mean_source, net.head[0].running_mean_data)
+
+
+def test_sampling_applies_f_to_the_noise_with_source_statistics_and_later_with_the_data_statistics(gen):
+    from funcgen.nets.norm import norm_stats
+
+    net = GridAutoencoder(1, 1, 1, grid=8, width=4, levels=1, latent_dim=3, norm_sets=["source", "data"])
+    with torch.no_grad():  # two different sets of running statistics
+        for name, buf in net.named_buffers():
+            if "running_mean_data" in name:
+                buf.copy_(torch.randn(buf.shape, generator=gen))
+    net.eval()
+    method = IdempotentGenerative(GaussianRandomField("se", 0.2))
+    coords = grid_coords((8,)).expand(3, -1, -1)
+    z = method.noise.sample(coords, 1, torch.Generator().manual_seed(4))
+    t = torch.zeros(3)
+    with torch.no_grad(), norm_stats(net, "source"):
+        f1 = net(coords, z, t)
+    with torch.no_grad(), norm_stats(net, "data"):
+        f2 = net(coords, f1, t)
+        wrong = net(coords, z, t)
+    torch.testing.assert_close(method.sample(net, coords, 1, generator=torch.Generator().manual_seed(4)), f1)
+    torch.testing.assert_close(method.sample(net, coords, 1, generator=torch.Generator().manual_seed(4), steps=2), f2)
+    torch.testing.assert_close(method.project(net, coords, f1), f2)
+    assert not torch.allclose(f1, wrong, atol=1e-3)
+
+
+def test_reconstruction_warmup_trains_l_rec_alone_then_all_terms(gen):
+    net, batch, z, seed = linear_setup(gen)
+    method = IdempotentGenerative(WhiteNoise(), rec_warmup_steps=10)
+    rec_only = IdempotentGenerative(WhiteNoise(), idem_weight=0.0, tight_weight=0.0)
+    full = IdempotentGenerative(WhiteNoise())
+    method.on_train_step(9)
+    gw, gb, ex = grads(net, method, batch, seed)
+    rw, rb, _ = grads(net, rec_only, batch, seed)
+    torch.testing.assert_close((gw, gb), (rw, rb))
+    assert "idem" not in ex and float(ex["tight_weight"]) == 0.0
+    method.on_train_step(10)
+    gw, gb, ex = grads(net, method, batch, seed)
+    fw, fb, _ = grads(net, full, batch, seed)
+    torch.testing.assert_close((gw, gb), (fw, fb))
+    assert not torch.allclose(gw, rw)
+    assert not IdempotentGenerative(WhiteNoise(), rec_warmup_steps=10).rec_only()  # never told the step: no warm-up
+    with pytest.raises(ValueError, match="rec_warmup_steps >= 0"):
+        IdempotentGenerative(WhiteNoise(), rec_warmup_steps=-1)
