@@ -123,7 +123,14 @@ def _method_steps_are(steps: int) -> Callable[[dict[str, Any]], bool]:
     return lambda model: ((model.get("method") or {}).get("init_args") or {}).get("steps") == steps
 
 
+def _net_lacks(arg: str, class_path: str) -> Callable[[dict[str, Any]], bool]:
+    """The record's model has this backbone, built without the constructor argument ``arg``."""
+    return lambda model: (((model.get("net") or {}).get("class_path", "")) == class_path
+                          and ((model.get("net") or {}).get("init_args") or {}).get(arg) is None)
+
+
 _PERCEIVER = "funcgen.nets.perceiver.PerceiverNet"
+_GRID_AE = "funcgen.nets.autoencoder.GridAutoencoder"
 #: configs that kept their file name while their content changed: a record whose stored model passes a test
 #: (the old content; the first that passes) is rebuilt today by the config plus the ablations that restore it
 CHANGED: dict[str, list[tuple[Callable[[dict[str, Any]], bool], list[str]]]] = {
@@ -136,6 +143,10 @@ CHANGED: dict[str, list[tuple[Callable[[dict[str, Any]], bool], list[str]]]] = {
     "configs/inftydiff/grf2d.yaml": [(_net_is(_PERCEIVER),
                                       ["configs/inftydiff/grf2d.yaml",
                                        "configs/ablations/inftydiff/grf2d_perceiver.yaml"])],
+    "configs/ign/grf1d.yaml": [(_net_lacks("norm_sets", _GRID_AE),
+                                ["configs/ign/grf1d.yaml", "configs/ablations/ign/grf1d_one_stat_set.yaml"])],
+    "configs/ign/mnist.yaml": [(_net_lacks("norm_sets", _GRID_AE),
+                                ["configs/ign/mnist.yaml", "configs/ablations/ign/mnist_one_stat_set.yaml"])],
     "configs/pfgmpp/grf1d.yaml": [(_noise_period_is(1.0),
                                    ["configs/pfgmpp/grf1d.yaml", "configs/ablations/pfgmpp/grf1d_period1.yaml"])],
 }
