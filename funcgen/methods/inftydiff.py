@@ -17,9 +17,18 @@ the mollifier handles by construction.
 Training: mollify data and noise on the dense grid FIRST (a DCT, exact for the discretised
 operator), then gather a random subset of the points per function, without replacement, at rate
 ``subsample``; the network sees only the subset and regresses the mollified noise ``T xi``
-("mollified epsilon") with plain MSE, the mean over the subset: a Monte Carlo estimate of the
-``L^2(Omega)`` norm of the residual, unbiased for any rate when the prediction at a point does not
-depend on which other points are present.
+("mollified epsilon", the paper's parametrisation) with plain MSE, the mean over the subset: a Monte
+Carlo estimate of the ``L^2(Omega)`` norm of the residual, unbiased for any rate when the prediction at
+a point does not depend on which other points are present.
+
+**Parametrisation** (``prediction``). The mollified noise ``T xi`` carries detail down to the mollifier's
+width; a backbone that builds its output on a coarser grid (the SNO with a grid U-Net) cannot represent that
+detail, so an ``eps`` network leaves it unpredicted, and the sampler's ``x0 = (x_t - sigma eps)/alpha`` turns
+it into high-frequency residue amplified by ``sigma / alpha`` (large at high noise). With ``x0`` prediction
+the network outputs the smooth ``T x0`` and the noise estimate ``(x_t - alpha x0)/sigma`` keeps every detail
+of ``x_t``; ``v = alpha eps - sigma x0`` bounds the amplification by ``alpha sigma <= 1/2``. ``loss_space``
+as in :class:`FunctionalDiffusion` (``target``: MSE on the network's own target, the paper's loss for
+``eps``; ``x0``: MSE of the implied ``T x0``).
 
 Sampling (any coordinates): the prior is a draw of the mollified field at the query points and the
 updates are :class:`FunctionalDiffusion`'s DDIM steps on respaced times (``eta = 0``: DDIM,
@@ -38,6 +47,8 @@ not change the sample and peak memory is a few ``[N, width]`` buffers (measured 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
@@ -45,13 +56,13 @@ from ..pointset import PointSet, random_subset, shared_grid_shape
 from ..processes.mollify import MollifiedNoise, mollify, require_grid, wiener_deconvolve
 from ..processes.schedules import ScheduleName
 from .base import masked_mean
-from .fdp import FunctionalDiffusion
+from .fdp import FunctionalDiffusion, Prediction
 
 __all__ = ["InftyDiff"]
 
 
 class InftyDiff(FunctionalDiffusion):
-    """infty-Diff: mollified-noise diffusion, epsilon-prediction, trained on coordinate subsets.
+    """infty-Diff: mollified-noise diffusion trained on coordinate subsets (epsilon-prediction in the paper).
 
     Args:
         width: std of the Gaussian mollifier in physical units of ``[0, 1]^d`` (the paper: 1 pixel at
@@ -71,6 +82,8 @@ class InftyDiff(FunctionalDiffusion):
             training grid, blurred by one pixel). Models exported before this argument existed were
             trained with ``1.0`` (white noise of unit intensity on the unit cube, ``1/width^d`` times
             stronger) and load with it.
+        prediction: the network's output, ``eps`` (the paper's, default), ``x0`` or ``v`` (module docstring).
+        loss_space: ``target`` (MSE on the network's target, default) or ``x0`` (MSE of the implied ``T x0``).
     """
 
     #: exports written before ``noise_cell`` existed drew physical white noise on the unit cube
@@ -79,7 +92,8 @@ class InftyDiff(FunctionalDiffusion):
     def __init__(self, width: float = 1.0 / 32, dim: int = 2, subsample: float = 0.25,
                  schedule: ScheduleName = "cosine", steps: int = 100, eta: float = 0.0,
                  clip_x0: float | None = None, t_min: float = 1e-3, wiener_eps: float = 0.05,
-                 noise_cell: float | None = None) -> None:
+                 noise_cell: float | None = None, prediction: Prediction = "eps",
+                 loss_space: Literal["x0", "target"] = "target") -> None:
         if not 0.0 < subsample <= 1.0:
             raise ValueError(f"subsample rate must lie in (0, 1] (e.g. 1, 0.5, 0.25, 0.125); got {subsample}")
         if not wiener_eps > 0:
@@ -87,8 +101,8 @@ class InftyDiff(FunctionalDiffusion):
         if noise_cell is not None and not noise_cell > 0:
             raise ValueError(f"noise_cell must be positive (a length of [0, 1]^d) or None; got {noise_cell}")
         self.noise_cell = float(width if noise_cell is None else noise_cell)
-        super().__init__(MollifiedNoise(width, dim, cell=self.noise_cell), schedule=schedule, prediction="eps",
-                         steps=steps, eta=eta, clip_x0=clip_x0, t_min=t_min, loss_space="target")
+        super().__init__(MollifiedNoise(width, dim, cell=self.noise_cell), schedule=schedule, prediction=prediction,
+                         steps=steps, eta=eta, clip_x0=clip_x0, t_min=t_min, loss_space=loss_space)
         self.width, self.dim = float(width), int(dim)
         self.subsample, self.wiener_eps = float(subsample), float(wiener_eps)
 
@@ -100,9 +114,13 @@ class InftyDiff(FunctionalDiffusion):
         ``[B, N, d]`` must be one full cell-centre grid shared by the batch.
         """
         require_grid(coords, "InftyDiff")
-        xi = self.noise.sample(coords, x0.shape[-1], generator)
+        return self._perturb_mollified(mollify(x0, coords, self.width), coords, t, generator)
+
+    def _perturb_mollified(self, tx0: Tensor, coords: Tensor, t: Tensor,
+                           generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        xi = self.noise.sample(coords, tx0.shape[-1], generator)
         a, s = self.marginal(t)
-        return a * mollify(x0, coords, self.width) + s * xi, xi
+        return a * tx0 + s * xi, xi
 
     def loss(self, net: nn.Module, batch: PointSet,
              generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -111,10 +129,14 @@ class InftyDiff(FunctionalDiffusion):
         if batch.dim != self.dim:
             raise ValueError(f"InftyDiff built for dim={self.dim} got a batch with d={batch.dim}")
         t = self.train_times(batch.batch_size, batch.values, generator)
-        x_t, xi = self.perturb(batch.values, batch.coords, t, generator)
+        require_grid(batch.coords, "InftyDiff")
+        tx0 = mollify(batch.values, batch.coords, self.width)
+        x_t, xi = self._perturb_mollified(tx0, batch.coords, t, generator)
         c = batch.channels
-        sub = random_subset(PointSet(batch.coords, torch.cat([x_t, xi], dim=-1)), self.subsample, generator)
-        residual = net(sub.coords, sub.values[..., :c], t) - sub.values[..., c:]
+        want = tx0 if self.loss_space == "x0" else self.target(tx0, xi, t)
+        sub = random_subset(PointSet(batch.coords, torch.cat([x_t, want], dim=-1)), self.subsample, generator)
+        out = net(sub.coords, sub.values[..., :c], t)
+        residual = (self._to_x0(out, sub.values[..., :c], t) if self.loss_space == "x0" else out) - sub.values[..., c:]
         return masked_mean(residual**2, None).mean(), {}
 
     def deconvolve(self, values: Tensor, coords: Tensor) -> Tensor:

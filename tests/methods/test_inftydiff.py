@@ -221,3 +221,56 @@ def test_old_exports_keep_the_noise_they_were_trained_with():
     c = grid_coords((4, 4), dtype=torch.float64)
     ratio = old.noise.covariance(c, c) / new.noise.covariance(c, c)
     assert torch.allclose(ratio, torch.full_like(ratio, 28.0**2))
+
+
+class ExactX0Denoiser(ExactEpsDenoiser):
+    """E[T x0 | x_t] = (x_t - sigma E[T xi | x_t]) / alpha (x0-parametrised), or the matching v."""
+
+    def __init__(self, method: InftyDiff, ky: torch.Tensor, c: torch.Tensor, kind: str):
+        super().__init__(method, ky, c)
+        self.kind = kind
+
+    def forward(self, coords, values, t):
+        eps = super().forward(coords, values, t)
+        a, s = (v[:1] for v in self.method.marginal(t))
+        x0 = (values - s * eps) / a
+        return x0 if self.kind == "x0" else a * eps - s * x0
+
+
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+def test_x0_and_v_parametrisations_sample_what_the_exact_eps_model_samples(prediction, gen):
+    """The same exact posterior mean, handed over as T x0 or v, drives the sampler to the same draws as the
+    paper's eps model (whose law the test above checks); a wrong conversion changes them."""
+    n, width = 12, 0.1
+    c = grid_coords((n,), dtype=torch.float64)
+    b = blur_matrix(n, width)
+    ky = b @ GaussianRandomField("se", 0.2).covariance(c, c).double() @ b.T
+    cn = n * width * b @ b.T
+    coords = c[None].float().expand(64, -1, -1)
+    eps_m = InftyDiff(width=width, dim=1, steps=30)
+    other = InftyDiff(width=width, dim=1, steps=30, prediction=prediction)
+    want = eps_m.sample(ExactEpsDenoiser(eps_m, ky, cn), coords, 1, generator=torch.Generator().manual_seed(1))
+    got = other.sample(ExactX0Denoiser(other, ky, cn, prediction), coords, 1,
+                       generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-3)
+    wrong = other.sample(ExactX0Denoiser(other, ky, cn, "v" if prediction == "x0" else "x0"), coords, 1,
+                         generator=torch.Generator().manual_seed(1))
+    assert (wrong - want).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("prediction, loss_space", [("eps", "target"), ("x0", "target"), ("v", "x0")])
+def test_loss_regresses_the_chosen_target_on_the_mollified_data(prediction, loss_space, gen):
+    """A network that outputs 0 at rate 1: the loss is the mean square of the target it should have predicted,
+    T xi (eps), T x0 (x0), or, for v scored in x0 space, of alpha x_t - T x0 (x0_hat = alpha x_t)."""
+    coords = grid_coords((8, 8)).expand(4, -1, -1)
+    x0 = GaussianRandomField("se", 0.2).sample(coords, 1, gen)
+    m = InftyDiff(width=1 / 8, dim=2, subsample=1.0, prediction=prediction, loss_space=loss_space)
+    zero = lambda coords, values, t: torch.zeros_like(values)  # noqa: E731
+    loss = m.loss(zero, PointSet(coords, x0), torch.Generator().manual_seed(3))[0]
+    g = torch.Generator().manual_seed(3)
+    t = m.train_times(4, x0, g)
+    tx0 = mollify(x0, coords, 1 / 8)
+    xi = m.noise.sample(coords, 1, g)
+    a, s = m.marginal(t)
+    want = {"eps": xi, "x0": tx0, "v": a * (a * tx0 + s * xi) - tx0}[prediction]
+    torch.testing.assert_close(loss, want.square().mean(), rtol=1e-5, atol=1e-7)
