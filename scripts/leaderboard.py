@@ -123,6 +123,11 @@ def _method_steps_are(steps: int) -> Callable[[dict[str, Any]], bool]:
     return lambda model: ((model.get("method") or {}).get("init_args") or {}).get("steps") == steps
 
 
+def _method_arg_is(arg: str, value: Any) -> Callable[[dict[str, Any]], bool]:
+    """The record's method was built with ``arg == value`` (None: without the argument)."""
+    return lambda model: ((model.get("method") or {}).get("init_args") or {}).get(arg) == value
+
+
 def _net_lacks(arg: str, class_path: str) -> Callable[[dict[str, Any]], bool]:
     """The record's model has this backbone, built without the constructor argument ``arg``."""
     return lambda model: (((model.get("net") or {}).get("class_path", "")) == class_path
@@ -140,9 +145,11 @@ CHANGED: dict[str, list[tuple[Callable[[dict[str, Any]], bool], list[str]]]] = {
         (_net_is(_PERCEIVER), ["configs/pfgmpp/grf2d.yaml", "configs/ablations/pfgmpp/grf2d_perceiver.yaml",
                                "configs/ablations/pfgmpp/grf2d_steps18.yaml"]),
         (_method_steps_are(18), ["configs/pfgmpp/grf2d.yaml", "configs/ablations/pfgmpp/grf2d_steps18.yaml"])],
-    "configs/inftydiff/grf2d.yaml": [(_net_is(_PERCEIVER),
-                                      ["configs/inftydiff/grf2d.yaml",
-                                       "configs/ablations/inftydiff/grf2d_perceiver.yaml"])],
+    "configs/inftydiff/grf2d.yaml": [
+        (_net_is(_PERCEIVER), ["configs/inftydiff/grf2d.yaml", "configs/ablations/inftydiff/grf2d_perceiver.yaml",
+                               "configs/ablations/inftydiff/grf2d_eps.yaml"]),
+        (_method_arg_is("prediction", None),
+         ["configs/inftydiff/grf2d.yaml", "configs/ablations/inftydiff/grf2d_eps.yaml"])],
     "configs/ign/grf1d.yaml": [(_net_lacks("norm_sets", _GRID_AE),
                                 ["configs/ign/grf1d.yaml", "configs/ablations/ign/grf1d_one_stat_set.yaml"])],
     "configs/ign/mnist.yaml": [(_net_lacks("norm_sets", _GRID_AE),
