@@ -48,7 +48,11 @@ one-step samples come out with the wrong variance). With a backbone built with t
 (:class:`funcgen.nets.norm.SetBatchNorm`, e.g. ``GridAutoencoder(norm_sets=[source, data])``) the ``f(z)`` pass
 updates ``source``, the ``f(x)`` pass updates ``data``, the passes on ``f``'s own outputs use the batch without
 updating either; sampling applies ``f`` to the noise with ``source`` and every later application (refinement,
-:meth:`project`) with ``data``. Backbones without such layers are used as they are.
+:meth:`project`) with ``data`` (``stats="per_law"``). With ``stats="data"`` only the ``f(x)`` pass normalises
+by its batch (and updates ``data``); every other pass, in training and sampling alike, normalises by the data's
+running statistics, so ``f`` is ONE function of its input, as IGN's losses assume, and the noise is read the
+way data are (per-law statistics let the encoder treat the noise batch as a law of its own, and it can map
+all of it near one latent). Backbones without such layers are used as they are.
 
 Source noise ``z``: any :class:`funcgen.processes.noise.FunctionNoise` evaluated at the batch's coordinates
 (a Gaussian random field for functions), or :class:`funcgen.processes.matched.SpectrumMatchedNoise` for
@@ -82,6 +86,7 @@ config.
 from __future__ import annotations
 
 import warnings
+from contextlib import AbstractContextManager
 from typing import Literal
 
 import torch
@@ -140,6 +145,9 @@ class IdempotentGenerative(Method):
         collapse_identity: the threshold on ``identity_gap`` (0 disables that check).
         collapse_patience: consecutive training steps below a threshold before the monitor acts.
         collapse_stop: besides warning, ask the trainer to stop (:meth:`stop_reason`).
+        stats: the backbone's normalisation statistics per pass (module docstring): ``per_law`` (``source``
+            for the noise, ``data`` for data-like inputs) or ``data`` (the data's running statistics for
+            every pass but ``f(x)``).
     """
 
     #: constructor arguments of exports written before they existed: their training used the
@@ -156,7 +164,8 @@ class IdempotentGenerative(Method):
                  tight_scale: TightScale = "rec_z", tight_warmup_steps: int = 0, rec_warmup_steps: int = 0,
                  steps: int = 1,
                  t_value: float = 0.0, min_scale: float = 1e-8, collapse_diversity: float = 0.1,
-                 collapse_identity: float = 0.05, collapse_patience: int = 200, collapse_stop: bool = False) -> None:
+                 collapse_identity: float = 0.05, collapse_patience: int = 200, collapse_stop: bool = False,
+                 stats: Literal["per_law", "data"] = "per_law") -> None:
         if distance not in ("l2", "l1"):
             raise ValueError(f"unknown distance {distance!r}; choose l2 or l1")
         if min(rec_weight, idem_weight, tight_weight) < 0:
@@ -171,7 +180,9 @@ class IdempotentGenerative(Method):
         if collapse_diversity < 0 or collapse_identity < 0 or collapse_patience < 1:
             raise ValueError(f"need collapse_diversity >= 0, collapse_identity >= 0, collapse_patience >= 1; got "
                              f"{collapse_diversity}, {collapse_identity}, {collapse_patience}")
-        self.noise, self.distance = noise, distance
+        if stats not in ("per_law", "data"):
+            raise ValueError(f"unknown stats {stats!r}; choose per_law or data")
+        self.noise, self.distance, self.stats = noise, distance, stats
         self.rec_weight, self.idem_weight = float(rec_weight), float(idem_weight)
         self.tight_weight = float(tight_weight)
         self.tight_clamp = None if tight_clamp is None else float(tight_clamp)
@@ -205,6 +216,13 @@ class IdempotentGenerative(Method):
             return 1.0
         return min(1.0, self._step / self.tight_warmup_steps)
 
+    def _norm(self, net: nn.Module, name: str, update: bool = True) -> AbstractContextManager[None]:
+        """The normalisation statistics of a pass other than ``f(x)``: the set ``name`` (per law), or the data's
+        running statistics (``stats="data"``)."""
+        if self.stats == "data":
+            return norm_stats(net, self.DATA, running=True)
+        return norm_stats(net, name, update=update)
+
     def _t(self, coords: Tensor) -> Tensor:
         return torch.full((coords.shape[0],), self.t_value, dtype=coords.dtype, device=coords.device)
 
@@ -228,7 +246,7 @@ class IdempotentGenerative(Method):
         with norm_stats(net, self.DATA):
             fx = f(coords, x, t)
         warmup = self.rec_only()
-        with norm_stats(net, self.SOURCE), torch.set_grad_enabled(torch.is_grad_enabled() and not warmup):
+        with self._norm(net, self.SOURCE), torch.set_grad_enabled(torch.is_grad_enabled() and not warmup):
             fz = f(coords, z, t)
         rec = distance(fx, x, mask, self.distance)  # [B]
         y = fz.detach()
@@ -238,7 +256,7 @@ class IdempotentGenerative(Method):
         else:
             frozen = {k: p.detach() for k, p in net.named_parameters()}
             kw = {} if f is net else {"mask": mask}
-            with norm_stats(net, self.DATA, update=False):
+            with self._norm(net, self.DATA, update=False):
                 f_fz = functional_call(net, frozen, (coords, fz, t), kw)  # f'(f(z)): gradient only to the inner f
                 f_y = f(coords, y, t)  # f(f(z).detach()): gradient only to the outer f (the LIVE net, not f')
             idem = distance(f_fz, fz, mask, self.distance)
@@ -350,7 +368,7 @@ class IdempotentGenerative(Method):
         t = self._t(coords)
         observed = values
         for i in range(k):
-            with norm_stats(net, first if i == 0 else self.DATA):
+            with self._norm(net, first if i == 0 else self.DATA, update=False):
                 values = bind_mask(net, mask if i == 0 else None)(coords, values, t)  # later: the completed function
             if mask is not None:
                 values = torch.where(mask.unsqueeze(-1), observed, values)

@@ -13,8 +13,10 @@ says which set a pass belongs to and whether it may update it, with :func:`norm_
         ffz = net(coords, fz, t)               # training: normalise by the batch, leave the statistics
 
 In ``eval()`` mode the layer normalises with the running statistics of the active set (Ioffe & Szegedy 2015,
-sec. 3.1, per set). Outside any :func:`norm_stats` block the first set is active and updated, so a network
-built with one set behaves exactly as ``torch.nn.BatchNorm``. The affine scale and shift are shared by all sets.
+sec. 3.1, per set); ``norm_stats(..., running=True)`` does so in training too (the pass is then the same
+function it will be at inference, and updates nothing). Outside any :func:`norm_stats` block the first set is
+active and updated, so a network built with one set behaves exactly as ``torch.nn.BatchNorm``. The affine scale
+and shift are shared by all sets.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class SetBatchNorm(nn.Module):
             self.register_buffer(f"running_mean_{name}", torch.zeros(channels))
             self.register_buffer(f"running_var_{name}", torch.ones(channels))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
-        self.active, self.update = names[0], True
+        self.active, self.update, self.running = names[0], True, False
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, C, *spatial] -> [B, C, *spatial]``; in training normalised by the batch (needs more than one
@@ -60,10 +62,11 @@ class SetBatchNorm(nn.Module):
         if x.ndim < 2 or x.shape[1] != self.channels:
             raise ValueError(f"SetBatchNorm: expected [B, {self.channels}, ...]; got {tuple(x.shape)}")
         mean, var = getattr(self, f"running_mean_{self.active}"), getattr(self, f"running_var_{self.active}")
-        track = self.training and self.update
+        batch = self.training and not self.running
+        track = batch and self.update
         if track:
             self.num_batches_tracked.add_(1)
-        return F.batch_norm(x, mean, var, self.weight, self.bias, training=self.training,
+        return F.batch_norm(x, mean, var, self.weight, self.bias, training=batch,
                             momentum=self.momentum if track else 0.0, eps=self.eps)
 
     def extra_repr(self) -> str:
@@ -80,17 +83,18 @@ def stat_sets(net: nn.Module) -> tuple[str, ...]:
 
 
 @contextmanager
-def norm_stats(net: nn.Module, name: str, update: bool = True) -> Iterator[None]:
+def norm_stats(net: nn.Module, name: str, update: bool = True, running: bool = False) -> Iterator[None]:
     """Within the block, every :class:`SetBatchNorm` of ``net`` uses the statistic set ``name`` (and in
-    training updates it only if ``update``); the previous state is restored on exit. A network without
+    training updates it only if ``update``; with ``running`` it normalises by the set's running statistics
+    in training as well, updating nothing); the previous state is restored on exit. A network without
     such layers, or whose layers lack the set ``name``, is left alone (so callers need not know the
     backbone)."""
     layers = [m for m in net.modules() if isinstance(m, SetBatchNorm) and name in m.sets]
-    saved = [(m.active, m.update) for m in layers]
+    saved = [(m.active, m.update, m.running) for m in layers]
     try:
         for m in layers:
-            m.active, m.update = name, bool(update)
+            m.active, m.update, m.running = name, bool(update), bool(running)
         yield
     finally:
-        for m, (active, upd) in zip(layers, saved):
-            m.active, m.update = active, upd
+        for m, (active, upd, run) in zip(layers, saved):
+            m.active, m.update, m.running = active, upd, run

@@ -515,3 +515,35 @@ def test_reconstruction_warmup_trains_l_rec_alone_then_all_terms(gen):
     assert not IdempotentGenerative(WhiteNoise(), rec_warmup_steps=10).rec_only()  # never told the step: no warm-up
     with pytest.raises(ValueError, match="rec_warmup_steps >= 0"):
         IdempotentGenerative(WhiteNoise(), rec_warmup_steps=-1)
+
+
+def test_data_statistics_mode_makes_f_one_function_of_its_input(gen):
+    """``stats="data"``: only f(x) normalises by its batch (updating ``data``); f(z) and the passes on f's own
+    outputs use the data's running statistics in training, exactly as sampling does."""
+    from funcgen.nets.norm import norm_stats
+
+    net = GridAutoencoder(1, 1, 1, grid=8, width=4, levels=1, latent_dim=3, norm_sets=["source", "data"])
+    method = IdempotentGenerative(GaussianRandomField("se", 0.2), stats="data")
+    coords = grid_coords((8,)).expand(4, -1, -1)
+    x = 3.0 + 2.0 * torch.randn(4, 8, 1, generator=gen)
+    ref = copy.deepcopy(net)
+    t = torch.zeros(4)
+    with torch.no_grad(), norm_stats(ref, "data"):
+        ref(coords, x, t)
+    loss, ex = method.loss(net, PointSet(coords, x), torch.Generator().manual_seed(3))
+    got, want = _buffers(net), _buffers(ref)
+    for k in got:
+        torch.testing.assert_close(got[k], want[k], msg=k)
+    assert torch.equal(net.head[0].running_mean_source, torch.zeros(4))  # the noise never touched it
+    # f(z) in training equals the eval-mode network with the data statistics (after the update above)
+    z = method.noise.sample(coords, 1, torch.Generator().manual_seed(3))
+    with torch.no_grad(), norm_stats(ref, "data", update=False, running=True):
+        fz_train = ref(coords, z, t)
+    ref.eval()
+    with torch.no_grad(), norm_stats(ref, "data"):
+        fz_eval = ref(coords, z, t)
+        f2 = ref(coords, fz_eval, t)
+    torch.testing.assert_close(fz_train, fz_eval)
+    torch.testing.assert_close(method.sample(ref, coords, 1, generator=torch.Generator().manual_seed(3), steps=2), f2)
+    with pytest.raises(ValueError, match="unknown stats"):
+        IdempotentGenerative(WhiteNoise(), stats="batch")

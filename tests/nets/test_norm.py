@@ -39,6 +39,10 @@ def test_each_set_tracks_only_its_own_law_and_update_false_leaves_statistics(gen
     torch.testing.assert_close(bn.running_var_a, torch.tensor([1.5, 4.5]))
     torch.testing.assert_close(bn.running_mean_b, torch.tensor([-1.5, 0.5]))
     torch.testing.assert_close(bn.running_var_b, torch.tensor([4.5, 1.5]))
+    before = {k: v.clone() for k, v in bn.named_buffers()}
+    with norm_stats(bn, "b", running=True):  # training, but normalised by b's running statistics
+        torch.testing.assert_close(bn(xa), (xa - bn.running_mean_b) / (bn.running_var_b + bn.eps).sqrt())
+    assert all(torch.equal(v, before[k]) for k, v in bn.named_buffers())
     bn.eval()
     y = torch.tensor([[1.0, 6.0]])
     with norm_stats(bn, "a"):
