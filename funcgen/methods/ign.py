@@ -48,11 +48,10 @@ one-step samples come out with the wrong variance). With a backbone built with t
 (:class:`funcgen.nets.norm.SetBatchNorm`, e.g. ``GridAutoencoder(norm_sets=[source, data])``) the ``f(z)`` pass
 updates ``source``, the ``f(x)`` pass updates ``data``, the passes on ``f``'s own outputs use the batch without
 updating either; sampling applies ``f`` to the noise with ``source`` and every later application (refinement,
-:meth:`project`) with ``data`` (``stats="per_law"``). With ``stats="data"`` only the ``f(x)`` pass normalises
-by its batch (and updates ``data``); every other pass, in training and sampling alike, normalises by the data's
-running statistics, so ``f`` is ONE function of its input, as IGN's losses assume, and the noise is read the
-way data are (per-law statistics let the encoder treat the noise batch as a law of its own, and it can map
-all of it near one latent). Backbones without such layers are used as they are.
+:meth:`project`) with ``data`` (``stats="per_law"``, the default). The alternative ``stats="data"`` (an
+ablation) normalises only the ``f(x)`` pass by its batch (updating ``data``) and every other pass, in training
+and sampling alike, by the data's running statistics, so that ``f`` is one function of its input as IGN's losses
+assume; it trains far worse on MNIST (docs/results/extra.md). Backbones without such layers are used as they are.
 
 Source noise ``z``: any :class:`funcgen.processes.noise.FunctionNoise` evaluated at the batch's coordinates
 (a Gaussian random field for functions), or :class:`funcgen.processes.matched.SpectrumMatchedNoise` for
