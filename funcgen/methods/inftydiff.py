@@ -114,13 +114,7 @@ class InftyDiff(FunctionalDiffusion):
         ``[B, N, d]`` must be one full cell-centre grid shared by the batch.
         """
         require_grid(coords, "InftyDiff")
-        return self._perturb_mollified(mollify(x0, coords, self.width), coords, t, generator)
-
-    def _perturb_mollified(self, tx0: Tensor, coords: Tensor, t: Tensor,
-                           generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-        xi = self.noise.sample(coords, tx0.shape[-1], generator)
-        a, s = self.marginal(t)
-        return a * tx0 + s * xi, xi
+        return super().perturb(mollify(x0, coords, self.width), coords, t, generator)
 
     def loss(self, net: nn.Module, batch: PointSet,
              generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -131,7 +125,7 @@ class InftyDiff(FunctionalDiffusion):
         t = self.train_times(batch.batch_size, batch.values, generator)
         require_grid(batch.coords, "InftyDiff")
         tx0 = mollify(batch.values, batch.coords, self.width)
-        x_t, xi = self._perturb_mollified(tx0, batch.coords, t, generator)
+        x_t, xi = super().perturb(tx0, batch.coords, t, generator)  # the mollified data, perturbed
         c = batch.channels
         want = tx0 if self.loss_space == "x0" else self.target(tx0, xi, t)
         sub = random_subset(PointSet(batch.coords, torch.cat([x_t, want], dim=-1)), self.subsample, generator)
