@@ -67,6 +67,8 @@ HEADLINES: dict[str, list[Headline]] = {
 }
 
 #: what a task's reference is, in words (the column header of the leaderboard)
+#: baselines outside funcgen (scripts/anchors/): listed beside the methods, never ranked among them
+ANCHORS = {"pixel_ddpm": "pixel-space DDPM, diffusers"}
 REFERENCE_NAMES = {"mnist_sphere": "real digits on the mesh", "earth": "published (RFM)", "so3": "entropy",
                    "torus": "entropy"}
 

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from leaderboard import (  # noqa: E402
+    ANCHORS,
     REFERENCE_NAMES,
     Group,
     best_per_method,
@@ -108,7 +109,8 @@ def leaderboard(task: str, groups: Sequence[Group], methods: Sequence[str]) -> t
                                    else [])
         cols += ["seeds", "record", "command"]
         out.append(table_head(cols))
-        for i, (method, g) in enumerate(best.items(), start=1):
+        ranked = [m for m in best if m not in ANCHORS] + [m for m in best if m in ANCHORS]
+        for i, (method, g) in enumerate(((m, best[m]) for m in ranked), start=1):
             cells = []
             for h in hs:
                 s, ref = g.stat(h.key(v)), g.reference(h)
@@ -116,7 +118,9 @@ def leaderboard(task: str, groups: Sequence[Group], methods: Sequence[str]) -> t
                 if h in with_ref:
                     cells += [fmt(ref.mean) if ref else "", compare(s.mean, ref.mean, h) if s and ref else ""]
             seed = "S" if len(g.records) > 1 else None
-            out.append(f"| {'**1**' if i == 1 else i} | {f'**{method}**' if i == 1 else method} | "
+            label = (f"{method} (anchor: {ANCHORS[method]})" if method in ANCHORS
+                     else f"**{method}**" if i == 1 else method)
+            out.append(f"| {'-' if method in ANCHORS else '**1**' if i == 1 else i} | {label} | "
                        + " | ".join(cells) + f" | {len(g.records)} ({_seeds(g)}) | {_records(g)} | "
                        f"`{command(g.first, seed, out=False)}` |")
         if not best:
@@ -132,11 +136,12 @@ def leaderboard(task: str, groups: Sequence[Group], methods: Sequence[str]) -> t
                              f"{m}: {s.text() if s else '?'} ({g.budget.label}; {_records(g)})")
             out += [f"Not ranked (no record at the standard budget; {hs[0].title()}): " + "; ".join(notes) + ".", ""]
         h = hs[0]
-        if best:
-            method, g = next(iter(best.items()))
+        ours = [m for m in best if m not in ANCHORS]
+        if ours:
+            method, g = ours[0], best[ours[0]]
             s, ref = g.stat(h.key(v)), g.reference(h)
             vs = f"{compare(s.mean, ref.mean, h)} {'vs' if h.compare == 'diff' else 'of'} {refname}" if ref else ""
-            runner = list(best)[1:]
+            runner = [m if m not in ANCHORS else f"{m} (anchor)" for m in best if m != method]
             glance.append(f"| {title} | **{method}** | {h.title()} {s.text()} | {vs} | {len(g.records)} | "
                           f"{', '.join(runner) or '-'} |")
         else:
