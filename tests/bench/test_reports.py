@@ -167,3 +167,18 @@ def test_conditioning_records_are_listed_with_the_command_that_wrote_them():
                    "--num 500 --ms 4 8 --moment-samples 256` (a probe) |"]
     assert make_benchmarks_md.conditioning([]) == []
     assert "## Conditional generation" in make_benchmarks_md.render([], conditional=[rec])
+
+
+def test_an_anchor_is_listed_beside_the_methods_but_never_ranked_or_named_best(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    for i, rec in enumerate([_grf1d("fdp", 0, 0.08), _grf1d("ffm", 0, 0.09), _grf1d("pixel_ddpm", 0, 0.06)]):
+        (res / f"grf1d_{i}.json").write_text(json.dumps(rec))
+    out = tmp_path / "benchmarks.md"
+    make_benchmarks_md.main(["--results", str(res), "--out", str(out), "--figures", ""])
+    board = out.read_text().split("## Leaderboard")[1].split("## Coverage")[0]
+    glance = re.search(r"^\| grf1d \| \*\*(\w+)\*\* \|.*\| ([^|]+) \|$", board, re.M)
+    assert glance and glance.group(1) == "fdp" and "pixel_ddpm (anchor)" in glance.group(2)
+    rows = re.findall(r"^\| (?:\*\*)?([\d-])(?:\*\*)? \| (?:\*\*)?([\w ()-:,]+?)(?:\*\*)? \| ([^|]+) \|", board, re.M)
+    assert [(r[0], r[1].split()[0], r[2]) for r in rows] == [("1", "fdp", "0.08"), ("2", "ffm", "0.09"),
+                                                              ("-", "pixel_ddpm", "0.06")]
