@@ -242,7 +242,8 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
     from .demo import run_demo
 
     summary = run_demo(out_dir=ns.out, minutes=ns.minutes, logger=ns.logger, max_steps=ns.max_steps,
-                       num_samples=ns.num_samples)
+                       num_samples=ns.num_samples,
+                       noise_lengthscale=None if ns.noise_lengthscale <= 0 else ns.noise_lengthscale)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -324,12 +325,16 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--ckpt", required=True)
     e.add_argument("--out", required=True)
 
+    from .demo import NOISE_LENGTHSCALE
+
     d = sub.add_parser("demo", help="train a small model on procedural 2D data and sample at 1x and 4x")
     d.add_argument("--out", default="demo_out")
     d.add_argument("--minutes", type=float, default=5.0, help="training budget in CPU minutes of this process")
     d.add_argument("--num-samples", type=int, default=64,
                    help="samples per resolution for the pictures and the statistics (>= 64 for a stable floor)")
     d.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
+    d.add_argument("--noise-lengthscale", type=float, default=NOISE_LENGTHSCALE,
+                   help="lengthscale of the squared-exponential noise (0: the FDP paper's nearly white spectrum)")
     d.add_argument("--logger", choices=["wandb", "csv"], default="wandb")
 
     from ..bench.run import METHODS

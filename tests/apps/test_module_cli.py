@@ -200,6 +200,8 @@ def test_demo_runs_end_to_end(tmp_path):
         assert (out / name).stat().st_size > 0, name
     gen = funcgen.load(out / "model.safetensors")
     assert gen.sample(1, 20, steps=2).values.shape == (1, 400, 1)
+    noise = gen.method.noise  # the demo's recipe: SE noise of the blobs' smoothness, band-limited to the grid
+    assert (noise.spectrum, noise.lengthscale, noise.modes) == ("se", 0.14, 8)
     summary = json.loads((out / "summary.json").read_text())
     for r in (32, 128):
         assert {"spec_err", "floor_spec_err", "std_ratio"} <= set(summary[f"{r}x{r}"])
