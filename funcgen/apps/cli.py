@@ -243,7 +243,8 @@ def _cmd_demo(ns: argparse.Namespace) -> int:
 
     summary = run_demo(out_dir=ns.out, minutes=ns.minutes, logger=ns.logger, max_steps=ns.max_steps,
                        num_samples=ns.num_samples,
-                       noise_lengthscale=None if ns.noise_lengthscale <= 0 else ns.noise_lengthscale)
+                       noise_lengthscale=None if ns.noise_lengthscale <= 0 else ns.noise_lengthscale,
+                       threads=None if ns.threads == 0 else ns.threads)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -335,6 +336,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (tests)")
     d.add_argument("--noise-lengthscale", type=float, default=NOISE_LENGTHSCALE,
                    help="lengthscale of the squared-exponential noise (0: the FDP paper's nearly white spectrum)")
+    d.add_argument("--threads", type=int, default=1,
+                   help="torch threads while training (0: torch's default); the budget counts every thread's CPU time")
     d.add_argument("--logger", choices=["wandb", "csv"], default="wandb")
 
     from ..bench.run import METHODS

@@ -96,7 +96,7 @@ def side_by_side(generated: torch.Tensor, exact: torch.Tensor, shape: tuple[int,
 def run_demo(out_dir: str | os.PathLike = "demo_out", minutes: float = 5.0, logger: str = "wandb",
              max_steps: int | None = None, num_samples: int = 64, seed: int = 0,
              sample_steps: int = 25, grid: int = GRID,
-             noise_lengthscale: float | None = NOISE_LENGTHSCALE) -> dict[str, Any]:
+             noise_lengthscale: float | None = NOISE_LENGTHSCALE, threads: int | None = 1) -> dict[str, Any]:
     """Train for ``minutes`` CPU minutes of this process (or ``max_steps``), sample ``num_samples`` at 32x32
     and 128x128, write ``samples_32.png``, ``samples_128.png`` (generated above exact), ``model.safetensors``
     and ``summary.json`` / ``summary.md`` under ``out_dir``. Returns the summary dict.
@@ -104,6 +104,8 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", minutes: float = 5.0, logg
     ``grid``: cells per axis of the sparse neural operator's grid U-Net (the noise keeps ``grid // 2`` modes).
     ``noise_lengthscale``: lengthscale ``l`` of the squared-exponential noise spectrum
     ``exp(-|w|^2 l^2 / 2)`` (:class:`funcgen.processes.noise.SpectralNoise`); None: the FDP paper's spectrum.
+    ``threads``: torch threads while training (None: leave torch's setting). The budget counts the CPU time of
+    every thread, and this small model trains the most steps per CPU second on one.
     The samples are the grid's multilinear interpolation plus point-wise terms, so the grid bounds how close
     their spectrum can come to the data's (``scripts/demo_grid_bound.py`` measures the bound with exact blobs
     at the nodes); a finer grid costs more CPU per step."""
@@ -120,6 +122,8 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", minutes: float = 5.0, logg
     from ..train.tracking import default_logger, log_image, log_metrics
     from ..viz.plotting import save_png
 
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1 (or None for torch's setting); got {threads}")
     if num_samples < 2:
         raise ValueError(f"num_samples must be >= 2 (a per-pixel std needs two samples); got {num_samples}")
     out = Path(out_dir)
@@ -144,14 +148,20 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", minutes: float = 5.0, logg
     trainer = L.Trainer(max_steps=max_steps or -1, logger=run_logger, callbacks=[budget],
                         gradient_clip_val=1.0, limit_val_batches=0, enable_checkpointing=False,
                         default_root_dir=str(out), log_every_n_steps=20)
-    t0 = time.time()
-    trainer.fit(module, datamodule=data)
+    t0, threads_before = time.time(), torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        trainer.fit(module, datamodule=data)
+    finally:
+        torch.set_num_threads(threads_before)
     train_seconds = time.time() - t0
 
     gen = module.generator()
     gen.save(out / "model.safetensors")
     summary: dict[str, Any] = {"train_steps": int(trainer.global_step), "train_seconds": round(train_seconds, 1),
                                "train_cpu_seconds": round(budget.spent(), 1), "num_samples": num_samples,
+                               "train_threads": threads or threads_before,
                                "files": {}}
     for factor in (1, 4):
         r = RES * factor
@@ -173,7 +183,8 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", minutes: float = 5.0, logg
     summary["files"]["model"] = str(out / "model.safetensors")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     lines = ["# funcgen demo", "",
-             f"Trained {summary['train_steps']} steps in {summary['train_cpu_seconds']} CPU s "
+             f"Trained {summary['train_steps']} steps in {summary['train_cpu_seconds']} CPU s on "
+             f"{summary['train_threads']} thread(s) "
              f"({summary['train_seconds']} s wall): functional diffusion, sparse neural operator with a grid U-Net, "
              f"procedural blobs at {RES}x{RES}. {num_samples} samples per resolution against exact samples at the "
              "same points; the floor is what independent exact sets of the same size score (the median of three "

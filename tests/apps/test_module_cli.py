@@ -194,6 +194,7 @@ def test_non_finite_loss_stops_with_a_message(tmp_path):
 
 def test_demo_runs_end_to_end(tmp_path):
     out = tmp_path / "demo"
+    threads = torch.get_num_threads()
     assert main(["demo", "--out", str(out), "--max-steps", "3", "--minutes", "1", "--logger", "csv",
                  "--num-samples", "4"]) == 0
     for name in ("samples_32.png", "samples_128.png", "model.safetensors", "summary.json", "summary.md"):
@@ -203,6 +204,7 @@ def test_demo_runs_end_to_end(tmp_path):
     noise = gen.method.noise  # the demo's recipe: SE noise of the blobs' smoothness, band-limited to the grid
     assert (noise.spectrum, noise.lengthscale, noise.modes) == ("se", 0.14, 8)
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_threads"] == 1 and torch.get_num_threads() == threads  # restored after training
     for r in (32, 128):
         assert {"spec_err", "floor_spec_err", "std_ratio"} <= set(summary[f"{r}x{r}"])
     from PIL import Image
