@@ -133,6 +133,23 @@ def grf1d_likelihood(gen: FunctionGenerator, seed: int, num: int = 500, points: 
     return metrics, reference, seconds
 
 
+def left_half() -> torch.Tensor:
+    """``[784]`` bool: the pixels of a 28x28 grid point set (:func:`funcgen.pointset.grid_to_pointset` order) in
+    columns 0..13, the part mnist-inpaint observes."""
+    mask = torch.zeros(28, 28, dtype=torch.bool)
+    mask[:, :14] = True
+    return grid_to_pointset(mask[None, None].float()).values[0, :, 0] > 0.5
+
+
+def mnist_observed(truth: torch.Tensor, task: str) -> PointSet:
+    """What ``task`` observes of the digits ``truth`` ``[B, 28, 28]`` (intensities): mnist-inpaint the pixels of
+    the left half, mnist-superres the 7x7 area averages at the 7x7 cell centres (read with ``observe="cells"``)."""
+    if task == "mnist-inpaint":
+        full, keep = grid_to_pointset(truth[:, None]), left_half()
+        return PointSet(full.coords[:, keep], full.values[:, keep])
+    return grid_to_pointset(torch.nn.functional.avg_pool2d(truth[:, None], 4))  # [B, 49, .]
+
+
 def mnist_completion(gen: FunctionGenerator, seed: int, task: str, num: int = 500, guidance: str = "auto",
                      steps: int | None = None, batch_size: int = 64,
                      moment_samples: int = 1024) -> tuple[dict, dict, float]:
@@ -145,15 +162,7 @@ def mnist_completion(gen: FunctionGenerator, seed: int, task: str, num: int = 50
     lab = torch.from_numpy(labels[NUM_TRAIN_PROTOCOL:]).long()
     idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:num]
     truth, truth_lab = test[idx], lab[idx]
-    full = grid_to_pointset(truth[:, None])  # [num, 784, .]
-    if task == "mnist-inpaint":
-        mask = torch.zeros(28, 28, dtype=torch.bool)
-        mask[:, :14] = True  # the left half (columns 0..13)
-        keep = grid_to_pointset(mask[None, None].float()).values[0, :, 0] > 0.5
-        observed = PointSet(full.coords[:, keep], full.values[:, keep])
-    else:
-        coarse = torch.nn.functional.avg_pool2d(truth[:, None], 4)  # [num, 1, 7, 7]
-        observed = grid_to_pointset(coarse)  # at the 7x7 cell centres
+    observed = mnist_observed(truth, task)
     t0 = time.time()
     # one call: the digits share their observed points, so the guidance's covariance estimate is drawn once and
     # the sampler runs batch_size digits at a time

@@ -16,6 +16,7 @@ super-resolution, ``observe="cells"``); rows observed / completions / truth, the
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +25,11 @@ import torch
 from funcgen.bench.oracle import gp_regression_problem
 from funcgen.generator import load
 from funcgen.pointset import PointSet, grid_coords, grid_to_pointset
-from funcgen.processes.noise import kernel_matrix
 from funcgen.viz.conditional import completion_grid, posterior_band
 from funcgen.viz.plotting import save_png
 
-DATA_JITTER = 1e-6  # the GRF data module's relative jitter (as conditional_bench.py)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conditional_bench import kernel, left_half, mnist_observed  # noqa: E402  (the bench's problems)
 
 
 def _stack(images: list[np.ndarray]) -> np.ndarray:
@@ -41,10 +42,6 @@ def _stack(images: list[np.ndarray]) -> np.ndarray:
 def grf1d_figure(ckpt: str, num: int, seed: int, ms: tuple[int, ...]) -> np.ndarray:
     gen = load(ckpt)
     query = grid_coords((128,)).double()
-
-    def kernel(x: torch.Tensor) -> torch.Tensor:
-        return kernel_matrix(x, x, "se", 0.1) + DATA_JITTER * torch.eye(len(x), dtype=torch.float64)
-
     panels = []
     for m in ms:
         g = torch.Generator().manual_seed(1000 * seed + 100 * m)  # draw 0 of conditional_bench's problems
@@ -64,23 +61,18 @@ def mnist_figure(ckpt: str, digits: int, samples: int, seed: int, moment_samples
     images = torch.from_numpy(load_mnist_idx(resolve_data_root(None))[0][NUM_TRAIN_PROTOCOL:]).float() / 255.0
     truth = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:digits]]
     full = grid_to_pointset(truth[:, None])  # [D, 784, .]
-    mask = torch.zeros(28, 28, dtype=torch.bool)
-    mask[:, :14] = True  # the left half (columns 0..13), as conditional_bench.py
-    left = grid_to_pointset(mask[None, None].float()).values[0, :, 0] > 0.5
-    shown = full.values.clone()
-    shown[:, ~left] = float("nan")
+    shown = full.values.clone()  # the inpainting row: unobserved pixels as NaN
+    shown[:, ~left_half()] = float("nan")
     grids = []
-    for task, observed, show, observe in (
-            ("inpainting the left half", PointSet(full.coords[:, left], full.values[:, left]), shown, "points"),
-            ("4x super-resolution from 7x7 averages",
-             grid_to_pointset(torch.nn.functional.avg_pool2d(truth[:, None], 4)), None, "cells")):
+    for task, name, observe in (("mnist-inpaint", "inpainting the left half", "points"),
+                                ("mnist-superres", "4x super-resolution from 7x7 averages", "cells")):
+        observed = mnist_observed(truth, task)
         ps = gen.sample(samples, 28, observed=observed, seed=seed, batch_size=digits * samples, progress=True,
                         moment_samples=moment_samples, observe=observe)
         comp = ps.values.reshape(digits, samples, 784, -1).clamp(0, 1)
-        obs_img = show if show is not None else observed.values
-        grid = completion_grid(obs_img, comp, full.values, (28, 28))
+        grid = completion_grid(shown if observe == "points" else observed.values, comp, full.values, (28, 28))
         grids.append(_title(np.kron(grid, np.ones((3, 3, 1), dtype=np.uint8)),
-                            f"{Path(ckpt).name}: {task} (rows: observed, {samples} completions, truth)"))
+                            f"{Path(ckpt).name}: {name} (rows: observed, {samples} completions, truth)"))
     return _stack(grids)
 
 

@@ -66,9 +66,9 @@ HEADLINES: dict[str, list[Headline]] = {
                          Headline("memory_ratio@rate=0.125", lower_is_better=False)],
 }
 
-#: what a task's reference is, in words (the column header of the leaderboard)
 #: baselines outside funcgen (scripts/anchors/): listed beside the methods, never ranked among them
 ANCHORS = {"pixel_ddpm": "pixel-space DDPM, diffusers"}
+#: what a task's reference is, in words (the column header of the leaderboard)
 REFERENCE_NAMES = {"mnist_sphere": "real digits on the mesh", "earth": "published (RFM)", "so3": "entropy",
                    "torus": "entropy"}
 

@@ -109,8 +109,9 @@ def leaderboard(task: str, groups: Sequence[Group], methods: Sequence[str]) -> t
                                    else [])
         cols += ["seeds", "record", "command"]
         out.append(table_head(cols))
-        ranked = [m for m in best if m not in ANCHORS] + [m for m in best if m in ANCHORS]
-        for i, (method, g) in enumerate(((m, best[m]) for m in ranked), start=1):
+        ours = [m for m in best if m not in ANCHORS]  # ranked; anchors follow them, unranked
+        for i, method in enumerate(ours + [m for m in best if m in ANCHORS], start=1):
+            g = best[method]
             cells = []
             for h in hs:
                 s, ref = g.stat(h.key(v)), g.reference(h)
@@ -136,7 +137,6 @@ def leaderboard(task: str, groups: Sequence[Group], methods: Sequence[str]) -> t
                              f"{m}: {s.text() if s else '?'} ({g.budget.label}; {_records(g)})")
             out += [f"Not ranked (no record at the standard budget; {hs[0].title()}): " + "; ".join(notes) + ".", ""]
         h = hs[0]
-        ours = [m for m in best if m not in ANCHORS]
         if ours:
             method, g = ours[0], best[ours[0]]
             s, ref = g.stat(h.key(v)), g.reference(h)
