@@ -191,3 +191,27 @@ def test_fdp_spectral_noise_covariance_follows_the_documented_spectrum(gen):
     x = torch.rand(40, 1, generator=gen, dtype=torch.float64)
     want = (s * torch.cos(2 * math.pi * k * (x - x.T)[..., None])).sum(-1) / s.sum()
     assert torch.allclose(noise.covariance(x, x), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("points", ["scattered", "grid"])
+def test_gaussian_field_log_prob_is_the_density_of_its_own_samples(points, gen):
+    """A smooth field at 64 points is (nearly) singular: only the sampler's jitter gives its law a density, so
+    ``log_prob`` must use the covariance the samples are drawn with. Whitened by that covariance the draws are
+    standard normal (mean squared whitened value 1); whitened by the kernel alone (the jitter left out) the
+    directions that hold only jitter blow up."""
+    from funcgen.processes.density import mahalanobis_logdet
+
+    noise = GaussianRandomField("se", 0.07, jitter=1e-6)
+    n = 64 if points == "scattered" else 128  # 128 grid points take the Kronecker grid sampler
+    coords = (torch.rand(n, 1, generator=gen) if points == "scattered" else grid_coords((n,))).double()
+    x = noise.sample(coords.unsqueeze(0).expand(2000, -1, -1), 1, gen).double()
+    law = noise.point_covariance(coords)
+    maha, logdet = mahalanobis_logdet(x, law, jitter=0.0)
+    assert abs(float(maha.mean()) / n - 1.0) < 0.05  # chi^2_n / n over 2000 draws: std ~ 0.004
+    # log_prob is exactly the Gaussian density of that covariance (closed form, independent code path)
+    want = torch.distributions.MultivariateNormal(torch.zeros(n, dtype=torch.float64), law).log_prob(x[..., 0])
+    got = noise.log_prob(x, coords.unsqueeze(0).expand(2000, -1, -1), jitter=0.0)
+    assert torch.allclose(got, want, rtol=1e-8, atol=1e-6)
+    # the kernel without the jitter is not the samples' law
+    k = noise.covariance(coords, coords) + 1e-9 * torch.eye(n, dtype=torch.float64)
+    assert float(mahalanobis_logdet(x[:200], k, jitter=0.0)[0].mean()) / n > 10.0
