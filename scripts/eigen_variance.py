@@ -1,0 +1,43 @@
+"""Variance of a 1-d model's samples along the eigenvectors of the data's exact covariance (grf1d: SE, lengthscale
+0.1, jitter 1e-6), against the data's own variance there: where a model puts spurious variance.
+
+    OMP_NUM_THREADS=1 python scripts/eigen_variance.py MODEL.safetensors [MODEL ...] [--num 2048] [--points 128]
+
+Prints, per model, ``model / data`` variance at a few eigen-directions (0 = the largest). docs/conditioning.md
+uses it to explain GP-regression errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from funcgen.generator import load
+from funcgen.pointset import grid_coords
+from funcgen.processes.noise import kernel_matrix
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+")
+    p.add_argument("--num", type=int, default=2048)
+    p.add_argument("--points", type=int, default=128)
+    p.add_argument("--lengthscale", type=float, default=0.1)
+    p.add_argument("--directions", type=int, nargs="+", default=[0, 5, 10, 12, 15, 20, 25, 30, 40, 60])
+    ns = p.parse_args()
+    x = grid_coords((ns.points,)).double()
+    k = kernel_matrix(x, x, "se", ns.lengthscale) + 1e-6 * torch.eye(ns.points, dtype=torch.float64)
+    lam, u = torch.linalg.eigh(k)
+    lam, u = lam.flip(0), u.flip(1)
+    print("direction " + " ".join(f"{i:>9d}" for i in ns.directions))
+    print("data      " + " ".join(f"{lam[i]:9.1e}" for i in ns.directions))
+    for path in ns.models:
+        gen = load(path)
+        v = gen.sample(ns.num, coords=x.float()[None].expand(ns.num, -1, -1), seed=1, batch_size=512).values[..., 0]
+        var = ((v.double() - v.double().mean(0)) @ u).var(0)
+        print(f"{path}\n          " + " ".join(f"{var[i]:9.1e}" for i in ns.directions))
+
+
+if __name__ == "__main__":
+    main()
