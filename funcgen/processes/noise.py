@@ -68,13 +68,13 @@ def kernel_matrix(x: Tensor, y: Tensor, kernel: KernelName, lengthscale: float, 
 
 
 def point_covariance(noise: "FunctionNoise", coords: Tensor) -> Tensor:
-    """The covariance of ``noise`` at every function's points: ``[1, N, N]`` when all functions of ``coords``
-    ``[B, N, d]`` share their points, else ``[B, N, N]``."""
+    """The covariance of ``noise``'s draws (:meth:`FunctionNoise.sampled_covariance`) at every function's points:
+    ``[1, N, N]`` when all functions of ``coords`` ``[B, N, d]`` share their points, else ``[B, N, N]``."""
     if coords.ndim != 3:
         raise ValueError(f"coords must have shape [B, N, d]; got {tuple(coords.shape)}")
     if shares_points(coords):
-        return noise.point_covariance(coords[0]).unsqueeze(0)
-    return torch.stack([noise.point_covariance(c) for c in coords])
+        return noise.sampled_covariance(coords[0]).unsqueeze(0)
+    return torch.stack([noise.sampled_covariance(c) for c in coords])
 
 
 def _check_coords(coords: Tensor, channels: int) -> None:
@@ -97,14 +97,14 @@ class FunctionNoise(Configurable, ABC):
     def covariance(self, x: Tensor, y: Tensor) -> Tensor:
         """Covariance ``[N, M]`` between the values at ``x`` ``[N, d]`` and ``y`` ``[M, d]``."""
 
-    def point_covariance(self, x: Tensor) -> Tensor:
+    def sampled_covariance(self, x: Tensor) -> Tensor:
         """Covariance ``[N, N]`` of the values :meth:`sample` draws at the points ``x`` ``[N, d]``: :meth:`covariance`,
         plus whatever diagonal the sampler itself adds (a field sampled with a jitter has that jitter in its law)."""
         return self.covariance(x, x)
 
     def log_prob(self, values: Tensor, coords: Tensor, jitter: float = DEFAULT_JITTER) -> Tensor:
         """Exact log density ``[B]`` (nats, float64) of draws ``values`` ``[B, N, c]`` at ``coords`` ``[B, N, d]``:
-        the Gaussian ``N(0, C)`` per channel, ``C`` from :meth:`point_covariance` (plus ``jitter`` times its mean
+        the Gaussian ``N(0, C)`` per channel, ``C`` from :meth:`sampled_covariance` (plus ``jitter`` times its mean
         diagonal, :mod:`funcgen.processes.density`)."""
         return gaussian_log_prob(values, point_covariance(self, coords), jitter)
 
@@ -208,7 +208,7 @@ class GaussianRandomField(FunctionNoise):
     def covariance(self, x: Tensor, y: Tensor) -> Tensor:
         return kernel_matrix(x, y, self.kernel, self.lengthscale, self.variance)
 
-    def point_covariance(self, x: Tensor) -> Tensor:
+    def sampled_covariance(self, x: Tensor) -> Tensor:
         """``K(x, x) + jitter * variance * I`` ``[N, N]``: the law :meth:`sample` draws from at scattered points (and
         on 1-d grids; on grids of 2 or more axes above 64 points the Kronecker sampler's law is
         ``prod_k (K_k + jitter I)``, which differs from this by ``O(jitter)`` off the diagonal too)."""
@@ -216,7 +216,7 @@ class GaussianRandomField(FunctionNoise):
         return k + self.jitter * self.variance * torch.eye(k.shape[-1], dtype=k.dtype, device=k.device)
 
     def _cholesky(self, x: Tensor) -> Tensor:
-        return torch.linalg.cholesky(self.point_covariance(x.double()))
+        return torch.linalg.cholesky(self.sampled_covariance(x.double()))
 
     def sample(self, coords: Tensor, channels: int = 1, generator: torch.Generator | None = None) -> Tensor:
         _check_coords(coords, channels)
