@@ -10,12 +10,16 @@ uses it to explain GP-regression errors.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import torch
 
 from funcgen.generator import load
 from funcgen.pointset import grid_coords
-from funcgen.processes.noise import kernel_matrix
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conditional_bench import kernel  # noqa: E402  (the grf1d data's covariance, jitter included)
 
 
 def main() -> None:
@@ -23,12 +27,10 @@ def main() -> None:
     p.add_argument("models", nargs="+")
     p.add_argument("--num", type=int, default=2048)
     p.add_argument("--points", type=int, default=128)
-    p.add_argument("--lengthscale", type=float, default=0.1)
     p.add_argument("--directions", type=int, nargs="+", default=[0, 5, 10, 12, 15, 20, 25, 30, 40, 60])
     ns = p.parse_args()
     x = grid_coords((ns.points,)).double()
-    k = kernel_matrix(x, x, "se", ns.lengthscale) + 1e-6 * torch.eye(ns.points, dtype=torch.float64)
-    lam, u = torch.linalg.eigh(k)
+    lam, u = torch.linalg.eigh(kernel(x))
     lam, u = lam.flip(0), u.flip(1)
     print("direction " + " ".join(f"{i:>9d}" for i in ns.directions))
     print("data      " + " ".join(f"{lam[i]:9.1e}" for i in ns.directions))
