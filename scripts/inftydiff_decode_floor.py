@@ -13,6 +13,7 @@ import argparse
 
 import torch
 
+from funcgen.bench.run import floor_subset
 from funcgen.data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
 from funcgen.metrics import feature_frechet_distance, get_lenet, lenet_confident_fraction, lenet_features
 from funcgen.processes.mollify import mollify_grid, wiener_deconvolve_grid
@@ -29,7 +30,7 @@ def main() -> None:
     images = torch.from_numpy(load_mnist_idx(resolve_data_root(ns.root))[0]).float() / 255.0
     test = lenet_features(images[NUM_TRAIN_PROTOCOL:], net)
     for rep in range(3):
-        idx = torch.randperm(NUM_TRAIN_PROTOCOL, generator=torch.Generator().manual_seed(2 + rep))[:ns.num]
+        idx = floor_subset(0, rep, ns.num)
         x = images[idx][:, None].double()
         row = {"raw": feature_frechet_distance(lenet_features(x[:, 0].float(), net), test)}
         t = mollify_grid(x, ns.width)

@@ -165,7 +165,7 @@ def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 
     floors: dict[int, list[float]] = {r: [] for r in (28, *matched)}
     readings: dict[int, list[float]] = {r: [] for r in matched}
     for rep in range(floor_repeats):
-        idx = torch.randperm(NUM_TRAIN_PROTOCOL, generator=torch.Generator().manual_seed(seed + 2 + rep))[:num]
+        idx = floor_subset(seed, rep, num)
         floors[28].append(feature_frechet_distance(lenet_features(images[idx], net), test))
         for r, ref in matched.items():
             read = lenet_features(continuous_reading(images[idx], r), net)
@@ -184,6 +184,14 @@ def _eval_mnist(gen, datamodule, seed: int, resolutions: tuple[int, ...] = (28, 
     if "test_accuracy" in net.info:
         reference["lenet_test_accuracy"] = float(net.info["test_accuracy"])
     return metrics, reference, sample_seconds
+
+
+def floor_subset(seed: int, rep: int, num: int) -> Tensor:
+    """Indices ``[num]`` of the ``rep``-th seeded subset of the MNIST training images that the floor of a run with
+    ``seed`` scores (:func:`_eval_mnist`)."""
+    from ..data.mnist import NUM_TRAIN_PROTOCOL
+
+    return torch.randperm(NUM_TRAIN_PROTOCOL, generator=torch.Generator().manual_seed(seed + 2 + rep))[:num]
 
 
 def continuous_reading(images: Tensor, r: int) -> Tensor:
