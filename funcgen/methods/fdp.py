@@ -62,11 +62,18 @@ class FunctionalDiffusion(Method):
             where the fine and mid-scale detail is resolved, weighs more. It carries an irreducible
             error at small ``t`` (the low-frequency part of ``xi`` is unidentifiable there), which only
             adds a constant to the loss. The two are compared on grf1d in docs/results/extra.md.
+        snr_gamma: Min-SNR-gamma weighting (Hang et al., ICCV 2023, eq. 6) of the x0-space loss: each
+            function's squared x0 error is weighted by ``min(SNR(t), gamma) / gamma`` with
+            ``SNR = alpha^2 / sigma^2``, so the low-SNR levels, whose x0 error is large and mostly
+            irreducible, no longer dominate the gradient, and every level with ``SNR >= gamma`` keeps
+            the plain x0 loss. None (default): the unweighted loss of ``loss_space``. Needs
+            ``loss_space="x0"``.
     """
 
     def __init__(self, noise: FunctionNoise, schedule: ScheduleName = "cosine", prediction: Prediction = "v",
                  steps: int = 100, eta: float = 0.0, clip_x0: float | None = None, t_min: float = 1e-3,
-                 loss_space: Literal["x0", "target"] = "x0", solver: Solver = "ddim") -> None:
+                 loss_space: Literal["x0", "target"] = "x0", solver: Solver = "ddim",
+                 snr_gamma: float | None = None) -> None:
         if prediction not in ("x0", "eps", "v"):
             raise ValueError(f"unknown prediction {prediction!r}; choose x0, eps or v")
         if solver not in ("ddim", "dpm2m"):
@@ -84,6 +91,10 @@ class FunctionalDiffusion(Method):
         self.steps, self.eta, self.clip_x0, self.t_min = int(steps), float(eta), clip_x0, float(t_min)
         self.loss_space = loss_space
         self.solver = solver
+        if snr_gamma is not None and not (snr_gamma > 0 and loss_space == "x0"):
+            raise ValueError(f"snr_gamma (Min-SNR weighting of the x0 loss) needs snr_gamma > 0 and loss_space='x0'; "
+                             f"got snr_gamma={snr_gamma}, loss_space={loss_space!r}")
+        self.snr_gamma = None if snr_gamma is None else float(snr_gamma)
 
     # ----------------------------------------------------------------- forward process
     def marginal(self, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -149,7 +160,16 @@ class FunctionalDiffusion(Method):
         else:
             residual = f(batch.coords, x_t, t) - self.target(batch.values, xi, t)
         per_fn = masked_mean(residual**2, batch.mask)
-        return per_fn.mean(), {}
+        return (per_fn * self.loss_weight(t)).mean(), {}
+
+    def loss_weight(self, t: Tensor) -> Tensor:
+        """Per-function loss weight ``[B]`` at times ``t`` ``[B]``: ``min(SNR(t), gamma) / gamma`` with
+        ``snr_gamma`` (Min-SNR-gamma), else 1."""
+        if self.snr_gamma is None:
+            return torch.ones_like(t)
+        a, s = self.marginal(t)
+        snr = (a / s).flatten() ** 2
+        return snr.clamp(max=self.snr_gamma) / self.snr_gamma
 
     # ----------------------------------------------------------------- sampling
     def denoiser(self, net: nn.Module, coords: Tensor,

@@ -84,6 +84,7 @@ class InftyDiff(FunctionalDiffusion):
             stronger) and load with it.
         prediction: the network's output, ``eps`` (the paper's, default), ``x0`` or ``v`` (module docstring).
         loss_space: ``target`` (MSE on the network's target, default) or ``x0`` (MSE of the implied ``T x0``).
+        snr_gamma: Min-SNR-gamma weighting of the x0 loss, as in :class:`FunctionalDiffusion`.
     """
 
     #: exports written before ``noise_cell`` existed drew physical white noise on the unit cube
@@ -93,7 +94,7 @@ class InftyDiff(FunctionalDiffusion):
                  schedule: ScheduleName = "cosine", steps: int = 100, eta: float = 0.0,
                  clip_x0: float | None = None, t_min: float = 1e-3, wiener_eps: float = 0.05,
                  noise_cell: float | None = None, prediction: Prediction = "eps",
-                 loss_space: Literal["x0", "target"] = "target") -> None:
+                 loss_space: Literal["x0", "target"] = "target", snr_gamma: float | None = None) -> None:
         if not 0.0 < subsample <= 1.0:
             raise ValueError(f"subsample rate must lie in (0, 1] (e.g. 1, 0.5, 0.25, 0.125); got {subsample}")
         if not wiener_eps > 0:
@@ -102,7 +103,8 @@ class InftyDiff(FunctionalDiffusion):
             raise ValueError(f"noise_cell must be positive (a length of [0, 1]^d) or None; got {noise_cell}")
         self.noise_cell = float(width if noise_cell is None else noise_cell)
         super().__init__(MollifiedNoise(width, dim, cell=self.noise_cell), schedule=schedule, prediction=prediction,
-                         steps=steps, eta=eta, clip_x0=clip_x0, t_min=t_min, loss_space=loss_space)
+                         steps=steps, eta=eta, clip_x0=clip_x0, t_min=t_min, loss_space=loss_space,
+                         snr_gamma=snr_gamma)
         self.width, self.dim = float(width), int(dim)
         self.subsample, self.wiener_eps = float(subsample), float(wiener_eps)
 
@@ -131,7 +133,7 @@ class InftyDiff(FunctionalDiffusion):
         sub = random_subset(PointSet(batch.coords, torch.cat([x_t, want], dim=-1)), self.subsample, generator)
         out = net(sub.coords, sub.values[..., :c], t)
         residual = (self._to_x0(out, sub.values[..., :c], t) if self.loss_space == "x0" else out) - sub.values[..., c:]
-        return masked_mean(residual**2, None).mean(), {}
+        return (masked_mean(residual**2, None) * self.loss_weight(t)).mean(), {}
 
     def deconvolve(self, values: Tensor, coords: Tensor) -> Tensor:
         """Wiener-filtered samples ``[B, N, c]`` (undo ``T`` for display/metrics) on a full grid ``coords``."""
