@@ -17,7 +17,15 @@ import torch
 from torch import Tensor, nn
 
 from .config import build
-from .io import CONFIG_KEY, FORMAT_VERSION, VERSION, atomic_write, read_safetensors
+from .io import (
+    CONFIG_KEY,
+    FORMAT_VERSION,
+    TRAINING_KEY,
+    VERSION,
+    atomic_write,
+    read_safetensors,
+    read_safetensors_metadata,
+)
 from .methods.base import Method
 from .methods.capabilities import SupportsGaussianPath, SupportsLikelihood, SupportsProjection
 from .pointset import PointSet, cell_average_matrix, grid_shape, query_coords
@@ -33,7 +41,7 @@ from .samplers.guidance import (
 )
 from .samplers.likelihood import DivergenceMode, path_log_likelihood
 
-__all__ = ["FunctionGenerator", "load", "CONFIG_KEY", "Guidance"]
+__all__ = ["FunctionGenerator", "load", "training_record", "CONFIG_KEY", "Guidance"]
 
 #: how :meth:`FunctionGenerator.sample_conditional` conditions a diffusion-type method (docs/conditioning.md)
 Guidance = Literal["auto", "moment", "error", "tweedie", "replace"]
@@ -620,13 +628,19 @@ class FunctionGenerator:
         return {"format": FORMAT_VERSION, "version": VERSION, "method": self.method.config,
                 "net": self.net.config, "data": self.data}
 
-    def save(self, path: str | Path) -> Path:
-        """Export weights + config to a ``.safetensors`` file, atomically."""
+    def save(self, path: str | Path, training: dict[str, Any] | None = None) -> Path:
+        """Export weights + config to a ``.safetensors`` file, atomically.
+
+        ``training``: how the model was trained (JSON-serialisable, e.g. the bench's config files, seed,
+        budget, steps and commit), stored beside the config and read back by :func:`training_record`.
+        """
         from safetensors.torch import save_file
 
         state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         state.update({k: v.contiguous() for k, v in self.domain.items()})
         meta = {CONFIG_KEY: json.dumps(self.config())}
+        if training is not None:
+            meta[TRAINING_KEY] = json.dumps(training)
         return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
 
     @classmethod
@@ -794,6 +808,24 @@ def _load_lightning(path: Path) -> FunctionGenerator:
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     return FunctionGenerator.from_config(json.loads(ckpt[CONFIG_KEY]), state, str(path),
                                          domain=ckpt.get("funcgen_domain"))
+
+
+def training_record(path: str | Path) -> dict[str, Any] | None:
+    """How an export was trained, as :meth:`FunctionGenerator.save` stored it (None: not stored, or a
+    ``.ckpt``, whose trainer state lives in the checkpoint itself)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path} (expected a .safetensors export or a .ckpt checkpoint)")
+    with open(path, "rb") as f:
+        if path.suffix == ".ckpt" or f.read(2) == b"PK":
+            return None
+    raw = read_safetensors_metadata(path, "re-export it with `funcgen export`").get(TRAINING_KEY)
+    if raw is None:
+        return None
+    info = json.loads(raw)
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: the {TRAINING_KEY!r} metadata is not a JSON object")
+    return info
 
 
 def load(path: str | Path) -> FunctionGenerator:

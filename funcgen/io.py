@@ -9,12 +9,15 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["atomic_write", "read_safetensors", "VERSION", "CONFIG_KEY", "FORMAT_VERSION"]
+__all__ = ["atomic_write", "read_safetensors", "read_safetensors_metadata", "VERSION", "CONFIG_KEY",
+           "TRAINING_KEY", "FORMAT_VERSION"]
 
 #: the library version, recorded in every export and checkpoint
 VERSION = "0.1.0"
 #: the metadata key (safetensors) / checkpoint entry holding the JSON config
 CONFIG_KEY = "funcgen_config"
+#: the metadata key (safetensors) holding how an export was trained (JSON: configs, seed, budget, steps, commit)
+TRAINING_KEY = "funcgen_training"
 #: version of that JSON layout; files with a newer one are refused
 FORMAT_VERSION = 1
 
@@ -46,5 +49,17 @@ def read_safetensors(path: str | Path, remedy: str) -> tuple[dict[str, Tensor], 
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         return load_file(str(path)), meta
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e}); {remedy}") from e
+
+
+def read_safetensors_metadata(path: str | Path, remedy: str) -> dict[str, str]:
+    """The string metadata of a safetensors file, without reading its tensors (``ValueError`` as
+    :func:`read_safetensors`)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{path}: not a readable safetensors file ({e}); {remedy}") from e

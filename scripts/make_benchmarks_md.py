@@ -54,7 +54,12 @@ def eval_flags(r: dict) -> str:
                     for key, name in (("num", "num"), ("steps", "steps"), ("resolutions", "res"))
                     if (v := opts.get(key)) is not None)
     flags += "".join(f" --method-arg {k}={v}" for k, v in (r.get("method_args") or {}).items())
-    return flags + (" --ckpt SAVED.safetensors" if r.get("train_steps") == -1 else "")
+    if r.get("train_steps") == -1:
+        return flags + " --ckpt SAVED.safetensors"
+    if r.get("ckpt"):  # trained with --save, evaluated from that export (which recorded its training)
+        name = r["ckpt"]
+        return f" --save {name}; then the same with --ckpt {name}{flags}"
+    return flags
 
 
 def config_flags(r: dict) -> str:

@@ -456,7 +456,7 @@ def run_bench(task: str, method: str, config: str | Path | Sequence[str | Path] 
     for cfg in files:
         if not cfg.is_file():
             raise FileNotFoundError(f"no config for method {method!r} on task {task!r} at {cfg}; pass --config FILE")
-    from ..generator import load, method_with_args
+    from ..generator import load, method_with_args, training_record
     from ..train.fit import prepare
 
     commit = _commit()  # the code that trains, not whatever is checked out when it ends
@@ -471,13 +471,17 @@ def run_bench(task: str, method: str, config: str | Path | Sequence[str | Path] 
     run = prepare(configs_for(files), settings=settings, seed=seed, minutes=budget, max_steps=max_steps)
     if method_args:  # refuse a bad setting now, not after the training budget is spent
         method_with_args(run.module.method, **method_args)
+    trained: dict[str, Any] | None = None  # how a --ckpt export was trained, where it says
     if ckpt is not None:
         run.datamodule.setup("fit")
-        gen, steps = load(ckpt), -1
+        gen, steps, trained = load(ckpt), -1, training_record(ckpt)
     elif spec.train:
         gen, steps = run.fit().generator(), run.steps
         if save:
-            gen.save(save)
+            gen.save(save, training={
+                "task": task, "method": method, "seed": seed, "minutes": budget, "config": _names(files),
+                "train_steps": steps, "max_steps": max_steps, "train_seconds": round(run.seconds, 1),
+                "train_cpu_seconds": round(run.cpu_seconds, 1), "commit": commit})
     else:
         gen, steps = run.generator(), 0
     train_seconds = run.seconds
@@ -495,6 +499,17 @@ def run_bench(task: str, method: str, config: str | Path | Sequence[str | Path] 
         "torch": torch.__version__, "commit": commit,
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
     }
+    if ckpt is not None:
+        record["ckpt"] = Path(ckpt).name
+        if trained is not None:  # the training run's provenance, not this evaluation's command line
+            if trained.get("task") != task or trained.get("method") != method:
+                raise ValueError(f"{ckpt} was trained for task {trained.get('task')!r} with method "
+                                 f"{trained.get('method')!r}, not {task!r} / {method!r}")
+            record.update({k: trained[k] for k in ("seed", "minutes", "config", "train_steps", "max_steps",
+                                                   "train_seconds", "train_cpu_seconds") if k in trained})
+            record["commit"], record["eval_commit"] = trained.get("commit"), commit
+            if record["seed"] != seed:
+                record["eval_seed"] = seed
     if quick:
         record["quick"] = True
         tmp.cleanup()

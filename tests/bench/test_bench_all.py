@@ -144,3 +144,24 @@ def test_earth_bench_seed_is_the_split_seed(tmp_path, monkeypatch, data_root):
     assert rec["model"]["data"]["split_seed"] == seed
     assert rec["model"]["data"]["seed"] == seed  # the shuffling seed too
     assert math.isfinite(rec["metrics"]["nll@dataset=volcano"])
+
+
+def test_a_saved_export_carries_its_training_into_a_ckpt_evaluation(tmp_path, monkeypatch):
+    """`bench --save F` stores how F was trained; `bench --ckpt F` records that (configs, steps, budget), not
+    the evaluation's command line, and refuses an export trained for another method."""
+    from funcgen.generator import training_record
+
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "m.safetensors"
+    trained = bench.run_bench("grf1d", "fdp", seed=1, quick=True, save=str(model), max_steps=3)
+    info = training_record(model)
+    assert info is not None and info["train_steps"] == trained["train_steps"] == 3
+    assert info["config"] == trained["config"] == "configs/fdp/grf1d.yaml"
+    # evaluated with another config on the command line and another seed
+    rec = bench.run_bench("grf1d", "fdp", config=["configs/fdp/grf1d.yaml", "configs/ablations/fdp/grf1d_matern.yaml"],
+                          seed=2, quick=True, ckpt=str(model))
+    assert rec["config"] == "configs/fdp/grf1d.yaml" and rec["train_steps"] == 3
+    assert (rec["seed"], rec["eval_seed"], rec["ckpt"]) == (1, 2, "m.safetensors")
+    assert rec["minutes"] == trained["minutes"] and "eval_commit" in rec
+    with pytest.raises(ValueError, match="trained for task 'grf1d' with method 'fdp'"):
+        bench.run_bench("grf1d", "pfgmpp", seed=1, quick=True, ckpt=str(model))
