@@ -66,6 +66,16 @@ generation, more = the paper's refinement). :meth:`IdempotentGenerative.project`
 given (noisy, partly observed, corrupted) function: IGN's projection onto the data manifold; missing
 points are a mask.
 
+Optional coverage term (``imle_weight``; not in the paper): Implicit Maximum Likelihood Estimation
+(Li & Malik 2018), as the non-adversarial IGN variant (Al-Jaff et al. 2025) pairs it with reconstruction. Each
+data function of the batch pulls its NEAREST one-step sample towards itself,
+
+    L_imle = mean_i min_j D(f(z_j), x_i)        (gradient through f(z_j))
+
+so every datum has a sample near it: a map that sends all noise to one function pays for every other
+mode, which none of the paper's three terms does (they are all satisfied by a map onto one fixed point
+that reconstructs the data).
+
 Collapse monitor (every training step): ``diversity`` = mean per-point std of ``f(z)`` across the batch
 over that of the data batch (near 0: every noise maps to one function), ``identity_gap`` = ``D(f(z), z)``
 over ``D(x, z)`` (near 0: ``f`` returns the noise unchanged). Either below its threshold for
@@ -99,7 +109,7 @@ from ..processes.noise import FunctionNoise
 from ..samplers.base import Callback, apply_callback
 from .base import Method, bind_mask, masked_mean
 
-__all__ = ["IdempotentGenerative", "distance", "clamp_tight"]
+__all__ = ["IdempotentGenerative", "distance", "clamp_tight", "nearest_distance"]
 
 Distance = Literal["l2", "l1"]
 TightScale = Literal["rec_z", "rec_x", "rec_x_mean"]
@@ -113,6 +123,14 @@ def distance(a: Tensor, b: Tensor, mask: Tensor | None, kind: Distance) -> Tenso
     if kind == "l1":
         return masked_mean(diff.abs(), mask)
     raise ValueError(f"unknown distance {kind!r}; choose l2 or l1")
+
+
+def nearest_distance(samples: Tensor, data: Tensor, kind: Distance) -> Tensor:
+    """``min_j D(samples_j, data_i)`` per data function ``i`` -> ``[B_data]``; ``samples [B_s, N, c]`` and ``data
+    [B_data, N, c]`` at the same ``N`` points; the gradient reaches each datum's nearest sample only."""
+    a, b = data.flatten(1), samples.flatten(1)
+    d = torch.cdist(a, b, p=1.0) / a.shape[1] if kind == "l1" else torch.cdist(a, b).pow(2) / a.shape[1]
+    return d.min(dim=1).values
 
 
 def clamp_tight(tight: Tensor, scale: Tensor, a: float) -> Tensor:
@@ -147,6 +165,8 @@ class IdempotentGenerative(Method):
         stats: the backbone's normalisation statistics per pass (module docstring): ``per_law`` (``source``
             for the noise, ``data`` for data-like inputs) or ``data`` (the data's running statistics for
             every pass but ``f(x)``).
+        imle_weight: weight of the coverage term ``L_imle`` (module docstring; 0 = the paper's losses only).
+            Needs every function of a training batch at the same points (a grid; no point mask).
     """
 
     #: constructor arguments of exports written before they existed: their training used the
@@ -164,11 +184,12 @@ class IdempotentGenerative(Method):
                  steps: int = 1,
                  t_value: float = 0.0, min_scale: float = 1e-8, collapse_diversity: float = 0.1,
                  collapse_identity: float = 0.05, collapse_patience: int = 200, collapse_stop: bool = False,
-                 stats: Literal["per_law", "data"] = "per_law") -> None:
+                 stats: Literal["per_law", "data"] = "per_law", imle_weight: float = 0.0) -> None:
         if distance not in ("l2", "l1"):
             raise ValueError(f"unknown distance {distance!r}; choose l2 or l1")
-        if min(rec_weight, idem_weight, tight_weight) < 0:
-            raise ValueError(f"loss weights must be >= 0; got {rec_weight}, {idem_weight}, {tight_weight}")
+        if min(rec_weight, idem_weight, tight_weight, imle_weight) < 0:
+            raise ValueError(f"loss weights must be >= 0; got {rec_weight}, {idem_weight}, {tight_weight}, "
+                             f"{imle_weight}")
         if tight_clamp is not None and tight_clamp <= 0:
             raise ValueError(f"tight_clamp must be positive (or None for no clamp); got {tight_clamp}")
         if tight_scale not in ("rec_z", "rec_x", "rec_x_mean"):
@@ -183,7 +204,7 @@ class IdempotentGenerative(Method):
             raise ValueError(f"unknown stats {stats!r}; choose per_law or data")
         self.noise, self.distance, self.stats = noise, distance, stats
         self.rec_weight, self.idem_weight = float(rec_weight), float(idem_weight)
-        self.tight_weight = float(tight_weight)
+        self.tight_weight, self.imle_weight = float(tight_weight), float(imle_weight)
         self.tight_clamp = None if tight_clamp is None else float(tight_clamp)
         self.tight_scale = tight_scale
         self.tight_warmup_steps, self.steps = int(tight_warmup_steps), int(steps)
@@ -270,6 +291,13 @@ class IdempotentGenerative(Method):
             extras = {"rec": rec.mean().detach(), "idem": idem.mean().detach(), "tight": tight.mean().detach(),
                       "tight_raw": tight_raw.mean().detach(), "tight_weight": torch.tensor(self.tight_weight * ramp),
                       "tight_scale": scale.mean()}
+            if self.imle_weight > 0:
+                if mask is not None or not torch.equal(coords, coords[:1].expand_as(coords)):
+                    raise ValueError("IGN imle_weight > 0 compares every sample with every datum point by point: "
+                                     "train on one shared grid (data coords: grid, train_subsample: 1, no mask)")
+                imle = nearest_distance(fz, x, self.distance)
+                total = total + self.imle_weight * imle.mean()
+                extras["imle"] = imle.mean().detach()
         extras.update(self.monitor(y, z, x.detach(), mask))
         if torch.is_grad_enabled() and not warmup:  # training steps after the warm-up (validation has no gradients)
             self._watch({k: float(v) for k, v in extras.items() if k in self._low})

@@ -158,6 +158,28 @@ def test_loss_value_combines_the_weighted_terms_with_the_papers_defaults(gen):
     assert torch.allclose(ex["identity_gap"], moved.mean() / (batch.values - z).abs().mean(dim=(1, 2)).mean())
 
 
+@pytest.mark.parametrize("kind", ["l1", "l2"])
+def test_imle_term_adds_each_datums_distance_to_its_nearest_sample(kind, gen):
+    """``imle_weight``: the loss grows by w * mean_i min_j D(f(z_j), x_i), the minimum found here by an explicit
+    double loop over the batch; batches whose functions sit at different points are refused."""
+    net, batch, _, seed = linear_setup(gen, b=5)
+    coords = batch.coords[:1].expand_as(batch.coords)  # one shared point set
+    batch = PointSet(coords, batch.values)
+    z = WhiteNoise().sample(coords, 2, torch.Generator().manual_seed(seed))
+    w = 7.0
+    base = IdempotentGenerative(WhiteNoise(), distance=kind).loss(net, batch, torch.Generator().manual_seed(seed))[0]
+    method = IdempotentGenerative(WhiteNoise(), distance=kind, imle_weight=w)
+    loss, ex = method.loss(net, batch, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        fz = net(coords, z, torch.zeros(5))
+        d = (lambda a, b: (a - b).abs().mean()) if kind == "l1" else (lambda a, b: (a - b).pow(2).mean())
+        want = sum(min(float(d(fz[j], batch.values[i])) for j in range(5)) for i in range(5)) / 5
+    assert abs(float(ex["imle"]) - want) < 1e-5 * max(1.0, want)
+    assert abs(float(loss.detach() - base.detach()) - w * want) < 1e-4 * max(1.0, w * want)
+    with pytest.raises(ValueError, match="shared grid"):
+        method.loss(net, PointSet(torch.rand(5, 5, 1, generator=gen), batch.values), gen)
+
+
 def term_grads(net, batch, seed):
     """Gradient norms of each loss term alone (the other weights 0)."""
     out = {}
