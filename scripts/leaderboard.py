@@ -110,6 +110,8 @@ RENAMED: dict[str, list[str]] = {
     "configs/riemannian/earth_volcano_plain.yaml":
         ["configs/riemannian/earth_volcano.yaml", "configs/ablations/riemannian/earth_volcano_plain.yaml"],
     "configs/fdp/mnist_unet.yaml": ["configs/fdp/mnist.yaml"],
+    # the Min-SNR ablation became the default of configs/fdp/mnist.yaml
+    "configs/ablations/fdp/mnist_minsnr.yaml": [],
 }
 def _net_is(class_path: str) -> Callable[[dict[str, Any]], bool]:
     """The record's model has this backbone; a record without a stored model (cost-only tasks) ran before
@@ -144,8 +146,10 @@ _GRID_AE = "funcgen.nets.autoencoder.GridAutoencoder"
 #: configs that kept their file name while their content changed: a record whose stored model passes a test
 #: (the old content; the first that passes) is rebuilt today by the config plus the ablations that restore it
 CHANGED: dict[str, list[tuple[Callable[[dict[str, Any]], bool], list[str]]]] = {
-    "configs/fdp/mnist.yaml": [(_net_is(_PERCEIVER),
-                                ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_perceiver.yaml"])],
+    "configs/fdp/mnist.yaml": [
+        (_net_is(_PERCEIVER), ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_perceiver.yaml",
+                               "configs/ablations/fdp/mnist_unweighted.yaml"]),
+        (_method_arg_is("snr_gamma", None), ["configs/fdp/mnist.yaml", "configs/ablations/fdp/mnist_unweighted.yaml"])],
     "configs/pfgmpp/grf2d.yaml": [
         (_net_is(_PERCEIVER), ["configs/pfgmpp/grf2d.yaml", "configs/ablations/pfgmpp/grf2d_perceiver.yaml",
                                "configs/ablations/pfgmpp/grf2d_steps18.yaml"]),
