@@ -112,6 +112,8 @@ RENAMED: dict[str, list[str]] = {
     "configs/fdp/mnist_unet.yaml": ["configs/fdp/mnist.yaml"],
     # the Min-SNR ablation became the default of configs/fdp/mnist.yaml
     "configs/ablations/fdp/mnist_minsnr.yaml": [],
+    # rate 1 became the default of configs/inftydiff/mnist.yaml
+    "configs/ablations/inftydiff/mnist_rate1.yaml": [],
 }
 def _net_is(class_path: str) -> Callable[[dict[str, Any]], bool]:
     """The record's model has this backbone; a record without a stored model (cost-only tasks) ran before
@@ -161,9 +163,11 @@ CHANGED: dict[str, list[tuple[Callable[[dict[str, Any]], bool], list[str]]]] = {
          ["configs/inftydiff/grf2d.yaml", "configs/ablations/inftydiff/grf2d_eps.yaml"])],
     "configs/pfgmpp/mnist.yaml": [(_net_is(_PERCEIVER),
                                    ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_perceiver.yaml"])],
-    "configs/inftydiff/mnist.yaml": [(_net_is(_PERCEIVER),
-                                      ["configs/inftydiff/mnist.yaml",
-                                       "configs/ablations/inftydiff/mnist_perceiver.yaml"])],
+    "configs/inftydiff/mnist.yaml": [
+        (_net_is(_PERCEIVER), ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_perceiver.yaml",
+                               "configs/ablations/inftydiff/mnist_rate4.yaml"]),
+        (_method_arg_is("subsample", 0.25),
+         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_rate4.yaml"])],
     "configs/ign/grf1d.yaml": [(_net_lacks("norm_sets", _GRID_AE),
                                 ["configs/ign/grf1d.yaml", "configs/ablations/ign/grf1d_one_stat_set.yaml"])],
     "configs/ign/mnist.yaml": [(_net_lacks("norm_sets", _GRID_AE),
