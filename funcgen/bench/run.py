@@ -475,39 +475,35 @@ def run_bench(task: str, method: str, config: str | Path | Sequence[str | Path] 
     if ckpt is not None:
         run.datamodule.setup("fit")
         gen, steps, trained = load(ckpt), -1, training_record(ckpt)
+        if trained is not None and (trained.get("task"), trained.get("method")) != (task, method):
+            raise ValueError(f"{ckpt} was trained for task {trained.get('task')!r} with method "
+                             f"{trained.get('method')!r}, not {task!r} / {method!r}")
     elif spec.train:
         gen, steps = run.fit().generator(), run.steps
-        if save:
-            gen.save(save, training={
-                "task": task, "method": method, "seed": seed, "minutes": budget, "config": _names(files),
-                "train_steps": steps, "max_steps": max_steps, "train_seconds": round(run.seconds, 1),
-                "train_cpu_seconds": round(run.cpu_seconds, 1), "commit": commit})
     else:
         gen, steps = run.generator(), 0
-    train_seconds = run.seconds
+    # how this run trained: stored in a --save export, the head of the record
+    provenance = {"task": task, "method": method, "seed": seed, "minutes": budget, "config": _names(files),
+                  "train_steps": steps, "max_steps": max_steps, "train_seconds": round(run.seconds, 1),
+                  "train_cpu_seconds": round(run.cpu_seconds, 1), "commit": commit}
+    if save and ckpt is None and spec.train:
+        gen.save(save, training=provenance)
     if method_args:
         gen = gen.with_method_args(**method_args)
     eval_options = {**(spec.quick if quick else {}), **(eval_options or {})}
     metrics, reference, sample_seconds = spec.evaluate(gen, run.datamodule, seed, **eval_options)
     record = {
-        "task": task, "method": method, "seed": seed, "minutes": budget, "config": _names(files),
-        "model": gen.config(), "metrics": metrics, "reference": reference, "train_steps": steps, "max_steps": max_steps,
+        **provenance, "model": gen.config(), "metrics": metrics, "reference": reference,
         "eval_options": eval_options, **({"method_args": dict(method_args)} if method_args else {}),
-        "train_seconds": round(train_seconds, 1), "train_cpu_seconds": round(run.cpu_seconds, 1),
         "budget_clock": "cpu", "sample_seconds": round(sample_seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "torch": torch.__version__, "commit": commit,
-        "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
+        "torch": torch.__version__, "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
     }
     if ckpt is not None:
         record["ckpt"] = Path(ckpt).name
         if trained is not None:  # the training run's provenance, not this evaluation's command line
-            if trained.get("task") != task or trained.get("method") != method:
-                raise ValueError(f"{ckpt} was trained for task {trained.get('task')!r} with method "
-                                 f"{trained.get('method')!r}, not {task!r} / {method!r}")
-            record.update({k: trained[k] for k in ("seed", "minutes", "config", "train_steps", "max_steps",
-                                                   "train_seconds", "train_cpu_seconds") if k in trained})
-            record["commit"], record["eval_commit"] = trained.get("commit"), commit
+            record.update({k: trained[k] for k in provenance if k in trained})
+            record["eval_commit"] = commit
             if record["seed"] != seed:
                 record["eval_seed"] = seed
     if quick:
