@@ -814,11 +814,8 @@ def training_record(path: str | Path) -> dict[str, Any] | None:
     """How an export was trained, as :meth:`FunctionGenerator.save` stored it (None: not stored, or a
     ``.ckpt``, whose trainer state lives in the checkpoint itself)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path} (expected a .safetensors export or a .ckpt checkpoint)")
-    with open(path, "rb") as f:
-        if path.suffix == ".ckpt" or f.read(2) == b"PK":
-            return None
+    if _is_checkpoint(path):
+        return None
     raw = read_safetensors_metadata(path, "re-export it with `funcgen export`").get(TRAINING_KEY)
     if raw is None:
         return None
@@ -828,13 +825,16 @@ def training_record(path: str | Path) -> dict[str, Any] | None:
     return info
 
 
-def load(path: str | Path) -> FunctionGenerator:
-    """Load an exported ``.safetensors`` model or a training ``.ckpt`` without unpickling code."""
-    path = Path(path)
+def _is_checkpoint(path: Path) -> bool:
+    """Whether the model file ``path`` is a Lightning ``.ckpt`` (a torch zip archive) rather than a safetensors
+    export; ``FileNotFoundError`` when there is no file."""
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path} (expected a .safetensors export or a .ckpt checkpoint)")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if path.suffix == ".ckpt" or head[:2] == b"PK":  # torch zip archive
-        return _load_lightning(path)
-    return _load_safetensors(path)
+        return path.suffix == ".ckpt" or f.read(2) == b"PK"
+
+
+def load(path: str | Path) -> FunctionGenerator:
+    """Load an exported ``.safetensors`` model or a training ``.ckpt`` without unpickling code."""
+    path = Path(path)
+    return _load_lightning(path) if _is_checkpoint(path) else _load_safetensors(path)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from torch import Tensor
 
@@ -37,29 +38,33 @@ def atomic_write(path: str | Path, write: Any) -> Path:
     return path
 
 
+@contextmanager
+def _readable(path: str | Path, remedy: str) -> Iterator[None]:
+    """Turn safetensors' read errors into a ``ValueError`` naming ``path`` and saying ``remedy``."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e}); {remedy}") from e
+
+
 def read_safetensors(path: str | Path, remedy: str) -> tuple[dict[str, Tensor], dict[str, str]]:
     """Tensors and string metadata of a safetensors file (never unpickles anything).
 
     Raises ``ValueError`` naming ``path`` and saying ``remedy`` when the file is unreadable or corrupt.
     """
-    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+    meta = read_safetensors_metadata(path, remedy)
+    with _readable(path, remedy):
         return load_file(str(path)), meta
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e}); {remedy}") from e
 
 
 def read_safetensors_metadata(path: str | Path, remedy: str) -> dict[str, str]:
     """The string metadata of a safetensors file, without reading its tensors (``ValueError`` as
     :func:`read_safetensors`)."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e}); {remedy}") from e
+    with _readable(path, remedy), safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})

@@ -103,7 +103,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ..nets.norm import norm_stats
-from ..pointset import PointSet
+from ..pointset import PointSet, shares_points
 from ..processes.matched import SpectrumMatchedNoise
 from ..processes.noise import FunctionNoise
 from ..samplers.base import Callback, apply_callback
@@ -292,7 +292,7 @@ class IdempotentGenerative(Method):
                       "tight_raw": tight_raw.mean().detach(), "tight_weight": torch.tensor(self.tight_weight * ramp),
                       "tight_scale": scale.mean()}
             if self.imle_weight > 0:
-                if mask is not None or not torch.equal(coords, coords[:1].expand_as(coords)):
+                if mask is not None or not shares_points(coords):
                     raise ValueError("IGN imle_weight > 0 compares every sample with every datum point by point: "
                                      "train on one shared grid (data coords: grid, train_subsample: 1, no mask)")
                 imle = nearest_distance(fz, x, self.distance)
