@@ -42,7 +42,16 @@ from torch import Tensor, nn
 
 from funcgen.nets.base import Backbone, TimeEmbedding
 from funcgen.nets.grid_unet import GridUNet
-from funcgen.nets.sno_ops import grid_gather, grid_local_integral, grid_splat, knn, pairs_local_integral
+from funcgen.nets.sno_ops import (
+    LocalOperator,
+    apply_local_operator,
+    grid_gather,
+    grid_local_integral,
+    grid_splat,
+    knn,
+    local_operator,
+    pairs_local_integral,
+)
 from funcgen.pointset import grid_coords, shared_grid_shape, shares_points
 
 __all__ = ["LocalIntegral", "SparseNeuralOperator", "idw_interpolate"]
@@ -55,24 +64,44 @@ class LocalIntegral(nn.Module):
     source inside the ball get 0. Scattered points: the pairs within ``radius`` come from a cell
     grid (:func:`funcgen.nets.sno_ops.radius_pairs`: ``chunk`` queries at a time, at most
     ``max_pairs`` pairs in memory). With ``grid_shape`` (queries = sources = that full cell-centre
-    grid) the same sum is an FFT convolution, ``O(N log N)`` whatever the radius.
+    grid) the same sum is an FFT convolution, ``O(N log N)`` whatever the radius. :meth:`operator` builds the
+    scattered-point sum once as a sparse matrix (:func:`funcgen.nets.sno_ops.local_operator`) when its pairs
+    fit ``operator_pairs``; passed to ``forward``, it replaces the neighbour search (layers of one radius
+    share it) and makes forward and backward sparse products.
     """
 
-    def __init__(self, dim: int, channels: int, radius: float, chunk: int = 1024, max_pairs: int = 2**18) -> None:
+    def __init__(self, dim: int, channels: int, radius: float, chunk: int = 1024, max_pairs: int = 2**18,
+                 operator_pairs: int = 2**21) -> None:
         super().__init__()
-        if not radius > 0 or chunk < 1 or max_pairs < 1:
-            raise ValueError(f"LocalIntegral: need radius > 0, chunk >= 1 and max_pairs >= 1; got {radius}, {chunk}, "
-                             f"{max_pairs}")
+        if not radius > 0 or chunk < 1 or max_pairs < 1 or operator_pairs < 0:
+            raise ValueError(f"LocalIntegral: need radius > 0, chunk >= 1, max_pairs >= 1 and operator_pairs >= 0; "
+                             f"got {radius}, {chunk}, {max_pairs}, {operator_pairs}")
         self.dim, self.radius, self.chunk, self.max_pairs = dim, float(radius), int(chunk), int(max_pairs)
+        self.operator_pairs = int(operator_pairs)
         self.num_basis = 1 + 2 * dim
         coef = torch.zeros(self.num_basis, channels)
         coef[0] = 1.0  # start as the plain local average
         self.coef = nn.Parameter(coef + 0.1 * torch.randn(self.num_basis, channels) / math.sqrt(self.num_basis))
 
+    def operator(self, points: Tensor, mask: Tensor | None = None,
+                 dtype: torch.dtype | None = None) -> LocalOperator | None:
+        """The sum (1) with queries = sources = ``points [B, N, d]`` as a sparse operator, or None when its pairs
+        exceed ``operator_pairs`` (then ``forward`` searches in bounded memory). ``mask [B, N]``: sources to use."""
+        if self.operator_pairs == 0:
+            return None
+        return local_operator(points, points, self.radius, dtype=dtype, mask=mask, chunk=self.chunk,
+                              max_pairs=self.max_pairs, budget=self.operator_pairs)
+
     def forward(self, queries: Tensor, sources: Tensor, h: Tensor, grid_shape: tuple[int, ...] | None = None,
-                inplace: bool = False, mask: Tensor | None = None) -> Tensor:
+                inplace: bool = False, mask: Tensor | None = None, operator: LocalOperator | None = None) -> Tensor:
         """``inplace``: the grid path may overwrite ``h`` with the result (to save memory without autograd).
-        ``mask [B, N]``: sources to use (False: left out of every sum; scattered path only)."""
+        ``mask [B, N]``: sources to use (False: left out of every sum; scattered path only). ``operator``: from
+        :meth:`operator` on these queries, sources and mask (then the search is skipped; ``mask`` is in it)."""
+        if operator is not None:
+            if grid_shape is not None or (operator.batch, operator.queries) != tuple(queries.shape[:2]):
+                raise ValueError(f"LocalIntegral: an operator for {operator.batch} x {operator.queries} scattered "
+                                 f"queries got {tuple(queries.shape[:2])} (grid_shape {grid_shape})")
+            return apply_local_operator(operator, h, self.coef)
         if grid_shape is not None:
             if mask is not None:
                 raise ValueError("LocalIntegral: the grid path takes no mask (a masked grid is a scattered point set)")
@@ -124,21 +153,21 @@ def chunked_map(fn: Callable[[slice], Tensor], n: int, chunk: int, out: Tensor |
 
 
 class _LocalBlock(nn.Module):
-    def __init__(self, dim: int, width: int, radius: float, chunk: int, max_pairs: int) -> None:
+    def __init__(self, dim: int, width: int, radius: float, chunk: int, max_pairs: int, operator_pairs: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(width)
-        self.integral = LocalIntegral(dim, width, radius, chunk, max_pairs)
+        self.integral = LocalIntegral(dim, width, radius, chunk, max_pairs, operator_pairs)
         self.mlp = nn.Sequential(nn.Linear(2 * width, 2 * width), nn.SiLU(), nn.Linear(2 * width, width))
 
     def forward(self, coords: Tensor, h: Tensor, temb: Tensor, grid_shape: tuple[int, ...] | None = None,
-                mask: Tensor | None = None) -> Tensor:
+                mask: Tensor | None = None, operator: LocalOperator | None = None) -> Tensor:
         n, chunk = h.shape[1], self.integral.chunk
         def zc(sl: slice) -> Tensor:
             return self.norm(h[:, sl]) + temb[:, None]
 
         z = chunked_map(zc, n, chunk)
         grad = torch.is_grad_enabled()
-        k = self.integral(coords, coords, z, grid_shape, inplace=not grad, mask=mask)
+        k = self.integral(coords, coords, z, grid_shape, inplace=not grad, mask=mask, operator=operator)
         # if the integral overwrote z, z is recomputed chunk by chunk (the same values)
         zs: Callable[[slice], Tensor] = zc if k is z else (lambda sl: z[:, sl])
         # without autograd the integral's buffer is overwritten chunk by chunk (each chunk is read first)
@@ -159,6 +188,9 @@ class SparseNeuralOperator(Backbone):
         grid_depth: conv layers of the coarse-grid net (``grid_net="conv"``; ignored by ``"unet"``).
         chunk: points per chunk of every point-wise layer and of the neighbour search (bounds memory).
         max_pairs: neighbour pairs held at once by a local integral on scattered points (bounds memory).
+        operator_pairs: on scattered points with at most this many neighbour pairs in the batch, the local
+            blocks share one sparse operator (:meth:`LocalIntegral.operator`, about 80 bytes per pair in
+            float32) instead of searching per block; more pairs, or 0, take the bounded-memory search.
         grid_net: the coarse-grid stage: ``conv``, ``grid_depth`` 3x3 convolutions at one scale (each
             cell mixes features from at most ``grid_depth`` cells away, beyond the GroupNorm
             statistics), or ``unet``, a multi-scale U-Net
@@ -183,7 +215,8 @@ class SparseNeuralOperator(Backbone):
                  grid_size: int = 16, depth: int = 1, grid_depth: int = 2, chunk: int = 1024,
                  max_pairs: int = 2**18, grid_net: Literal["conv", "unet"] = "conv",
                  grid_mults: Sequence[int] = (1, 2, 2), grid_blocks: int = 1, grid_attention: bool = True,
-                 readin: Literal["kernel", "idw"] = "kernel", readin_width: float = 1.5) -> None:
+                 readin: Literal["kernel", "idw"] = "kernel", readin_width: float = 1.5,
+                 operator_pairs: int = 2**21) -> None:
         super().__init__(dim, in_channels, out_channels)
         if readin not in ("kernel", "idw"):
             raise ValueError(f"unknown readin {readin!r}; choose kernel or idw")
@@ -199,8 +232,8 @@ class SparseNeuralOperator(Backbone):
         self.grid_size, self.chunk = int(grid_size), int(chunk)
         self.lift = nn.Linear(dim + in_channels, width)
         self.time = TimeEmbedding(width)
-        self.down = nn.ModuleList([_LocalBlock(dim, width, radius, chunk, max_pairs) for _ in range(depth)])
-        self.up = nn.ModuleList([_LocalBlock(dim, width, radius, chunk, max_pairs) for _ in range(depth)])
+        blocks = [_LocalBlock(dim, width, radius, chunk, max_pairs, operator_pairs) for _ in range(2 * depth)]
+        self.down, self.up = nn.ModuleList(blocks[:depth]), nn.ModuleList(blocks[depth:])
         if grid_net not in ("conv", "unet"):
             raise ValueError(f"unknown grid_net {grid_net!r}; choose conv or unet")
         self.grid_kind = grid_net
@@ -239,8 +272,11 @@ class SparseNeuralOperator(Backbone):
         n, chunk = coords.shape[1], self.chunk
         shape = shared_grid_shape(coords) if mask is None else None  # FFT path on (unmasked) grids
         h = chunked_map(lambda sl: self.lift(torch.cat([coords[:, sl], values[:, sl]], dim=-1)), n, chunk)
+        # scattered points: one neighbour search serves every local block (they share the radius)
+        blocks = [*self.down, *self.up]
+        op = blocks[0].integral.operator(coords, mask, h.dtype) if shape is None and blocks else None
         for blk in self.down:
-            h = blk(coords, h, temb, shape, mask)
+            h = blk(coords, h, temb, shape, mask, op)
         b, width = h.shape[0], h.shape[-1]
         grid = self.grid.to(coords.dtype).expand(b, -1, -1)
         if self.readin == "kernel":
@@ -261,5 +297,5 @@ class SparseNeuralOperator(Backbone):
                 return h[:, sl] + idw_interpolate(coords[:, sl], grid, g, chunk=chunk)
         h = chunked_map(back, n, chunk, out=None if torch.is_grad_enabled() else h)
         for blk in self.up:
-            h = blk(coords, h, temb, shape, mask)
+            h = blk(coords, h, temb, shape, mask, op)
         return chunked_map(lambda sl: self.head(h[:, sl]), n, chunk)

@@ -7,6 +7,10 @@
   is exactly the brute-force one.
 * :func:`pairs_local_integral`: the kernel integral (1) of :mod:`funcgen.nets.sno` summed over those
   pairs (``index_add``), the scattered-point path.
+* :func:`local_operator` / :func:`apply_local_operator`: the same sum as a sparse matrix (one row per query
+  and basis function, normalisation folded in) built once per point set and applied to any features by
+  sparse products: what the SNO uses on scattered points when the pairs fit a budget, so its blocks
+  share one neighbour search and the backward pass is one sparse product too.
 * :func:`grid_local_integral`: the same sum when queries and sources are one full cell-centre grid:
   a depthwise convolution with the kernel sampled at the grid offsets, done by FFT with zero
   padding (``O(N log N)`` at ANY radius; the sum is over the same points as the brute force).
@@ -26,12 +30,14 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from typing import Callable, Iterator
+import warnings
+from typing import Callable, Iterator, NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["radius_pairs", "pairs_local_integral", "grid_local_integral", "kernel_basis", "knn", "grid_splat",
+__all__ = ["radius_pairs", "pairs_local_integral", "LocalOperator", "local_operator", "apply_local_operator",
+           "grid_local_integral", "kernel_basis", "knn", "grid_splat",
            "grid_gather"]
 
 
@@ -136,6 +142,88 @@ def pairs_local_integral(queries: Tensor, sources: Tensor, h: Tensor, coef: Tens
         out.index_add_(0, qi, (w[:, None] * (basis @ coef)) * hf[si])
         den.index_add_(0, qi, w)
     return (out / den.clamp_min(1e-12)[:, None]).reshape(b, nq, c)
+
+
+class LocalOperator(NamedTuple):
+    """Eq. (1) of :mod:`funcgen.nets.sno` for one point set as sparse matrices (:func:`local_operator`).
+
+    ``matrices[m]`` ``[B * Q, B * N]`` (CSR) holds ``w(u) phi_m(u) / sum_s w(u)`` at each pair of query ``q`` and
+    source ``s``, ``u = (x_q - y_s) / radius``, for the ``M = 1 + 2d`` basis functions ``phi_m``;
+    ``transposes[m]`` its transpose (CSR too), for the backward product. ``batch``, ``queries``: ``B``, ``Q``.
+    """
+    matrices: tuple[Tensor, ...]
+    transposes: tuple[Tensor, ...]
+    batch: int
+    queries: int
+
+
+def local_operator(queries: Tensor, sources: Tensor, radius: float, *, dtype: torch.dtype | None = None,
+                   mask: Tensor | None = None, chunk: int = 4096, max_pairs: int = 2**18,
+                   budget: int | None = None) -> LocalOperator | None:
+    """The sparse operator of eq. (1) for ``queries [B, Q, d]`` and ``sources [B, N, d]``, or None when the
+    pairs exceed ``budget`` (then use :func:`pairs_local_integral`, whose memory stays bounded).
+
+    ``mask [B, N]``: sources to use. Memory: about ``2 (1 + 2d) itemsize + 32`` bytes per pair.
+    """
+    b, nq, d = queries.shape
+    ns = sources.shape[1]
+    qf, sf = queries.reshape(-1, d), sources.reshape(-1, d)
+    keep = None if mask is None else mask.reshape(-1)
+    qis, sis, total = [], [], 0
+    for qi, si in radius_pairs(queries, sources, radius, chunk=chunk, max_pairs=max_pairs):
+        if keep is not None:
+            sel = keep[si]
+            qi, si = qi[sel], si[sel]
+        total += qi.numel()
+        if budget is not None and total > budget:
+            return None
+        qis.append(qi)
+        sis.append(si)
+    dev = queries.device
+    dtype = queries.dtype if dtype is None else dtype
+    qi = torch.cat(qis) if qis else torch.zeros(0, dtype=torch.int64, device=dev)  # sorted: pieces come in query order
+    si = torch.cat(sis) if sis else torch.zeros(0, dtype=torch.int64, device=dev)
+    w, basis = kernel_basis((qf[qi] - sf[si]) / radius)
+    den = torch.zeros(b * nq, dtype=w.dtype, device=dev).index_add_(0, qi, w)
+    vals = ((w / den[qi].clamp_min(1e-12))[:, None] * basis).T.to(dtype).contiguous()  # [M, P]
+    zero = torch.zeros(1, dtype=torch.int64, device=dev)
+    crow = torch.cat([zero, torch.bincount(qi, minlength=b * nq).cumsum(0)])
+    order = torch.argsort(si, stable=True)  # the transpose: rows s, columns q still increasing
+    tcrow = torch.cat([zero, torch.bincount(si, minlength=b * ns).cumsum(0)])
+    tcol, tvals = qi[order], vals[:, order]
+    size = (b * nq, b * ns)
+    with warnings.catch_warnings():  # torch calls its CSR support beta; the products used here are tested
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        matrices = tuple(torch.sparse_csr_tensor(crow, si, v, size, check_invariants=False) for v in vals)
+        transposes = tuple(torch.sparse_csr_tensor(tcrow, tcol, v, size[::-1], check_invariants=False) for v in tvals)
+    return LocalOperator(matrices, transposes, b, nq)
+
+
+class _SparseProduct(torch.autograd.Function):
+    """``A @ x`` for a constant sparse ``A`` whose transpose is given (the backward is ``A^T @ grad``)."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, at: Tensor, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.at = at
+        return a @ x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[None, None, Tensor]:  # type: ignore[override]
+        return None, None, ctx.at @ grad
+
+
+def apply_local_operator(op: LocalOperator, h: Tensor, coef: Tensor) -> Tensor:
+    """Eq. (1) by the operator: ``h [B, N, C], coef [1 + 2d, C] -> [B, Q, C]`` (differentiable in ``h`` and
+    ``coef``); equals :func:`pairs_local_integral` on the same points up to rounding."""
+    c = h.shape[-1]
+    hf = h.reshape(-1, c)
+    coef = coef.to(h.dtype)
+    out = None
+    for m, (a, at) in enumerate(zip(op.matrices, op.transposes)):
+        term = _SparseProduct.apply(a, at, hf) * coef[m]
+        out = term if out is None else out + term
+    assert out is not None
+    return out.reshape(op.batch, op.queries, c)
 
 
 def _fft_size(n: int) -> int:

@@ -12,10 +12,12 @@ from funcgen.nets.sno_ops import knn, radius_pairs
 from funcgen.pointset import grid_coords
 
 
-def brute_integral(q, s, h, coef, r):
-    """Eq. (1) by the dense [B, Q, N] sum (the original O(N^2) definition), float64."""
+def brute_integral(q, s, h, coef, r, mask=None):
+    """Eq. (1) by the dense [B, Q, N] sum (the original O(N^2) definition), float64; ``mask [B, N]``: sources used."""
     u = (q[:, :, None] - s[:, None]) / r  # [B, Q, N, d]
     w = (1 - (u * u).sum(-1)).clamp_min(0) ** 2
+    if mask is not None:
+        w = w * mask[:, None]
     d = q.shape[-1]
     k = coef[0] + torch.einsum("bqnd,dc->bqnc", u, coef[1:1 + d]) + torch.einsum("bqnd,dc->bqnc", u * u, coef[1 + d:])
     num = torch.einsum("bqn,bqnc,bnc->bqc", w, k, h)
@@ -121,18 +123,18 @@ def test_knn_exact_and_independent_of_chunking(gen):
     assert torch.allclose(idw_interpolate(fine[:, :50], fine, h), h[:, :50], atol=1e-5)
 
 
-def make_net(gen, chunk, max_pairs):
+def make_net(gen, chunk, max_pairs, operator_pairs=2**21):
     torch.manual_seed(int(torch.randint(0, 2**31, (), generator=gen)))
     net = SparseNeuralOperator(2, 1, 1, width=8, radius=0.2, grid_size=4, depth=1, grid_depth=1, chunk=chunk,
-                               max_pairs=max_pairs).double()
+                               max_pairs=max_pairs, operator_pairs=operator_pairs).double()
     with torch.no_grad():
         net.head[-1].weight.normal_(generator=gen)
     return net
 
 
 def test_sno_chunked_equals_unchunked_and_grid_path_equals_scattered_path(gen):
-    net = make_net(gen, 10**6, 2**18)
-    small = make_net(gen, 16, 100)
+    net = make_net(gen, 10**6, 2**18)  # scattered points: the shared sparse operator
+    small = make_net(gen, 16, 100, operator_pairs=0)  # scattered points: chunked neighbour search per block
     small.load_state_dict(net.state_dict())
     t = torch.rand(2, generator=gen, dtype=torch.float64)
     coords = grid_coords((12, 10), dtype=torch.float64).expand(2, -1, -1)
@@ -151,8 +153,41 @@ def test_sno_chunked_equals_unchunked_and_grid_path_equals_scattered_path(gen):
     assert torch.allclose(small(coords, x, t), ref, rtol=1e-10, atol=1e-12)
     out = small(sc, xs, t)
     assert torch.allclose(out, ref_sc, rtol=1e-10, atol=1e-12)
-    out.sum().backward()
+    (out * xs.cos()).sum().backward()
     assert all(p.grad is not None for p in small.parameters())
+    # the operator's backward (its transpose) gives the search path's gradients
+    (net(sc, xs, t) * xs.cos()).sum().backward()
+    for (name, p), q in zip(net.named_parameters(), small.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-9, atol=1e-11), name
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_local_operator_equals_brute_force_values_and_gradients(gen, d):
+    """The sparse operator of eq. (1) (masked sources, clusters, an isolated point) gives the dense sum and its
+    gradients in h and in the kernel coefficients; over its pair budget it declines."""
+    layer = LocalIntegral(d, 3, radius=float(torch.empty(()).uniform_(0.1, 0.4, generator=gen)), chunk=11,
+                          max_pairs=50).double()
+    with torch.no_grad():
+        layer.coef.normal_(generator=gen)
+    x = scattered(2, 70, d, gen)
+    mask = torch.rand(2, 70, generator=gen) > 0.2
+    mask[:, -1] = True
+    h = torch.randn(2, 70, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(2, 70, 3, generator=gen, dtype=torch.float64)
+    op = layer.operator(x, mask)
+    assert op is not None
+    got = layer(x, x, h, mask=mask, operator=op)
+    gh, gc = torch.autograd.grad((got * weight).sum(), (h, layer.coef))
+    coef = layer.coef.detach().clone().requires_grad_(True)
+    want = brute_integral(x, x, h, coef, layer.radius, mask)
+    wh, wc = torch.autograd.grad((want * weight).sum(), (h, coef))
+    assert torch.allclose(got, want, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(gh, wh, rtol=1e-10, atol=1e-12) and torch.allclose(gc, wc, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(got, layer(x, x, h, mask=mask), rtol=1e-10, atol=1e-12)  # the search path
+    layer.operator_pairs = 10
+    assert layer.operator(x, mask) is None
+    with pytest.raises(ValueError, match="operator"):
+        layer(x[:1], x[:1], h[:1], operator=op)
 
 
 def test_sampler_chunked_equals_unchunked(gen):

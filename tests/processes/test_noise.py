@@ -9,6 +9,7 @@ from funcgen.processes.noise import (
     SpectralNoise,
     WhiteNoise,
     kernel_matrix,
+    lattice_series,
     mollified_white_noise,
 )
 
@@ -112,6 +113,23 @@ def test_spectral_noise_is_a_function_of_coords(gen):
     b = whole.sample(c, 2, torch.Generator().manual_seed(s))
     assert torch.allclose(a, b, atol=1e-5)
     assert abs(float(noise.covariance(c[0, :1], c[0, :1])) - 1.0) < 1e-6
+
+
+@pytest.mark.parametrize("d,reach", [(2, 5), (3, 3)])
+def test_lattice_series_equals_the_direct_fourier_series(gen, d, reach):
+    """The per-axis contraction evaluates the same trigonometric sum as the direct phase evaluation (float64),
+    on a random set of lattice wavenumbers, in chunks; a sign slip in either coefficient would not."""
+    box = torch.cartesian_prod(*[torch.arange(-reach, reach + 1)] * d)
+    lattice = box[torch.randperm(box.shape[0], generator=gen)[:40]]
+    base = 2 * math.pi / float(torch.empty(()).uniform_(1.0, 2.0, generator=gen))
+    x = torch.rand(3, 57, d, generator=gen, dtype=torch.float64)
+    a = torch.randn(3, 40, 2, generator=gen, dtype=torch.float64)
+    s = torch.randn(3, 40, 2, generator=gen, dtype=torch.float64)
+    phase = x @ (base * lattice.double()).T  # [3, 57, 40]
+    want = torch.einsum("bnm,bmc->bnc", phase.cos(), a) + torch.einsum("bnm,bmc->bnc", phase.sin(), s)
+    got = lattice_series(x, lattice, base, a, s, chunk_size=10)
+    assert torch.allclose(got, want, rtol=1e-11, atol=1e-11)
+    assert not torch.allclose(lattice_series(x, lattice, base, a, -s), want, atol=1e-3)
 
 
 def test_fdp_spectrum_period_changes_only_the_wrap_around(gen):
