@@ -57,10 +57,11 @@ def test_log_prob_of_gaussian_data_equals_the_closed_form(name, gen):
     ps = PointSet(pts[None].expand(B, -1, -1), shift + scale * x)
     with GaussianOracle(method, kernel):
         got = g.log_prob(ps, steps=100)
-        hutch = g.log_prob(ps, steps=100, divergence="hutchinson", probes=8, seed=1)
+        hutch = g.log_prob(ps, steps=100, divergence="hutchinson", probes=32, seed=1)
     assert got.shape == (B,)
     assert float((got - closed).abs().max()) < 0.5, (got, closed)
-    # Hutchinson: unbiased; its spread per function (measured up to 1.7 nats here) averages out over functions
+    # Hutchinson: unbiased; its spread per function (up to 1.7 nats with 8 probes, so 8 probes failed the mean
+    # bound about 1 run in 100) averages out over functions; 32 probes halve the spread
     assert abs(float((hutch - closed).mean())) < 1.0, (hutch, closed)
 
 
