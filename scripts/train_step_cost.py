@@ -71,7 +71,8 @@ def main() -> None:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         record = {"task": "train-step-cost", "metrics": metrics, "commit": commit, "torch": torch.__version__,
                   "threads": 1, "steps": ns.steps, "repeats": ns.repeats,
-                  "command": "OMP_NUM_THREADS=1 PYTHONPATH=. python scripts/train_step_cost.py " + " ".join(sys.argv[1:])}
+                  "command": "OMP_NUM_THREADS=1 PYTHONPATH=. python scripts/train_step_cost.py "
+                             + " ".join(sys.argv[1:])}
         ns.out.write_text(json.dumps(record, indent=1) + "\n")
 
 
