@@ -114,6 +114,8 @@ RENAMED: dict[str, list[str]] = {
     "configs/ablations/fdp/mnist_minsnr.yaml": [],
     # rate 1 became the default of configs/inftydiff/mnist.yaml
     "configs/ablations/inftydiff/mnist_rate1.yaml": [],
+    # the Min-SNR ablation became the default of configs/inftydiff/mnist.yaml
+    "configs/ablations/inftydiff/mnist_minsnr.yaml": [],
 }
 def _net_is(class_path: str) -> Callable[[dict[str, Any]], bool]:
     """The record's model has this backbone; a record without a stored model (cost-only tasks) ran before
@@ -167,7 +169,10 @@ CHANGED: dict[str, list[tuple[Callable[[dict[str, Any]], bool], list[str]]]] = {
         (_net_is(_PERCEIVER), ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_perceiver.yaml",
                                "configs/ablations/inftydiff/mnist_rate4.yaml"]),
         (_method_arg_is("subsample", 0.25),
-         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_rate4.yaml"])],
+         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_unweighted.yaml",
+          "configs/ablations/inftydiff/mnist_rate4.yaml"]),
+        (_method_arg_is("snr_gamma", None),
+         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_unweighted.yaml"])],
     "configs/ign/grf1d.yaml": [(_net_lacks("norm_sets", _GRID_AE),
                                 ["configs/ign/grf1d.yaml", "configs/ablations/ign/grf1d_one_stat_set.yaml"])],
     "configs/ign/mnist.yaml": [(_net_lacks("norm_sets", _GRID_AE),
