@@ -120,6 +120,17 @@ def _radius_pairs_flat(qf: Tensor, qb: Tensor, sf: Tensor, sb: Tensor, b: int, r
             q0 = q1
 
 
+def _kept_pairs(queries: Tensor, sources: Tensor, radius: float, mask: Tensor | None, chunk: int,
+                max_pairs: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """:func:`radius_pairs` without the pairs whose source ``mask [B, N]`` leaves out (all kept when None)."""
+    keep = None if mask is None else mask.reshape(-1)
+    for qi, si in radius_pairs(queries, sources, radius, chunk=chunk, max_pairs=max_pairs):
+        if keep is not None:
+            sel = keep[si]
+            qi, si = qi[sel], si[sel]
+        yield qi, si
+
+
 def pairs_local_integral(queries: Tensor, sources: Tensor, h: Tensor, coef: Tensor, radius: float, *,
                          chunk: int = 4096, max_pairs: int = 2**18, mask: Tensor | None = None) -> Tensor:
     """``sum_y w k h / sum_y w`` over the sources within ``radius`` (:mod:`funcgen.nets.sno` eq. 1).
@@ -133,11 +144,7 @@ def pairs_local_integral(queries: Tensor, sources: Tensor, h: Tensor, coef: Tens
     qf, sf, hf = queries.reshape(-1, d), sources.reshape(-1, d), h.reshape(-1, c)
     out = hf.new_zeros(b * nq, c)
     den = hf.new_zeros(b * nq)
-    keep = None if mask is None else mask.reshape(-1)
-    for qi, si in radius_pairs(queries, sources, radius, chunk=chunk, max_pairs=max_pairs):
-        if keep is not None:
-            sel = keep[si]
-            qi, si = qi[sel], si[sel]
+    for qi, si in _kept_pairs(queries, sources, radius, mask, chunk, max_pairs):
         w, basis = kernel_basis(((qf[qi] - sf[si]) / radius).to(hf.dtype))
         out.index_add_(0, qi, (w[:, None] * (basis @ coef)) * hf[si])
         den.index_add_(0, qi, w)
@@ -168,12 +175,8 @@ def local_operator(queries: Tensor, sources: Tensor, radius: float, *, dtype: to
     b, nq, d = queries.shape
     ns = sources.shape[1]
     qf, sf = queries.reshape(-1, d), sources.reshape(-1, d)
-    keep = None if mask is None else mask.reshape(-1)
     qis, sis, total = [], [], 0
-    for qi, si in radius_pairs(queries, sources, radius, chunk=chunk, max_pairs=max_pairs):
-        if keep is not None:
-            sel = keep[si]
-            qi, si = qi[sel], si[sel]
+    for qi, si in _kept_pairs(queries, sources, radius, mask, chunk, max_pairs):
         total += qi.numel()
         if budget is not None and total > budget:
             return None
@@ -218,11 +221,7 @@ def apply_local_operator(op: LocalOperator, h: Tensor, coef: Tensor) -> Tensor:
     c = h.shape[-1]
     hf = h.reshape(-1, c)
     coef = coef.to(h.dtype)
-    out = None
-    for m, (a, at) in enumerate(zip(op.matrices, op.transposes)):
-        term = _SparseProduct.apply(a, at, hf) * coef[m]
-        out = term if out is None else out + term
-    assert out is not None
+    out = sum(_SparseProduct.apply(a, at, hf) * coef[m] for m, (a, at) in enumerate(zip(op.matrices, op.transposes)))
     return out.reshape(op.batch, op.queries, c)
 
 
