@@ -18,24 +18,19 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 
 def step_seconds(config: str, steps: int, repeats: int) -> float:
-    """Median CPU seconds per optimizer step of ``config`` over ``repeats`` blocks of ``steps`` steps."""
-    import funcgen.data as data
-    from funcgen.config import build, resolve_config
-    from funcgen.methods.base import Method
+    """Median CPU seconds per optimizer step of ``config`` (built as ``funcgen fit`` builds it) over ``repeats``
+    blocks of ``steps`` steps."""
     from funcgen.pointset import PointSet
+    from funcgen.train.fit import prepare
 
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    cfg = yaml.safe_load(resolve_config(config).read_text())
-    method = build(cfg["model"]["method"], Method)
-    net = build(cfg["model"]["net"], torch.nn.Module)
-    dm = getattr(data, cfg["data"]["class_path"].rsplit(".", 1)[-1])(**cfg["data"].get("init_args", {}))
-    dm.setup("fit")
-    b = next(iter(dm.train_dataloader()))
+    run = prepare([config], seed=0, settings={"trainer.logger": False})
+    method, net = run.module.method, run.module.net
+    run.datamodule.setup("fit")
+    b = next(iter(run.datamodule.train_dataloader()))
     batch = b if isinstance(b, PointSet) else PointSet(b[0], b[1], b[2] if len(b) > 2 else None)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
 
