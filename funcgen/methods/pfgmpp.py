@@ -23,6 +23,13 @@ with ``sigma_eff = sigma`` (the paper) or, with ``variance_correction``, the tru
 deviation ``sigma sqrt(D / (D - 2))`` of the Student-t perturbation. The squared norm is the mean over
 points (a Monte Carlo estimate of the ``L^2(Omega)`` norm), so the loss does not depend on ``N``.
 
+Two options give the training weighting of :class:`funcgen.methods.FunctionalDiffusion` instead (the
+preconditioning is unchanged): ``sigma_sampling="cosine"`` draws ``sigma = tan(pi u / 2)``, ``u`` uniform
+(the noise levels of uniform times on the cosine schedule, ``alpha_t = cos(pi t / 2)``, in the variance-exploding
+form ``sigma = sigma_t / alpha_t``; ``ln sigma`` then has the hyperbolic-secant density ``sech(s) / pi``), clipped
+to ``[sigma_min, sigma_max]``; ``snr_gamma`` replaces ``lambda`` by the Min-SNR-gamma weight
+``min(SNR, gamma) / gamma`` with ``SNR = 1 / sigma^2`` (Hang et al. 2023), as FunctionalDiffusion weights its x0 loss.
+
 Sampler: the prior is the same Student-t process at ``sigma_max``; then the ODE
 ``dx/dsigma = (x - D_theta(x, sigma)) / sigma`` (:func:`funcgen.samplers.sigma_ode`, Heun or Euler on
 the rho-schedule). No Gaussian churn (it is inconsistent with the t-kernel); ``inject_alpha > 0``
@@ -40,7 +47,7 @@ from torch import Tensor, nn
 from ..pointset import PointSet
 from ..processes.noise import FunctionNoise, StudentTProcess, WhiteNoise
 from ..processes.schedules import karras_sigmas
-from ..rng import randn
+from ..rng import rand, randn
 from ..samplers import Callback, DenoiserGuide, GaussianPath, ModelFn, sigma_ode, sigma_ode_nfe
 from .base import Method, bind_mask, masked_mean
 
@@ -65,12 +72,17 @@ class PFGMPP(Method):
         variance_correction: scale the input by the Student-t process's true per-point variance
             ``sigma^2 D / (D - 2)`` (c_in) instead of ``sigma^2`` (no effect for ``D = inf``).
         inject_alpha: per-step noise injection ``x += alpha sigma eps`` while sampling (0 = off).
+        sigma_sampling: training noise levels, ``lognormal`` (EDM: ``ln sigma ~ N(p_mean, p_std^2)``) or
+            ``cosine`` (``sigma = tan(pi u / 2)``, ``u`` uniform on ``[sigma_min, sigma_max]``'s range).
+        snr_gamma: Min-SNR-gamma weight ``min(sigma^-2, gamma) / gamma`` of the x0 error instead of EDM's
+            ``lambda(sigma)`` (None: ``lambda``).
     """
 
     def __init__(self, noise: FunctionNoise | None = None, D: float = 128.0, sigma_data: float = 0.5,
                  sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, p_mean: float = -1.2,
                  p_std: float = 1.2, steps: int = 18, solver: Literal["heun", "euler"] = "heun",
-                 variance_correction: bool = False, inject_alpha: float = 0.0) -> None:
+                 variance_correction: bool = False, inject_alpha: float = 0.0,
+                 sigma_sampling: Literal["lognormal", "cosine"] = "lognormal", snr_gamma: float | None = None) -> None:
         if not D > 0:
             raise ValueError(f"D must be positive (float('inf') for Gaussian diffusion); got {D}")
         if not 0 < sigma_min < sigma_max or sigma_data <= 0 or p_std <= 0:
@@ -79,6 +91,9 @@ class PFGMPP(Method):
         if steps < 1 or solver not in ("heun", "euler") or inject_alpha < 0:
             raise ValueError(f"need steps >= 1, solver heun|euler, inject_alpha >= 0; got {steps}, {solver!r}, "
                              f"{inject_alpha}")
+        if sigma_sampling not in ("lognormal", "cosine") or (snr_gamma is not None and not snr_gamma > 0):
+            raise ValueError(f"need sigma_sampling lognormal|cosine and snr_gamma > 0 or None; got {sigma_sampling!r}, "
+                             f"{snr_gamma}")
         self.noise = noise if noise is not None else WhiteNoise()
         self.D = float(D)
         self.perturbation = StudentTProcess(self.noise, self.D)
@@ -86,6 +101,7 @@ class PFGMPP(Method):
         self.rho, self.p_mean, self.p_std = float(rho), float(p_mean), float(p_std)
         self.steps, self.solver = int(steps), solver
         self.variance_correction, self.inject_alpha = bool(variance_correction), float(inject_alpha)
+        self.sigma_sampling, self.snr_gamma = sigma_sampling, None if snr_gamma is None else float(snr_gamma)
 
     # ----------------------------------------------------------------- preconditioning
     def denoise(self, net: nn.Module, coords: Tensor, x: Tensor, sigma: Tensor) -> Tensor:
@@ -106,14 +122,28 @@ class PFGMPP(Method):
         return y + sigma.to(y.dtype).reshape(-1, 1, 1) * n
 
     # ----------------------------------------------------------------- training
+    def training_sigmas(self, batch_size: int, generator: torch.Generator | None = None,
+                        device: torch.device | str | None = None) -> Tensor:
+        """Training noise levels ``[batch_size]`` (float32) drawn by ``sigma_sampling`` (module docstring)."""
+        if self.sigma_sampling == "lognormal":
+            z = randn((batch_size,), generator, device=device, dtype=torch.float32)
+            return (self.p_mean + self.p_std * z).exp()
+        lo, hi = (2.0 / math.pi * math.atan(s) for s in (self.sigma_min, self.sigma_max))
+        u = lo + (hi - lo) * rand((batch_size,), generator, device=device, dtype=torch.float32)
+        return torch.tan(0.5 * math.pi * u)
+
+    def loss_weight(self, sigma: Tensor) -> Tensor:
+        """Weight ``[B]`` of each function's x0 error: EDM's ``lambda(sigma)`` or the Min-SNR-gamma weight."""
+        if self.snr_gamma is None:
+            return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
+        return sigma.pow(-2).clamp(max=self.snr_gamma) / self.snr_gamma
+
     def loss(self, net: nn.Module, batch: PointSet,
              generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         y, coords = batch.values, batch.coords
-        b = batch.batch_size
-        z = randn((b,), generator, device=y.device, dtype=torch.float32)
-        sigma = (self.p_mean + self.p_std * z).exp().to(y.dtype)
+        sigma = self.training_sigmas(batch.batch_size, generator, y.device).to(y.dtype)
         x = self.perturb(y, coords, sigma, generator)
-        weight = (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
+        weight = self.loss_weight(sigma)
         err = masked_mean((self.denoise(bind_mask(net, batch.mask), coords, x, sigma) - y) ** 2, batch.mask)  # [B]
         return (weight * err).mean(), {"x0_mse": err.mean().detach()}
 

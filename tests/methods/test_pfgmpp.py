@@ -351,3 +351,49 @@ def test_noise_injection_adds_the_closed_form_variance(dof, alpha, gen):
     x = method.sample(_Zero(), coords, 1, generator=gen)
     m2 = (x**2).mean(dim=(1, 2))  # per function (its points share the prior's w)
     assert abs(float(m2.mean()) - want) < 5 * float(m2.std()) / math.sqrt(b), (float(m2.mean()), want)
+
+
+def test_cosine_sigma_sampling_has_the_law_of_uniform_times_on_the_cosine_schedule(gen):
+    """``sigma_sampling="cosine"`` draws the variance-exploding noise levels ``sigma_t / alpha_t`` of uniform times on
+    FunctionalDiffusion's cosine schedule (the schedule's own alpha/sigma, not the tangent formula), restricted to
+    ``[sigma_min, sigma_max]``; a lognormal draw (the EDM default) fails the same two-sample test."""
+    from funcgen.processes.schedules import CosineSchedule
+
+    method = PFGMPP(sigma_min=0.1, sigma_max=50.0, sigma_sampling="cosine")
+    got = method.training_sigmas(20000, gen).double()
+    assert float(got.min()) >= 0.1 * (1 - 1e-5) and float(got.max()) <= 50.0 * (1 + 1e-5)
+    sched = CosineSchedule()
+    t = torch.rand(200000, generator=gen, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
+    ref = sched.sigma(t) / sched.alpha(t)
+    ref = ref[(ref >= 0.1) & (ref <= 50.0)]
+    assert stats.ks_2samp(got.numpy(), ref.numpy()).pvalue > 1e-4
+    edm = PFGMPP().training_sigmas(20000, gen).double()
+    assert stats.ks_2samp(edm.numpy(), ref.numpy()).pvalue < 1e-10
+
+
+@pytest.mark.parametrize("D", [8.0, math.inf])
+def test_min_snr_weight_replaces_edm_lambda_in_the_loss(D, gen):
+    """With ``snr_gamma`` each function's x0 error is weighted by ``min(1 / sigma^2, gamma) / gamma``, recomputed here
+    from the same draws (the sigmas, then the perturbation) and the EDM denoiser; EDM's lambda gives another value."""
+    seed = int(torch.randint(0, 2**31 - 1, (), generator=gen))
+    b, n, gamma = 64, 7, 5.0
+    coords, y = torch.rand(b, n, 1, generator=gen), torch.randn(b, n, 1, generator=gen)
+    net = LinearNet()
+    method = PFGMPP(WhiteNoise(), D=D, sigma_sampling="cosine", snr_gamma=gamma)
+    got, _ = method.loss(net, PointSet(coords, y), torch.Generator().manual_seed(seed))
+
+    g = torch.Generator().manual_seed(seed)
+    sigma = method.training_sigmas(b, g)
+    x = method.perturb(y, coords, sigma, g)
+    err = ((method.denoise(net, coords, x, sigma) - y) ** 2).mean(dim=(1, 2))
+    w = torch.where(sigma**2 < 1 / gamma, torch.full_like(sigma, gamma), 1 / sigma**2) / gamma
+    torch.testing.assert_close(got, (w * err).mean(), rtol=1e-6, atol=1e-7)  # same draws; float rounding only
+    lam = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
+    assert not torch.allclose(got, (lam * err).mean(), rtol=1e-2)
+
+
+def test_sigma_sampling_and_snr_gamma_reject_bad_values():
+    with pytest.raises(ValueError, match="sigma_sampling"):
+        PFGMPP(sigma_sampling="uniform")
+    with pytest.raises(ValueError, match="snr_gamma"):
+        PFGMPP(snr_gamma=0.0)
