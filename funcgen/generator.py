@@ -8,6 +8,7 @@ any query coordinates.
 
 from __future__ import annotations
 
+import inspect
 import json
 import numbers
 from pathlib import Path
@@ -199,12 +200,12 @@ class FunctionGenerator:
                batch_size: int = 64, denormalize: bool = True, progress: bool = False,
                check_domain: bool = True, decode: bool = True, refine: int = 0, observed: PointSet | None = None,
                obs_std: float = 0.0, guidance: Guidance = "auto", moment_samples: int = 1024,
-               observe: Literal["points", "cells"] = "points") -> PointSet:
+               observe: Literal["points", "cells"] = "points", resample: int = 1) -> PointSet:
         """Draw ``num`` functions on a grid of ``resolution`` cells per axis, or at ``coords``.
 
         With ``observed`` (a PointSet of ``B`` functions in data units) this is conditional sampling: ``num``
         functions PER observed function, see :meth:`sample_conditional` (``obs_std``, ``guidance``,
-        ``moment_samples``, ``observe``).
+        ``moment_samples``, ``observe``, ``resample``).
 
         Memory stays bounded for very large point sets: each sampler call gets at most
         ``max(N, 2**21)`` points in all (fewer functions at once when ``N`` is large), and the
@@ -236,7 +237,11 @@ class FunctionGenerator:
             return self.sample_conditional(observed, num, resolution, coords=coords, seed=seed, steps=steps,
                                            obs_std=obs_std, guidance=guidance, batch_size=batch_size,
                                            denormalize=denormalize, progress=progress, check_domain=check_domain,
-                                           decode=decode, moment_samples=moment_samples, observe=observe)
+                                           decode=decode, moment_samples=moment_samples, observe=observe,
+                                           resample=resample)
+        if resample != 1:
+            raise ValueError(f"resample={resample!r} repeats the steps of conditional sampling; pass observed=, or "
+                             "leave resample at 1 for unconditional samples")
         self._check_sample_args(num, resolution, coords, seed, steps, batch_size, check_domain)
         param = next(self.net.parameters())
         device = param.device
@@ -323,7 +328,7 @@ class FunctionGenerator:
                            obs_std: float = 0.0, guidance: Guidance = "auto", batch_size: int = 64,
                            denormalize: bool = True, progress: bool = False, check_domain: bool = True,
                            decode: bool = True, moment_samples: int = 1024,
-                           observe: Literal["points", "cells"] = "points") -> PointSet:
+                           observe: Literal["points", "cells"] = "points", resample: int = 1) -> PointSet:
         """Draw ``num`` functions per observed function that agree with the observations (posterior sampling).
 
         ``observed`` holds ``B`` functions in data units, each at its own points ``coords [B, M, d]`` (anywhere in
@@ -364,6 +369,10 @@ class FunctionGenerator:
                 image) and each value is the function's AVERAGE over its cell, taken over the query points
                 inside it (:func:`funcgen.pointset.cell_average_matrix`): super-resolution of a low-resolution
                 image whose pixels are area averages. ``moment`` / ``error`` guidance only; no mask.
+            resample: repeats of each sampler step, the state carried back to the step's start between
+                repeats by the path's forward transition (RePaint resampling, :func:`funcgen.samplers.ddim`;
+                ``resample`` times the cost of the conditional draws, not of the covariance estimate); for
+                methods whose sampler takes it (functional diffusion, infty-Diff, MDF with ``solver="ddim"``).
             other arguments: as :meth:`sample`.
 
         Returns:
@@ -393,6 +402,11 @@ class FunctionGenerator:
         if observe == "cells" and observed.mask is not None:
             raise ValueError("observe='cells' takes a full coarse grid (one value per cell), not a mask")
         method = self.method
+        if not isinstance(resample, int) or isinstance(resample, bool) or resample < 1:
+            raise ValueError(f"resample must be an integer >= 1; got {resample!r}")
+        if resample != 1 and "resample" not in inspect.signature(method.sample).parameters:
+            raise ValueError(f"resample={resample} needs a sampler that repeats steps; {type(method).__name__}'s takes "
+                             "none (functional diffusion, infty-Diff and MDF do); use resample=1")
         if not isinstance(method, (SupportsGaussianPath, SupportsProjection)):
             raise TypeError(f"{type(method).__name__} offers no conditional sampling: it needs a diffusion-type "
                             "method (funcgen.methods.SupportsGaussianPath: functional diffusion, infty-Diff, PFGM++, "
@@ -433,7 +447,7 @@ class FunctionGenerator:
                 coords_b = union.unsqueeze(0).expand(b, -1, -1)
                 obs = (Observation(index.unsqueeze(0).expand(b, -1), vals, variance) if operator is None
                        else LinearObservation(operator, vals, variance))
-                x = self._conditional_batch(coords_b, obs, oc, gen, steps, guidance, progress, data_cov)
+                x = self._conditional_batch(coords_b, obs, oc, gen, steps, guidance, progress, data_cov, resample)
                 outs.append(x[:, :nq])
         values = torch.cat(outs)
         if decode:
@@ -505,16 +519,19 @@ class FunctionGenerator:
 
     def _conditional_batch(self, coords: Tensor, obs: Observation, obs_coords: Tensor, gen: torch.Generator,
                            steps: int | None, guidance: str, progress: bool,
-                           data_cov: Tensor | Callable[[float], Tensor] | None = None) -> Tensor:
+                           data_cov: Tensor | Callable[[float], Tensor] | None = None, resample: int = 1) -> Tensor:
         """One sampler call on the union points ``coords`` ``[b, N, d]`` conditioned on ``obs`` (``data_cov``: the
-        model covariance there for ``moment`` guidance, ``t -> Sigma_t`` for ``error``)."""
+        model covariance there for ``moment`` guidance, ``t -> Sigma_t`` for ``error``; ``resample``: repeats of
+        each step, passed to samplers that take it)."""
         method, c = self.method, self.channels
         if isinstance(method, SupportsGaussianPath):
             path = method.gaussian_path()
+            extra = {"resample": resample} if resample != 1 else {}
             if guidance == "replace":
                 oc = obs_coords.unsqueeze(0).expand(coords.shape[0], -1, -1)
                 cb = replacement_callback(path, obs, lambda: path.noise.sample(oc, c, gen))
-                return method.sample(self.net, coords, c, generator=gen, steps=steps, progress=progress, callback=cb)
+                return method.sample(self.net, coords, c, generator=gen, steps=steps, progress=progress, callback=cb,
+                                     **extra)
             cov = path.noise.covariance(coords[0], coords[0])
             if guidance == "error" and callable(data_cov):
                 guide = covariance_guide(path, data_cov, obs)
@@ -522,7 +539,8 @@ class FunctionGenerator:
                 guide = moment_guide(path, cov, data_cov, obs)
             else:
                 guide = tweedie_guide(path, cov.unsqueeze(0), obs)
-            return method.sample(self.net, coords, c, generator=gen, steps=steps, progress=progress, guide=guide)
+            return method.sample(self.net, coords, c, generator=gen, steps=steps, progress=progress, guide=guide,
+                                 **extra)
         mask = torch.zeros(coords.shape[:2], dtype=torch.bool, device=coords.device)
         mask.scatter_(1, obs.index, True)
         values = obs.scatter(torch.zeros(*coords.shape[:2], c, dtype=coords.dtype, device=coords.device), obs.values)

@@ -152,7 +152,7 @@ def mnist_observed(truth: torch.Tensor, task: str) -> PointSet:
 
 def mnist_completion(gen: FunctionGenerator, seed: int, task: str, num: int = 500, guidance: str = "auto",
                      steps: int | None = None, batch_size: int = 64,
-                     moment_samples: int = 1024) -> tuple[dict, dict, float]:
+                     moment_samples: int = 1024, resample: int = 1) -> tuple[dict, dict, float]:
     from funcgen.data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
     from funcgen.metrics import feature_frechet_distance, get_lenet, lenet_features
     from funcgen.metrics.lenet import lenet_accuracy
@@ -169,7 +169,7 @@ def mnist_completion(gen: FunctionGenerator, seed: int, task: str, num: int = 50
     # super-resolution: each 7x7 pixel is the average of its 4x4 cell, and is conditioned on as one
     # (observe="cells"); inpainting observes point values
     ps = gen.sample(1, 28, observed=observed, seed=seed, guidance=guidance, steps=steps, batch_size=batch_size,
-                    progress=True, moment_samples=moment_samples,
+                    progress=True, moment_samples=moment_samples, resample=resample,
                     observe="points" if task == "mnist-inpaint" else "cells")
     seconds = time.time() - t0
     completions = pointset_to_grid(ps.values, (28, 28))[:, 0].clamp(0, 1)
@@ -204,6 +204,7 @@ def main() -> None:
                    help="grf1d-regression: also report exact GP regression with the model's covariance estimated "
                         "from this many unconditional samples (model_gp_*: the model's error without the "
                         "conditional sampler's; 0: skip)")
+    p.add_argument("--resample", type=int, default=1, help="mnist tasks: repeats of each sampler step (RePaint)")
     p.add_argument("--draws", type=int, default=3, help="grf1d-regression: GP draws per M")
     p.add_argument("--ms", type=int, nargs="+", default=[4, 8, 16], help="grf1d-regression: observation counts M")
     p.add_argument("--divergence", default="auto", choices=["auto", "exact", "hutchinson"])
@@ -220,7 +221,7 @@ def main() -> None:
         opts.update(steps=ns.steps or 100, divergence=ns.divergence, points=tuple(ns.points))
         metrics, reference, seconds = grf1d_likelihood(gen, ns.seed, **opts)
     else:
-        opts.update(guidance=ns.guidance, steps=ns.steps, moment_samples=ns.moment_samples)
+        opts.update(guidance=ns.guidance, steps=ns.steps, moment_samples=ns.moment_samples, resample=ns.resample)
         metrics, reference, seconds = mnist_completion(gen, ns.seed, ns.task, **opts)
     record = {"task": ns.task, "method": ns.method, "seed": ns.seed, "ckpt": ns.ckpt, "model": gen.config(),
               "metrics": metrics, "reference": reference, "eval_options": opts,

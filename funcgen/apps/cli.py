@@ -120,9 +120,12 @@ def _cmd_sample(ns: argparse.Namespace) -> int:
                              f"[B, N, {gen.dim}] for this {gen.dim}-d model")
         query = torch.from_numpy(q)
     observed = None if ns.observed is None else _load_pointset(ns.observed)
+    if observed is None and ns.resample != 1:
+        raise ValueError("--resample repeats the steps of conditional sampling: give --observed, or drop --resample")
     if observed is not None:
         ps = gen.sample(ns.num, res, coords=query, observed=observed, obs_std=ns.obs_std, seed=ns.seed,
-                        steps=ns.steps, progress=True, denormalize=False, observe=ns.observe)
+                        steps=ns.steps, progress=True, denormalize=False, observe=ns.observe,
+                        resample=ns.resample)
     elif query is not None:
         q = query if query.ndim == 3 else query[None].expand(ns.num, -1, -1)
         ps = gen.sample(coords=q, seed=ns.seed, steps=ns.steps, progress=True, denormalize=False)
@@ -291,6 +294,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="points: observed values are the function at the observed points; cells: the observed "
                         "points are a coarse grid's cell centres and each value is the function's average over "
                         "its cell (super-resolution of an area-averaged image)")
+    s.add_argument("--resample", type=int, default=1,
+                   help="with --observed: repeat each sampler step this many times, the state carried back between "
+                        "repeats (RePaint resampling; functional diffusion, infty-Diff, MDF); default 1")
     s.add_argument("--num", type=int, default=16, help="number of functions")
     s.add_argument("--out", default="samples", help="output folder (samples.npz, samples.png, summary.html)")
     s.add_argument("--seed", type=int, default=0)

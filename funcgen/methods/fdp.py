@@ -193,16 +193,21 @@ class FunctionalDiffusion(Method):
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,
                progress: bool = False, callback: Callback | None = None,
-               guide: DenoiserGuide | None = None) -> Tensor:
+               guide: DenoiserGuide | None = None, resample: int = 1) -> Tensor:
         """Draw ``[B, N, channels]`` at ``coords`` ``[B, N, d]``; ``guide`` turns the denoiser into a conditional
         one (posterior sampling, :mod:`funcgen.samplers.guidance`: Tweedie-moment guidance, chosen for the
-        measured exactness on Gaussian data, docs/conditioning.md)."""
+        measured exactness on Gaussian data, docs/conditioning.md); ``resample > 1`` repeats each DDIM step with
+        the state carried back between repeats (RePaint resampling, :func:`funcgen.samplers.ddim`; not with
+        ``solver="dpm2m"``)."""
         ts = time_grid(self.resolve_steps(steps))
         x = self.noise.sample(coords, channels, generator)
         denoise = self.denoiser(net, coords, generator)
         if guide is not None:
             denoise = guide(denoise)
         if self.solver == "dpm2m":
+            if resample != 1:
+                raise ValueError(f"resample={resample!r} repeats DDIM steps; solver='dpm2m' is multistep and takes "
+                                 "none (use solver='ddim')")
             return dpm_solver_2m(denoise, self.schedule, x, ts, callback=callback, progress=progress)
         return ddim(denoise, self.schedule, x, ts, eta=self.eta, callback=callback, progress=progress,
-                    noise=lambda: self.noise.sample(coords, channels, generator))
+                    noise=lambda: self.noise.sample(coords, channels, generator), resample=resample)

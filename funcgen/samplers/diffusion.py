@@ -17,6 +17,16 @@ exponential integrator of the same ODE: in ``lambda = log(alpha / sigma)``,
 
 with ``D = x0_hat`` (the DDIM step) where no finite previous step exists. A step to ``s = 0`` returns
 ``x0_hat``.
+
+**Resampling** (RePaint, Lugmayr et al. 2022, Alg. 1 with jump length 1): with ``resample = r > 1`` each step
+``t -> s`` is taken ``r`` times, the state carried back from ``s`` to ``t`` between repeats by the forward
+transition of the path,
+
+    x_t = (alpha_t / alpha_s) x_s + sqrt(sigma_t^2 - (alpha_t / alpha_s)^2 sigma_s^2) xi',
+
+``xi'`` a fresh draw of the noise (the exact transition ``q(x_t | x_s)`` for this noise). With the exact denoiser
+a repeat leaves the marginal at ``t`` unchanged; with a conditional denoiser it lets the unobserved part of the
+state catch up with what the observations imposed on the last step.
 """
 
 from __future__ import annotations
@@ -40,7 +50,8 @@ def time_grid(steps: int, t_start: float = 1.0) -> Tensor:
 
 
 def ddim(denoise: ModelFn, schedule: VPSchedule, x: Tensor, ts: Tensor, *, eta: float = 0.0,
-         noise: NoiseFn | None = None, callback: Callback | None = None, progress: bool = False) -> Tensor:
+         noise: NoiseFn | None = None, callback: Callback | None = None, progress: bool = False,
+         resample: int = 1) -> Tensor:
     """DDIM / ancestral sampling from the state ``x`` ``[B, N, c]`` at ``ts[0]`` down the grid ``ts`` ``[K + 1]``.
 
     Args:
@@ -50,24 +61,33 @@ def ddim(denoise: ModelFn, schedule: VPSchedule, x: Tensor, ts: Tensor, *, eta: 
         ts: decreasing times; a final 0 returns the last ``x0_hat``.
         eta: 0 (probability-flow ODE) to 1 (ancestral); ``noise`` is required when ``eta > 0``.
         noise: draws a fresh function-space noise sample shaped like ``x``.
-        callback: ``callback(i, t, x, x0_hat)`` after each step (:mod:`funcgen.samplers.base`).
+        callback: ``callback(i, t, x, x0_hat)`` after each step (:mod:`funcgen.samplers.base`), after its
+            last repeat.
+        resample: repeats of each step (module docstring; 1 = none); ``noise`` is required when ``> 1``.
     """
     if not 0.0 <= eta <= 1.0 or (eta > 0 and noise is None):
         raise ValueError(f"need 0 <= eta <= 1, and a noise sampler when eta > 0; got eta={eta}")
+    if not isinstance(resample, int) or resample < 1 or (resample > 1 and noise is None):
+        raise ValueError(f"resample must be an integer >= 1, with a noise sampler when > 1; got {resample!r}")
     levels = decreasing_levels(ts, "the time grid")
     for i in steps_of(len(levels) - 1, progress):
         t, s = levels[i], levels[i + 1]
-        x0 = denoise(x, t)
         if s <= 0:
-            x = x0
-        else:
-            a_t, s_t = float(schedule.alpha(ts[i])), float(schedule.sigma(ts[i]))
-            a_s, s_s = float(schedule.alpha(ts[i + 1])), float(schedule.sigma(ts[i + 1]))
+            x0 = denoise(x, t)
+            x = apply_callback(callback, i, s, x0, x0)
+            continue
+        a_t, s_t = float(schedule.alpha(ts[i])), float(schedule.sigma(ts[i]))
+        a_s, s_s = float(schedule.alpha(ts[i + 1])), float(schedule.sigma(ts[i + 1]))
+        c = eta * ((s_s**2 / s_t**2) * (1.0 - (a_t / a_s) ** 2)) ** 0.5
+        for rep in range(resample):
+            if rep > 0:  # back from s to t by the forward transition q(x_t | x_s)
+                q = a_t / a_s
+                x = q * x + max(s_t**2 - q * q * s_s**2, 0.0) ** 0.5 * noise()  # type: ignore[misc]
+            x0 = denoise(x, t)
             eps = (x - a_t * x0) / s_t
-            c = eta * ((s_s**2 / s_t**2) * (1.0 - (a_t / a_s) ** 2)) ** 0.5
             x = a_s * x0 + max(s_s**2 - c**2, 0.0) ** 0.5 * eps
             if c > 0:
-                x = x + c * noise()
+                x = x + c * noise()  # type: ignore[misc]
         x = apply_callback(callback, i, s, x, x0)
     return x
 

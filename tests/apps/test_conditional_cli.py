@@ -30,6 +30,11 @@ def test_sample_observed_and_coords_and_logprob(tmp_path, capsys):
                  str(tmp_path / "q.npy"), "--num", "3", "--out", str(tmp_path / "out"), "--steps", "2"]) == 0
     with np.load(tmp_path / "out" / "samples.npz") as f:
         assert f["values"].shape == (3, 10, 1) and f["coords"].shape == (3, 10, 1)
+    assert main(["sample", "--ckpt", str(ckpt), "--observed", str(tmp_path / "obs.npz"), "--coords",
+                 str(tmp_path / "q.npy"), "--num", "2", "--out", str(tmp_path / "out2"), "--steps", "2",
+                 "--resample", "2"]) == 0
+    assert main(["sample", "--ckpt", str(ckpt), "--num", "2", "--out", str(tmp_path / "out3"), "--resample", "2"]) == 2
+    assert "--observed" in capsys.readouterr().err
     np.savez(tmp_path / "x.npz", coords=np.random.rand(2, 4, 1).astype(np.float32),
              values=np.random.randn(2, 4, 1).astype(np.float32))
     assert main(["logprob", "--ckpt", str(ckpt), "--data", str(tmp_path / "x.npz"), "--steps", "3",

@@ -360,3 +360,30 @@ def test_cell_observations_of_several_functions_keep_their_own_averages():
             3, -1, -1), y), observe="cells", seed=4, batch_size=4, moment_samples=200)
     got = torch.einsum("mn,bn->bm", a, ps.values[..., 0].double())
     assert torch.allclose(got, y[:, :, 0].repeat_interleave(2, dim=0), atol=1e-6)
+
+
+def test_resampled_ddim_with_the_exact_denoiser_samples_the_gp_posterior(gen):
+    """RePaint resampling (each DDIM step repeated 3 times, the state carried back by the forward transition) keeps
+    the exact posterior of the exact denoiser's error guidance: same problem and bars as the guidance test above."""
+    query, obs, y, k = problem(torch.Generator().manual_seed(0))
+    mean, cov = gp_posterior(k, torch.arange(16, 19), torch.arange(16), y)
+    method = make("fdp-ddim")
+    with GaussianOracle(method, kernel):
+        ps = generator(method).sample(S, coords=query, observed=PointSet(obs[None], y[None]), seed=1, batch_size=S,
+                                      guidance="error", moment_samples=20000, resample=3)
+    cov_z, mean_z = z_scores(ps.values[..., 0].double(), mean[:, 0], cov, gen)
+    assert cov_z < 2.0 and mean_z < 1.0, (cov_z, mean_z)
+
+
+def test_resample_is_refused_where_no_sampler_repeats_steps(gen):
+    query, obs, y, _ = problem(gen)
+    observed = PointSet(obs[None], y[None])
+    for method in (make("fdp"), make("pfgmpp")):  # the multistep dpm2m solver; PFGM++'s sigma ODE
+        with GaussianOracle(method, kernel), pytest.raises(ValueError, match="resample"):
+            generator(method).sample(2, coords=query, observed=observed, guidance="error", moment_samples=4,
+                                     resample=2)
+    g = generator(make("fdp-ddim"))
+    with pytest.raises(ValueError, match="resample"):
+        g.sample(2, coords=query, resample=2)  # unconditional
+    with pytest.raises(ValueError, match="resample"):
+        g.sample(2, coords=query, observed=observed, resample=0)
