@@ -205,6 +205,8 @@ def main() -> None:
                         "from this many unconditional samples (model_gp_*: the model's error without the "
                         "conditional sampler's; 0: skip)")
     p.add_argument("--resample", type=int, default=1, help="mnist tasks: repeats of each sampler step (RePaint)")
+    p.add_argument("--method-arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a method constructor argument for sampling, e.g. eta=1.0 (repeatable)")
     p.add_argument("--draws", type=int, default=3, help="grf1d-regression: GP draws per M")
     p.add_argument("--ms", type=int, nargs="+", default=[4, 8, 16], help="grf1d-regression: observation counts M")
     p.add_argument("--divergence", default="auto", choices=["auto", "exact", "hutchinson"])
@@ -213,6 +215,9 @@ def main() -> None:
     ns = p.parse_args()
     torch.set_num_threads(1)
     gen = load(ns.ckpt)
+    overrides = {k: json.loads(v) for k, v in (a.split("=", 1) for a in ns.method_arg)}
+    if overrides:
+        gen = gen.with_method_args(**overrides)
     opts: dict = {"num": ns.num}
     if ns.task == "grf1d-regression":
         opts.update(draws=ns.draws, guidance=ns.guidance, steps=ns.steps, model_cov=ns.model_cov, ms=tuple(ns.ms))
@@ -224,7 +229,7 @@ def main() -> None:
         opts.update(guidance=ns.guidance, steps=ns.steps, moment_samples=ns.moment_samples, resample=ns.resample)
         metrics, reference, seconds = mnist_completion(gen, ns.seed, ns.task, **opts)
     record = {"task": ns.task, "method": ns.method, "seed": ns.seed, "ckpt": ns.ckpt, "model": gen.config(),
-              "metrics": metrics, "reference": reference, "eval_options": opts,
+              "metrics": metrics, "reference": reference, "eval_options": {**opts, "method_args": overrides},
               "sample_seconds": round(seconds, 1),
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
               "torch": torch.__version__, "commit": _commit(),
