@@ -15,6 +15,7 @@ from the records: ``scripts/leaderboard.py``. Quick smoke records (``"quick": tr
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -231,7 +232,7 @@ def pivot(records: list[dict]) -> list[str]:
 #: conditional_bench.py's eval_options -> its flags
 _COND_FLAGS = {"num": "--num", "guidance": "--guidance", "steps": "--steps", "moment_samples": "--moment-samples",
                "draws": "--draws", "ms": "--ms", "divergence": "--divergence", "points": "--points",
-               "model_cov": "--model-cov"}
+               "model_cov": "--model-cov", "resample": "--resample"}
 
 
 def conditioning(records: list[dict]) -> list[str]:
@@ -248,7 +249,9 @@ def conditioning(records: list[dict]) -> list[str]:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in r["metrics"].items() if isinstance(v, (int, float)))
         flags = []
         for k, v in (r.get("eval_options") or {}).items():
-            if k in _COND_FLAGS and v is not None:
+            if k == "method_args":
+                flags += [f"--method-arg {a}={json.dumps(b)}" for a, b in (v or {}).items()]
+            elif k in _COND_FLAGS and v is not None and not (k == "resample" and v == 1):
                 flags.append(f"{_COND_FLAGS[k]} {' '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}")
         cmd = (f"python scripts/conditional_bench.py {r['task']} --ckpt {Path(str(r.get('ckpt', 'MODEL'))).name} "
                f"--method {r['method']} --seed {r.get('seed', 0)} {' '.join(flags)}").strip()
