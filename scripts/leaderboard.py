@@ -116,6 +116,10 @@ RENAMED: dict[str, list[str]] = {
     "configs/ablations/inftydiff/mnist_rate1.yaml": [],
     # the Min-SNR ablation became the default of configs/inftydiff/mnist.yaml
     "configs/ablations/inftydiff/mnist_minsnr.yaml": [],
+    # the half-pixel mollifier became the default of configs/inftydiff/mnist.yaml
+    "configs/ablations/inftydiff/mnist_width05.yaml": [],
+    # FDP's training weighting became the default of configs/pfgmpp/mnist.yaml
+    "configs/ablations/pfgmpp/mnist_minsnr.yaml": [],
 }
 def _net_is(class_path: str) -> Callable[[dict[str, Any]], bool]:
     """The record's model has this backbone; a record without a stored model (cost-only tasks) ran before
@@ -163,16 +167,21 @@ CHANGED: dict[str, list[tuple[Callable[[dict[str, Any]], bool], list[str]]]] = {
                                "configs/ablations/inftydiff/grf2d_eps.yaml"]),
         (_method_arg_is("prediction", None),
          ["configs/inftydiff/grf2d.yaml", "configs/ablations/inftydiff/grf2d_eps.yaml"])],
-    "configs/pfgmpp/mnist.yaml": [(_net_is(_PERCEIVER),
-                                   ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_perceiver.yaml"])],
+    "configs/pfgmpp/mnist.yaml": [
+        (_net_is(_PERCEIVER), ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_perceiver.yaml"]),
+        (_method_arg_is("snr_gamma", None),
+         ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_edm_weighting.yaml"])],
     "configs/inftydiff/mnist.yaml": [
         (_net_is(_PERCEIVER), ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_perceiver.yaml",
                                "configs/ablations/inftydiff/mnist_rate4.yaml"]),
         (_method_arg_is("subsample", 0.25),
          ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_unweighted.yaml",
-          "configs/ablations/inftydiff/mnist_rate4.yaml"]),
+          "configs/ablations/inftydiff/mnist_rate4.yaml", "configs/ablations/inftydiff/mnist_width1px.yaml"]),
         (_method_arg_is("snr_gamma", None),
-         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_unweighted.yaml"])],
+         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_unweighted.yaml",
+          "configs/ablations/inftydiff/mnist_width1px.yaml"]),
+        (_method_arg_is("width", 1.0 / 28.0),
+         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_width1px.yaml"])],
     "configs/ign/grf1d.yaml": [(_net_lacks("norm_sets", _GRID_AE),
                                 ["configs/ign/grf1d.yaml", "configs/ablations/ign/grf1d_one_stat_set.yaml"])],
     "configs/ign/mnist.yaml": [(_net_lacks("norm_sets", _GRID_AE),
