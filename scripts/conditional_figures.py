@@ -54,10 +54,13 @@ def grf1d_figure(ckpt: str, num: int, seed: int, ms: tuple[int, ...]) -> np.ndar
     return _stack(panels)
 
 
-def mnist_figure(ckpt: str, digits: int, samples: int, seed: int, moment_samples: int) -> np.ndarray:
+def mnist_figure(ckpt: str, digits: int, samples: int, seed: int, moment_samples: int, resample: int = 1,
+                 eta: float | None = None) -> np.ndarray:
     from funcgen.data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
 
     gen = load(ckpt)
+    if eta is not None:
+        gen = gen.with_method_args(eta=eta)
     images = torch.from_numpy(load_mnist_idx(resolve_data_root(None))[0][NUM_TRAIN_PROTOCOL:]).float() / 255.0
     truth = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:digits]]
     full = grid_to_pointset(truth[:, None])  # [D, 784, .]
@@ -68,11 +71,12 @@ def mnist_figure(ckpt: str, digits: int, samples: int, seed: int, moment_samples
                                 ("mnist-superres", "4x super-resolution from 7x7 averages", "cells")):
         observed = mnist_observed(truth, task)
         ps = gen.sample(samples, 28, observed=observed, seed=seed, batch_size=digits * samples, progress=True,
-                        moment_samples=moment_samples, observe=observe)
+                        moment_samples=moment_samples, observe=observe, resample=resample)
         comp = ps.values.reshape(digits, samples, 784, -1).clamp(0, 1)
         grid = completion_grid(shown if observe == "points" else observed.values, comp, full.values, (28, 28))
+        how = f", resample {resample}" + (f", eta {eta:g}" if eta is not None else "") if resample > 1 else ""
         grids.append(_title(np.kron(grid, np.ones((3, 3, 1), dtype=np.uint8)),
-                            f"{Path(ckpt).name}: {name} (rows: observed, {samples} completions, truth)"))
+                            f"{Path(ckpt).name}: {name}{how} (rows: observed, {samples} completions, truth)"))
     return _stack(grids)
 
 
@@ -103,10 +107,12 @@ def main() -> None:
     p.add_argument("--digits", type=int, default=8, help="mnist: held-out digits")
     p.add_argument("--samples", type=int, default=3, help="mnist: completions per digit")
     p.add_argument("--moment-samples", type=int, default=256, help="mnist: unconditional samples for the guidance")
+    p.add_argument("--resample", type=int, default=1, help="mnist: repeats of each sampler step (RePaint)")
+    p.add_argument("--eta", type=float, default=None, help="mnist: sampler eta (1: ancestral; default: the model's)")
     ns = p.parse_args()
     torch.manual_seed(ns.seed)
     rgb = (grf1d_figure(ns.ckpt, ns.num, ns.seed, tuple(ns.ms)) if ns.task == "grf1d"
-           else mnist_figure(ns.ckpt, ns.digits, ns.samples, ns.seed, ns.moment_samples))
+           else mnist_figure(ns.ckpt, ns.digits, ns.samples, ns.seed, ns.moment_samples, ns.resample, ns.eta))
     print(f"wrote {save_png(rgb, ns.out)}")
 
 
