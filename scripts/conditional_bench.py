@@ -150,17 +150,29 @@ def mnist_observed(truth: torch.Tensor, task: str) -> PointSet:
     return grid_to_pointset(torch.nn.functional.avg_pool2d(truth[:, None], 4))  # [B, 49, .]
 
 
+def mnist_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The protocol's training digits ``[8000, 28, 28]``, held-out digits ``[2000, 28, 28]`` (intensities) and the
+    held-out labels ``[2000]``."""
+    from funcgen.data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
+
+    images, labels = load_mnist_idx(resolve_data_root(None))
+    digits, held_out_labels = torch.from_numpy(images).float() / 255.0, torch.from_numpy(labels[NUM_TRAIN_PROTOCOL:])
+    return digits[:NUM_TRAIN_PROTOCOL], digits[NUM_TRAIN_PROTOCOL:], held_out_labels.long()
+
+
+def heldout_index(seed: int, num: int, count: int) -> torch.Tensor:
+    """Indices ``[num]`` of the held-out digits (of ``count``) that the MNIST tasks complete for ``seed``."""
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:num]
+
+
 def mnist_completion(gen: FunctionGenerator, seed: int, task: str, num: int = 500, guidance: str = "auto",
                      steps: int | None = None, batch_size: int = 64,
                      moment_samples: int = 1024, resample: int = 1) -> tuple[dict, dict, float]:
-    from funcgen.data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
     from funcgen.metrics import feature_frechet_distance, get_lenet, lenet_features
     from funcgen.metrics.lenet import lenet_accuracy
 
-    images, labels = load_mnist_idx(resolve_data_root(None))
-    test = torch.from_numpy(images[NUM_TRAIN_PROTOCOL:]).float() / 255.0
-    lab = torch.from_numpy(labels[NUM_TRAIN_PROTOCOL:]).long()
-    idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:num]
+    _, test, lab = mnist_split()
+    idx = heldout_index(seed, num, len(test))
     truth, truth_lab = test[idx], lab[idx]
     observed = mnist_observed(truth, task)
     t0 = time.time()

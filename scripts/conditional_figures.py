@@ -29,7 +29,7 @@ from funcgen.viz.conditional import completion_grid, posterior_band
 from funcgen.viz.plotting import save_png
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conditional_bench import kernel, left_half, mnist_observed  # noqa: E402  (the bench's problems)
+from conditional_bench import heldout_index, kernel, left_half, mnist_observed, mnist_split  # noqa: E402  (the bench's problems)
 
 
 def _stack(images: list[np.ndarray]) -> np.ndarray:
@@ -56,13 +56,11 @@ def grf1d_figure(ckpt: str, num: int, seed: int, ms: tuple[int, ...]) -> np.ndar
 
 def mnist_figure(ckpt: str, digits: int, samples: int, seed: int, moment_samples: int, resample: int = 1,
                  eta: float | None = None) -> np.ndarray:
-    from funcgen.data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
-
     gen = load(ckpt)
     if eta is not None:
         gen = gen.with_method_args(eta=eta)
-    images = torch.from_numpy(load_mnist_idx(resolve_data_root(None))[0][NUM_TRAIN_PROTOCOL:]).float() / 255.0
-    truth = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:digits]]
+    _, images, _ = mnist_split()
+    truth = images[heldout_index(seed, digits, len(images))]
     full = grid_to_pointset(truth[:, None])  # [D, 784, .]
     shown = full.values.clone()  # the inpainting row: unobserved pixels as NaN
     shown[:, ~left_half()] = float("nan")

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import torch
 
-from funcgen.data.mnist import NUM_TRAIN_PROTOCOL, load_mnist_idx, resolve_data_root
 from funcgen.metrics import get_lenet
 from funcgen.metrics.lenet import lenet_accuracy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conditional_bench import heldout_index, mnist_observed, mnist_split  # noqa: E402  (the bench's digits)
 
 
 def main() -> None:
@@ -26,24 +30,20 @@ def main() -> None:
     p.add_argument("--num", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     ns = p.parse_args()
-    images, labels = load_mnist_idx(resolve_data_root(None))
-    train = torch.from_numpy(images[:NUM_TRAIN_PROTOCOL]).float() / 255.0
-    test = torch.from_numpy(images[NUM_TRAIN_PROTOCOL:]).float() / 255.0
-    lab = torch.from_numpy(labels[NUM_TRAIN_PROTOCOL:]).long()
-    idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(ns.seed))[:ns.num]  # conditional_bench's
+    train, test, lab = mnist_split()
+    idx = heldout_index(ns.seed, ns.num, len(test))
     truth, truth_lab = test[idx], lab[idx]
     net = get_lenet()
-    nearest = torch.cdist(truth[:, :, :14].flatten(1), train[:, :, :14].flatten(1)).argmin(1)
-    inpaint = train[nearest].clone()
-    inpaint[:, :, :14] = truth[:, :, :14]
-
-    def pooled(x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.avg_pool2d(x[:, None], 4).flatten(1)
-
-    superres = train[torch.cdist(pooled(truth), pooled(train)).argmin(1)]
-    print(json.dumps({"lenet_accuracy@task=mnist-inpaint": lenet_accuracy(net, inpaint, truth_lab),
-                      "lenet_accuracy@task=mnist-superres": lenet_accuracy(net, superres, truth_lab),
-                      "lenet_accuracy_of_truth": lenet_accuracy(net, truth, truth_lab)}))
+    result = {}
+    for task in ("mnist-inpaint", "mnist-superres"):
+        seen = mnist_observed(truth, task).values.flatten(1)  # what the task observes, as conditional_bench
+        nearest = train[torch.cdist(seen, mnist_observed(train, task).values.flatten(1)).argmin(1)]
+        if task == "mnist-inpaint":  # the observed left half kept, the neighbour's right half
+            nearest = nearest.clone()
+            nearest[:, :, :14] = truth[:, :, :14]
+        result[f"lenet_accuracy@task={task}"] = lenet_accuracy(net, nearest, truth_lab)
+    result["lenet_accuracy_of_truth"] = lenet_accuracy(net, truth, truth_lab)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
