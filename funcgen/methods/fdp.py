@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from ..pointset import PointSet
 from ..processes.noise import FunctionNoise
 from ..processes.schedules import ScheduleName, make_schedule
-from ..samplers import Callback, DenoiserGuide, GaussianPath, ModelFn, ddim, dpm_solver_2m, time_grid
+from ..samplers import Callback, DenoiserGuide, GaussianPath, ModelFn, as_scales, ddim, dpm_solver_2m, time_grid
 from .base import Method, bind_mask, masked_mean, stratified_times
 
 __all__ = ["FunctionalDiffusion"]
@@ -183,11 +183,7 @@ class FunctionalDiffusion(Method):
 
     def gaussian_path(self) -> GaussianPath:
         """``x_t = alpha(t) x0 + sigma(t) xi`` from ``t_min`` (the smallest trained time) to 1 (the prior)."""
-        def scales(t: float) -> tuple[float, float]:
-            tt = torch.tensor(t, dtype=torch.float64)
-            return float(self.schedule.alpha(tt)), float(self.schedule.sigma(tt))
-
-        return GaussianPath(scales, self.noise, self.t_min, 1.0)
+        return GaussianPath(as_scales(self.schedule), self.noise, self.t_min, 1.0)
 
     @torch.no_grad()
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,

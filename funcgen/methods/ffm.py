@@ -16,7 +16,10 @@ carries ``mu_0`` to ``mu_1 * N(0, sigma_min^2 C)`` (FFM's conditional-to-margina
 
 the ``L^2`` norm estimated by the mean over the points (:func:`funcgen.methods.base.masked_mean`), so
 training and sampling run on any coordinates. Sampling draws ``x_0`` at the query points and integrates
-``dx/dt = v(x, t)`` from ``t = 0`` to ``1`` with :func:`funcgen.samplers.flow_ode`.
+``dx/dt = v(x, t)`` from ``t = 0`` to ``1`` with :func:`funcgen.samplers.flow_ode`, or (``solver="ddim"``) takes
+DDIM / ancestral steps on the same Gaussian path (``alpha = t``, ``sigma = b(t)``, :func:`funcgen.samplers.ddim`)
+from the denoiser ``E[x_1 | x_t] = b(t) v + (1 - sigma_min) x_t``: with ``eta = 0`` a first-order integrator of the
+same flow, with ``eta > 0`` stochastic, and able to repeat steps (``resample``, for posterior sampling).
 """
 
 from __future__ import annotations
@@ -29,12 +32,13 @@ from torch import Tensor, nn
 from ..pointset import PointSet
 from ..processes.noise import FunctionNoise
 from ..rng import rand
-from ..samplers import Callback, DenoiserGuide, GaussianPath, ModelFn, ODESolver, flow_ode
+from ..samplers import Callback, DenoiserGuide, GaussianPath, ModelFn, ddim, flow_ode
 from .base import Method, bind_mask, masked_mean, stratified_times
 
 __all__ = ["FunctionalFlowMatching"]
 
 TimeSampling = Literal["stratified", "uniform"]
+FlowSolver = Literal["euler", "heun", "midpoint", "ddim"]
 
 
 class FunctionalFlowMatching(Method):
@@ -47,25 +51,30 @@ class FunctionalFlowMatching(Method):
             the data plus ``sigma_min`` times a source draw.
         steps: default number of ODE steps (``steps`` network evaluations with ``euler``, twice that
             with ``heun`` or ``midpoint``).
-        solver: ``euler`` (first order), ``heun`` or ``midpoint`` (second order).
+        solver: ``euler`` (first order), ``heun`` or ``midpoint`` (second order) on the flow ODE, or ``ddim``
+            (steps of the Gaussian path, module docstring).
+        eta: ``ddim`` only: 0 (deterministic, the flow) to 1 (ancestral).
         time_sampling: training times ``t ~ U[0, 1)``: ``stratified`` (one offset, evenly spaced
             strata per batch, :func:`funcgen.methods.base.stratified_times`) or i.i.d. ``uniform``.
     """
 
-    def __init__(self, noise: FunctionNoise, sigma_min: float = 1e-4, steps: int = 50, solver: ODESolver = "heun",
-                 time_sampling: TimeSampling = "stratified") -> None:
+    def __init__(self, noise: FunctionNoise, sigma_min: float = 1e-4, steps: int = 50, solver: FlowSolver = "heun",
+                 time_sampling: TimeSampling = "stratified", eta: float = 0.0) -> None:
         if not isinstance(noise, FunctionNoise):
             raise TypeError(f"noise must be a FunctionNoise (the Gaussian source); got {type(noise).__name__}")
         if not 0.0 <= sigma_min < 1.0:
             raise ValueError(f"sigma_min must lie in [0, 1); got {sigma_min}")
         if steps <= 0:
             raise ValueError(f"steps must be positive; got {steps}")
-        if solver not in ("euler", "heun", "midpoint"):
-            raise ValueError(f"unknown solver {solver!r}; choose euler, heun or midpoint")
+        if solver not in ("euler", "heun", "midpoint", "ddim"):
+            raise ValueError(f"unknown solver {solver!r}; choose euler, heun, midpoint or ddim")
+        if not 0.0 <= eta <= 1.0 or (eta > 0 and solver != "ddim"):
+            raise ValueError(f"eta must lie in [0, 1] and is taken by solver='ddim' only; got eta={eta}, "
+                             f"solver={solver!r}")
         if time_sampling not in ("stratified", "uniform"):
             raise ValueError(f"unknown time_sampling {time_sampling!r}; choose stratified or uniform")
         self.noise, self.sigma_min, self.steps = noise, float(sigma_min), int(steps)
-        self.solver, self.time_sampling = solver, time_sampling
+        self.solver, self.time_sampling, self.eta = solver, time_sampling, float(eta)
 
     def path(self, x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """The conditional path and its velocity at times ``t`` ``[B]``: ``(x_t, u_t)``, each ``[B, N, c]``,
@@ -115,16 +124,24 @@ class FunctionalFlowMatching(Method):
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,
                progress: bool = False, callback: Callback | None = None,
-               guide: DenoiserGuide | None = None) -> Tensor:
+               guide: DenoiserGuide | None = None, resample: int = 1) -> Tensor:
         """Integrate from a source draw at ``coords`` ``[B, N, d]`` -> ``[B, N, channels]``. With ``guide`` (posterior
         sampling, docs/conditioning.md) the velocity is rebuilt from the guided denoiser,
-        ``v_y = (D_y(x, t) - (1 - sigma_min) x) / b(t)``, from ``t = t_start_guided``."""
+        ``v_y = (D_y(x, t) - (1 - sigma_min) x) / b(t)``, from ``t = t_start_guided``. ``resample > 1`` repeats each
+        step with the state carried back between repeats (RePaint resampling, :func:`funcgen.samplers.ddim`;
+        ``solver="ddim"`` only)."""
         t0 = 0.0 if guide is None else self.t_start_guided
         ts = torch.linspace(t0, 1.0, self.resolve_steps(steps) + 1, dtype=torch.float64)
         b = coords.shape[0]
 
         k = 1.0 - self.sigma_min
         guided = None if guide is None else guide(self.denoiser(net, coords, generator))
+        if self.solver == "ddim":
+            return self._sample_ddim(guided or self.denoiser(net, coords, generator), coords, channels, ts,
+                                     generator, progress, callback, resample)
+        if resample != 1:
+            raise ValueError(f"resample={resample!r} repeats DDIM steps; solver={self.solver!r} integrates the flow "
+                             "ODE and takes none (use solver='ddim')")
 
         def velocity(x: Tensor, t: float) -> Tensor:
             if guided is not None:
@@ -134,7 +151,25 @@ class FunctionalFlowMatching(Method):
         x = self.noise.sample(coords, channels, generator)
         return flow_ode(velocity, x, ts, solver=self.solver, callback=callback, progress=progress)
 
+    def _sample_ddim(self, denoise: ModelFn, coords: Tensor, channels: int, ts: Tensor,
+                     generator: torch.Generator | None, progress: bool, callback: Callback | None,
+                     resample: int) -> Tensor:
+        """:func:`funcgen.samplers.ddim` over the times ``ts`` ``[K + 1]`` (increasing to 1), run in ``u = 1 - t``
+        (the sampler's grids decrease to 0, where it returns the last ``x0_hat``)."""
+        path = self.gaussian_path()
+
+        def scales(u: float) -> tuple[float, float]:
+            return path.scales(1.0 - u)
+
+        def cb(i: int, u: float, x: Tensor, x0: Tensor) -> Tensor | None:
+            return callback(i, 1.0 - u, x, x0)  # type: ignore[misc]
+
+        x = self.noise.sample(coords, channels, generator)
+        return ddim(lambda x, u: denoise(x, 1.0 - u), scales, x, 1.0 - ts, eta=self.eta,
+                    noise=lambda: self.noise.sample(coords, channels, generator),
+                    callback=None if callback is None else cb, progress=progress, resample=resample)
+
     def nfe(self, steps: int | None = None) -> int:
         """Network evaluations of one sampler call."""
         k = self.resolve_steps(steps)
-        return k if self.solver == "euler" else 2 * k
+        return k if self.solver in ("euler", "ddim") else 2 * k

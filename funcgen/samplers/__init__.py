@@ -1,7 +1,7 @@
 """Samplers: plain functions of a model callable, a grid, a starting state, a noise sampler and a
 per-step callback (:mod:`funcgen.samplers.base`); they know nothing about training or about methods.
 
-- :mod:`.diffusion`: DDIM / ancestral and DPM-Solver++(2M) for variance-preserving diffusions;
+- :mod:`.diffusion`: DDIM / ancestral (any Gaussian path) and DPM-Solver++(2M) (variance-preserving diffusions);
 - :mod:`.sigma`: Euler / Heun on the denoiser ODE in the noise level (EDM, PFGM++);
 - :mod:`.ode`: Euler / Heun / midpoint for flows ``dx/dt = v(x, t)`` (flow matching);
 - :mod:`.manifold`: exponential-map Euler(-Maruyama) and the probability-flow ODE likelihood on manifolds;
@@ -11,7 +11,7 @@ per-step callback (:mod:`funcgen.samplers.base`); they know nothing about traini
 """
 
 from .base import Callback, ModelFn, NoiseFn, apply_callback
-from .diffusion import ddim, dpm_solver_2m, time_grid
+from .diffusion import Scales, as_scales, ddim, dpm_solver_2m, time_grid
 from .guidance import DenoiserGuide, Observation, replacement_callback, tweedie_guide
 from .likelihood import ode_log_likelihood, path_log_likelihood
 from .manifold import exp_euler_maruyama, manifold_ode_likelihood
@@ -20,7 +20,8 @@ from .path import GaussianPath
 from .sde import euler_maruyama
 from .sigma import sigma_ode, sigma_ode_nfe
 
-__all__ = ["Callback", "ModelFn", "NoiseFn", "apply_callback", "ddim", "dpm_solver_2m", "time_grid",
+__all__ = ["Callback", "ModelFn", "NoiseFn", "apply_callback", "Scales", "as_scales", "ddim", "dpm_solver_2m",
+           "time_grid",
            "exp_euler_maruyama", "manifold_ode_likelihood", "ODESolver", "flow_ode", "euler_maruyama",
            "sigma_ode", "sigma_ode_nfe", "GaussianPath", "Observation", "DenoiserGuide", "tweedie_guide",
            "replacement_callback", "ode_log_likelihood", "path_log_likelihood"]

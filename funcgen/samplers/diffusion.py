@@ -1,16 +1,18 @@
-"""Samplers of variance-preserving diffusions in function space, from a denoiser ``x0_hat = D(x, t)``.
+"""Samplers of Gaussian-path diffusions in function space, from a denoiser ``x0_hat = D(x, t)``.
 
-The forward marginal is ``x_t = alpha(t) x_0 + sigma(t) xi`` with ``xi`` the method's function-space noise
-(:mod:`funcgen.processes.schedules`). With ``eps_hat = (x_t - alpha_t x0_hat) / sigma_t``, one step from
-``t`` to ``s < t`` (DDIM, Song et al. 2021, eq. 12) is
+The forward marginal is ``x_t = alpha(t) x_0 + sigma(t) xi`` with ``xi`` the method's function-space noise: a
+variance-preserving schedule (:mod:`funcgen.processes.schedules`) or any scales ``t -> (alpha, sigma)``, e.g. the
+straight flow-matching path (:mod:`funcgen.samplers.path`). With ``eps_hat = (x_t - alpha_t x0_hat) / sigma_t``,
+one step from ``t`` to ``s < t`` (DDIM, Song et al. 2021, eq. 12) is
 
     x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c xi',
-    c = eta sqrt(sigma_s^2 / sigma_t^2 (1 - alpha_t^2 / alpha_s^2)),
+    c^2 = eta^2 (sigma_s^2 / sigma_t^2) (sigma_t^2 - (alpha_t / alpha_s)^2 sigma_s^2),
 
 ``eta = 0`` the first-order exponential integrator of the probability-flow ODE, ``eta = 1`` ancestral
-(reverse-SDE) sampling, ``xi'`` a fresh draw of the same noise (the same ``C^(1/2)`` colouring as the
-forward process). DPM-Solver++(2M) (Lu et al. 2022, eq. 9 / Alg. 2) is the second-order multistep
-exponential integrator of the same ODE: in ``lambda = log(alpha / sigma)``,
+sampling (``c^2`` the variance of ``q(x_s | x_t, x_0)``; for a variance-preserving schedule
+``c^2 = eta^2 (sigma_s^2 / sigma_t^2) (1 - alpha_t^2 / alpha_s^2)``, eq. 16), ``xi'`` a fresh draw of the same
+noise (the same ``C^(1/2)`` colouring as the forward process). DPM-Solver++(2M) (Lu et al. 2022, eq. 9 /
+Alg. 2) is the second-order multistep exponential integrator of the same ODE: in ``lambda = log(alpha / sigma)``,
 
     x_s = (sigma_s / sigma_t) x_t - alpha_s (exp(-h) - 1) D,        h = lambda_s - lambda_t,
     D = (1 + 1 / (2 r)) x0_hat - 1 / (2 r) x0_hat_prev,              r = h_prev / h,
@@ -32,6 +34,7 @@ state catch up with what the observations imposed on the last step.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -39,7 +42,22 @@ from torch import Tensor
 from ..processes.schedules import VPSchedule
 from .base import Callback, ModelFn, NoiseFn, apply_callback, decreasing_levels, steps_of
 
-__all__ = ["ddim", "dpm_solver_2m", "time_grid"]
+__all__ = ["Scales", "as_scales", "ddim", "dpm_solver_2m", "time_grid"]
+
+#: ``t -> (alpha(t), sigma(t))`` as Python floats (:attr:`funcgen.samplers.GaussianPath.scales`)
+Scales = Callable[[float], "tuple[float, float]"]
+
+
+def as_scales(schedule: VPSchedule | Scales) -> Scales:
+    """A schedule's ``t -> (alpha(t), sigma(t))``; scales pass through."""
+    if not isinstance(schedule, VPSchedule):
+        return schedule
+
+    def scales(t: float) -> tuple[float, float]:
+        tt = torch.tensor(t, dtype=torch.float64)
+        return float(schedule.alpha(tt)), float(schedule.sigma(tt))
+
+    return scales
 
 
 def time_grid(steps: int, t_start: float = 1.0) -> Tensor:
@@ -49,14 +67,15 @@ def time_grid(steps: int, t_start: float = 1.0) -> Tensor:
     return torch.linspace(t_start, 0.0, steps + 1, dtype=torch.float64)
 
 
-def ddim(denoise: ModelFn, schedule: VPSchedule, x: Tensor, ts: Tensor, *, eta: float = 0.0,
+def ddim(denoise: ModelFn, schedule: VPSchedule | Scales, x: Tensor, ts: Tensor, *, eta: float = 0.0,
          noise: NoiseFn | None = None, callback: Callback | None = None, progress: bool = False,
          resample: int = 1) -> Tensor:
     """DDIM / ancestral sampling from the state ``x`` ``[B, N, c]`` at ``ts[0]`` down the grid ``ts`` ``[K + 1]``.
 
     Args:
         denoise: ``D(x, t) -> x0_hat`` ``[B, N, c]``.
-        schedule: the variance-preserving schedule (``alpha(t)``, ``sigma(t)``).
+        schedule: the variance-preserving schedule, or the path's scales ``t -> (alpha(t), sigma(t))`` with
+            ``sigma / alpha`` decreasing along ``ts`` and ``alpha > 0`` after the first level.
         x: the state at ``ts[0]`` (a draw of the noise at ``t = 1``, or a noised observation part-way).
         ts: decreasing times; a final 0 returns the last ``x0_hat``.
         eta: 0 (probability-flow ODE) to 1 (ancestral); ``noise`` is required when ``eta > 0``.
@@ -70,15 +89,15 @@ def ddim(denoise: ModelFn, schedule: VPSchedule, x: Tensor, ts: Tensor, *, eta: 
     if not isinstance(resample, int) or resample < 1 or (resample > 1 and noise is None):
         raise ValueError(f"resample must be an integer >= 1, with a noise sampler when > 1; got {resample!r}")
     levels = decreasing_levels(ts, "the time grid")
+    scales = as_scales(schedule)
     for i in steps_of(len(levels) - 1, progress):
         t, s = levels[i], levels[i + 1]
         if s <= 0:
             x0 = denoise(x, t)
             x = apply_callback(callback, i, s, x0, x0)
             continue
-        a_t, s_t = float(schedule.alpha(ts[i])), float(schedule.sigma(ts[i]))
-        a_s, s_s = float(schedule.alpha(ts[i + 1])), float(schedule.sigma(ts[i + 1]))
-        c = eta * ((s_s**2 / s_t**2) * (1.0 - (a_t / a_s) ** 2)) ** 0.5
+        (a_t, s_t), (a_s, s_s) = scales(t), scales(s)
+        c = eta * max((s_s**2 / s_t**2) * (s_t**2 - (a_t / a_s) ** 2 * s_s**2), 0.0) ** 0.5
         for rep in range(resample):
             if rep > 0:  # back from s to t by the forward transition q(x_t | x_s)
                 q = a_t / a_s

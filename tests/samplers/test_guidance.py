@@ -44,6 +44,7 @@ def make(name: str):
     return {"fdp": lambda: FunctionalDiffusion(noise, solver="dpm2m", steps=25),
             "fdp-ddim": lambda: FunctionalDiffusion(noise, steps=50),
             "ffm": lambda: FunctionalFlowMatching(noise, steps=25),
+            "ffm-ddim": lambda: FunctionalFlowMatching(noise, steps=50, solver="ddim"),
             "pfgmpp": lambda: PFGMPP(noise, D=math.inf, sigma_data=1.0, steps=40)}[name]()
 
 
@@ -362,12 +363,14 @@ def test_cell_observations_of_several_functions_keep_their_own_averages():
     assert torch.allclose(got, y[:, :, 0].repeat_interleave(2, dim=0), atol=1e-6)
 
 
-def test_resampled_ddim_with_the_exact_denoiser_samples_the_gp_posterior(gen):
+@pytest.mark.parametrize("name", ["fdp-ddim", "ffm-ddim"])
+def test_resampled_ddim_with_the_exact_denoiser_samples_the_gp_posterior(name, gen):
     """RePaint resampling (each DDIM step repeated 3 times, the state carried back by the forward transition) keeps
-    the exact posterior of the exact denoiser's error guidance: same problem and bars as the guidance test above."""
+    the exact posterior of the exact denoiser's error guidance: same problem and bars as the guidance test above.
+    ``ffm-ddim`` takes DDIM steps on flow matching's straight path (``alpha = t``, not variance-preserving)."""
     query, obs, y, k = problem(torch.Generator().manual_seed(0))
     mean, cov = gp_posterior(k, torch.arange(16, 19), torch.arange(16), y)
-    method = make("fdp-ddim")
+    method = make(name)
     with GaussianOracle(method, kernel):
         ps = generator(method).sample(S, coords=query, observed=PointSet(obs[None], y[None]), seed=1, batch_size=S,
                                       guidance="error", moment_samples=20000, resample=3)
@@ -378,7 +381,7 @@ def test_resampled_ddim_with_the_exact_denoiser_samples_the_gp_posterior(gen):
 def test_resample_is_refused_where_no_sampler_repeats_steps(gen):
     query, obs, y, _ = problem(gen)
     observed = PointSet(obs[None], y[None])
-    for method in (make("fdp"), make("pfgmpp")):  # the multistep dpm2m solver; PFGM++'s sigma ODE
+    for method in (make("fdp"), make("pfgmpp"), make("ffm")):  # multistep dpm2m; PFGM++'s sigma ODE; FFM's Heun
         with GaussianOracle(method, kernel), pytest.raises(ValueError, match="resample"):
             generator(method).sample(2, coords=query, observed=observed, guidance="error", moment_samples=4,
                                      resample=2)
