@@ -63,7 +63,7 @@ def _posterior_draws(mean: torch.Tensor, cov: torch.Tensor, num: int, g: torch.G
 
 def grf1d_regression(gen: FunctionGenerator, seed: int, num: int = 500, ms: tuple[int, ...] = (4, 8, 16),
                      draws: int = 3, guidance: str = "auto", steps: int | None = None,
-                     model_cov: int = 0) -> tuple[dict, dict, float]:
+                     model_cov: int = 0, moment_samples: int = 1024, resample: int = 1) -> tuple[dict, dict, float]:
     metrics, reference, seconds = {}, {}, 0.0
     query = grid_coords((128,)).double()
     for m in ms:
@@ -73,7 +73,8 @@ def grf1d_regression(gen: FunctionGenerator, seed: int, num: int = 500, ms: tupl
             obs, y, mean, cov = gp_regression_problem(query, m, kernel, g)
             t0 = time.time()
             ps = gen.sample(num, coords=query.float(), observed=PointSet(obs[None].float(), y[None].float()),
-                            seed=seed + d, guidance=guidance, steps=steps, batch_size=num)
+                            seed=seed + d, guidance=guidance, steps=steps, batch_size=num,
+                            moment_samples=moment_samples, resample=resample)
             seconds += time.time() - t0
             errs.append(moment_errors(ps.values[..., 0].double(), mean[:, 0], cov))
             if model_cov:  # the model's own covariance in exact GP regression: model error without the sampler
@@ -211,12 +212,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="sampler steps (likelihood: ODE steps, default 100)")
     p.add_argument("--guidance", default="auto", choices=["auto", "moment", "error", "tweedie", "replace"])
     p.add_argument("--moment-samples", type=int, default=1024,
-                   help="mnist tasks: unconditional draws behind the moment / error guidance's covariance")
+                   help="regression and mnist tasks: unconditional draws behind the moment / error guidance's "
+                        "covariance")
     p.add_argument("--model-cov", type=int, default=2048,
                    help="grf1d-regression: also report exact GP regression with the model's covariance estimated "
                         "from this many unconditional samples (model_gp_*: the model's error without the "
                         "conditional sampler's; 0: skip)")
-    p.add_argument("--resample", type=int, default=1, help="mnist tasks: repeats of each sampler step (RePaint)")
+    p.add_argument("--resample", type=int, default=1, help="regression and mnist tasks: repeats of each sampler step "
+                   "(RePaint)")
     p.add_argument("--method-arg", action="append", default=[], metavar="NAME=VALUE",
                    help="override a method constructor argument for sampling, e.g. eta=1.0 (repeatable)")
     p.add_argument("--draws", type=int, default=3, help="grf1d-regression: GP draws per M")
@@ -232,7 +235,8 @@ def main() -> None:
         gen = gen.with_method_args(**overrides)
     opts: dict = {"num": ns.num}
     if ns.task == "grf1d-regression":
-        opts.update(draws=ns.draws, guidance=ns.guidance, steps=ns.steps, model_cov=ns.model_cov, ms=tuple(ns.ms))
+        opts.update(draws=ns.draws, guidance=ns.guidance, steps=ns.steps, model_cov=ns.model_cov, ms=tuple(ns.ms),
+                    moment_samples=ns.moment_samples, resample=ns.resample)
         metrics, reference, seconds = grf1d_regression(gen, ns.seed, **opts)
     elif ns.task == "grf1d-likelihood":
         opts.update(steps=ns.steps or 100, divergence=ns.divergence, points=tuple(ns.points))
