@@ -8,7 +8,6 @@ any query coordinates.
 
 from __future__ import annotations
 
-import inspect
 import json
 import numbers
 from pathlib import Path
@@ -28,7 +27,7 @@ from .io import (
     read_safetensors_metadata,
 )
 from .methods.base import Method
-from .methods.capabilities import SupportsGaussianPath, SupportsLikelihood, SupportsProjection
+from .methods.capabilities import SupportsGaussianPath, SupportsLikelihood, SupportsProjection, SupportsResampling
 from .pointset import PointSet, cell_average_matrix, grid_shape, query_coords
 from .samplers.base import ModelFn
 from .samplers.guidance import (
@@ -372,7 +371,8 @@ class FunctionGenerator:
             resample: repeats of each sampler step, the state carried back to the step's start between
                 repeats by the path's forward transition (RePaint resampling, :func:`funcgen.samplers.ddim`;
                 ``resample`` times the cost of the conditional draws, not of the covariance estimate); for
-                methods whose sampler takes it (functional diffusion, infty-Diff, MDF with ``solver="ddim"``).
+                methods whose sampler takes it (functional diffusion, infty-Diff, MDF, flow matching with
+                ``solver="ddim"``), refused before any sampling otherwise.
             other arguments: as :meth:`sample`.
 
         Returns:
@@ -404,9 +404,11 @@ class FunctionGenerator:
         method = self.method
         if not isinstance(resample, int) or isinstance(resample, bool) or resample < 1:
             raise ValueError(f"resample must be an integer >= 1; got {resample!r}")
-        if resample != 1 and "resample" not in inspect.signature(method.sample).parameters:
-            raise ValueError(f"resample={resample} needs a sampler that repeats steps; {type(method).__name__}'s takes "
-                             "none (functional diffusion, infty-Diff and MDF do); use resample=1")
+        if resample != 1 and not (isinstance(method, SupportsResampling) and method.repeats_steps):
+            raise ValueError(f"resample={resample} needs a sampler that repeats steps; {type(method).__name__}'s "
+                             f"{getattr(method, 'solver', 'sampler')!r} takes none (functional diffusion, infty-Diff, "
+                             "MDF and flow matching with solver='ddim' do: gen.with_method_args(solver='ddim')); "
+                             "use resample=1")
         if not isinstance(method, (SupportsGaussianPath, SupportsProjection)):
             raise TypeError(f"{type(method).__name__} offers no conditional sampling: it needs a diffusion-type "
                             "method (funcgen.methods.SupportsGaussianPath: functional diffusion, infty-Diff, PFGM++, "

@@ -1,7 +1,7 @@
 """Generative methods: one small file each (objective + sampler)."""
 
 from .base import Method, masked_mean
-from .capabilities import SupportsLikelihood, SupportsProjection, SupportsRefinement
+from .capabilities import SupportsLikelihood, SupportsProjection, SupportsRefinement, SupportsResampling
 from .fdp import FunctionalDiffusion
 from .ffm import FunctionalFlowMatching
 from .ign import IdempotentGenerative
@@ -11,5 +11,5 @@ from .pfgmpp import PFGMPP
 from .riemannian import RiemannianDiffusion
 
 __all__ = ["Method", "masked_mean", "SupportsLikelihood", "SupportsProjection", "SupportsRefinement",
-           "FunctionalDiffusion", "FunctionalFlowMatching", "IdempotentGenerative", "InftyDiff",
+           "SupportsResampling", "FunctionalDiffusion", "FunctionalFlowMatching", "IdempotentGenerative", "InftyDiff",
            "ManifoldDiffusionField", "PFGMPP", "RiemannianDiffusion"]

@@ -15,7 +15,8 @@ from ..samplers.base import Callback, ModelFn
 from ..samplers.guidance import DenoiserGuide
 from ..samplers.path import GaussianPath
 
-__all__ = ["SupportsLikelihood", "SupportsProjection", "SupportsRefinement", "SupportsGaussianPath"]
+__all__ = ["SupportsLikelihood", "SupportsProjection", "SupportsRefinement", "SupportsGaussianPath",
+           "SupportsResampling"]
 
 
 @runtime_checkable
@@ -68,3 +69,13 @@ class SupportsGaussianPath(Protocol):
                guide: DenoiserGuide | None = None) -> Tensor:
         """The method's sampler with its denoiser passed through ``guide`` (None: unconditional)."""
         ...
+
+
+@runtime_checkable
+class SupportsResampling(Protocol):
+    """A sampler that can repeat each step, the state carried back between repeats (RePaint resampling,
+    :func:`funcgen.samplers.ddim`): ``sample(..., resample=r)``. ``repeats_steps`` says whether the method's
+    configured solver does (a multistep or ODE solver does not)."""
+
+    @property
+    def repeats_steps(self) -> bool: ...

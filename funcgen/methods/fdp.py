@@ -185,6 +185,11 @@ class FunctionalDiffusion(Method):
         """``x_t = alpha(t) x0 + sigma(t) xi`` from ``t_min`` (the smallest trained time) to 1 (the prior)."""
         return GaussianPath(as_scales(self.schedule), self.noise, self.t_min, 1.0)
 
+    @property
+    def repeats_steps(self) -> bool:
+        """Whether ``sample(..., resample=r)`` can repeat steps: DDIM / ancestral yes, multistep ``dpm2m`` no."""
+        return self.solver == "ddim"
+
     @torch.no_grad()
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,

@@ -120,6 +120,11 @@ class FunctionalFlowMatching(Method):
 
         return denoise
 
+    @property
+    def repeats_steps(self) -> bool:
+        """Whether ``sample(..., resample=r)`` can repeat steps: ``solver="ddim"`` only."""
+        return self.solver == "ddim"
+
     @torch.no_grad()
     def sample(self, net: nn.Module, coords: Tensor, channels: int, *,
                generator: torch.Generator | None = None, steps: int | None = None,
