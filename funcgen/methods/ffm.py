@@ -142,8 +142,8 @@ class FunctionalFlowMatching(Method):
         k = 1.0 - self.sigma_min
         guided = None if guide is None else guide(self.denoiser(net, coords, generator))
         if self.solver == "ddim":
-            return self._sample_ddim(guided or self.denoiser(net, coords, generator), coords, channels, ts,
-                                     generator, progress, callback, resample)
+            denoise = guided if guided is not None else self.denoiser(net, coords, generator)
+            return self._sample_ddim(denoise, coords, channels, ts, generator, progress, callback, resample)
         if resample != 1:
             raise ValueError(f"resample={resample!r} repeats DDIM steps; solver={self.solver!r} integrates the flow "
                              "ODE and takes none (use solver='ddim')")
