@@ -119,6 +119,7 @@ def dpm_solver_2m(denoise: ModelFn, schedule: VPSchedule, x: Tensor, ts: Tensor,
     callback replaces the state, so a conditioning step never mixes with a stale extrapolation.
     """
     levels = decreasing_levels(ts, "the time grid")
+    scales = as_scales(schedule)
     prev: tuple[Tensor, float] | None = None  # (x0_hat, h) of the previous step
     for i in steps_of(len(levels) - 1, progress):
         t, s = levels[i], levels[i + 1]
@@ -126,8 +127,7 @@ def dpm_solver_2m(denoise: ModelFn, schedule: VPSchedule, x: Tensor, ts: Tensor,
         if s <= 0:
             x = apply_callback(callback, i, s, x0, x0)
             continue
-        a_t, s_t = float(schedule.alpha(ts[i])), float(schedule.sigma(ts[i]))
-        a_s, s_s = float(schedule.alpha(ts[i + 1])), float(schedule.sigma(ts[i + 1]))
+        (a_t, s_t), (a_s, s_s) = scales(t), scales(s)
         h = math.log(a_s / s_s) - (math.log(a_t / s_t) if a_t > 0 else -math.inf)
         d = x0
         if prev is not None and math.isfinite(prev[1]) and math.isfinite(h):
