@@ -20,6 +20,14 @@ training and sampling run on any coordinates. Sampling draws ``x_0`` at the quer
 DDIM / ancestral steps on the same Gaussian path (``alpha = t``, ``sigma = b(t)``, :func:`funcgen.samplers.ddim`)
 from the denoiser ``E[x_1 | x_t] = b(t) v + (1 - sigma_min) x_t``: with ``eta = 0`` a first-order integrator of the
 same flow, with ``eta > 0`` stochastic, and able to repeat steps (``resample``, for posterior sampling).
+
+**Parametrisation** (``prediction``). ``velocity`` (the paper's): the network is ``v``. ``data``: the network is the
+denoiser ``D(x, t) = E[x_1 | x_t = x]`` and the velocity follows from the path, ``v = (D - (1 - sigma_min) x) / b(t)``.
+The two are one objective up to its weighting, since ``v - u_t = (D - x_1) / b(t)``; ``data`` regresses
+``|D - x_1|^2``, times ``min(SNR, gamma) / gamma`` with ``SNR = t^2 / b(t)^2`` when ``snr_gamma`` is set (Min-SNR,
+as :class:`funcgen.methods.FunctionalDiffusion` weights its x0 loss). Where the data have no variance the exact
+``D`` is 0, which a smooth network output gives by itself, whereas a velocity network must reproduce
+``-(1 - sigma_min)`` times the state's source component there, and what it misses stays in the samples.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ __all__ = ["FunctionalFlowMatching"]
 
 TimeSampling = Literal["stratified", "uniform"]
 FlowSolver = Literal["euler", "heun", "midpoint", "ddim"]
+FlowPrediction = Literal["velocity", "data"]
 
 
 class FunctionalFlowMatching(Method):
@@ -56,10 +65,14 @@ class FunctionalFlowMatching(Method):
         eta: ``ddim`` only: 0 (deterministic, the flow) to 1 (ancestral).
         time_sampling: training times ``t ~ U[0, 1)``: ``stratified`` (one offset, evenly spaced
             strata per batch, :func:`funcgen.methods.base.stratified_times`) or i.i.d. ``uniform``.
+        prediction: the network's output, ``velocity`` (the paper's) or ``data`` (``E[x_1 | x_t]``; module
+            docstring). ``data`` does not take ``heun``, whose last evaluation at ``t = 1`` divides by ``sigma_min``.
+        snr_gamma: ``prediction="data"`` only: Min-SNR-gamma weight of the data error (None: unweighted).
     """
 
     def __init__(self, noise: FunctionNoise, sigma_min: float = 1e-4, steps: int = 50, solver: FlowSolver = "heun",
-                 time_sampling: TimeSampling = "stratified", eta: float = 0.0) -> None:
+                 time_sampling: TimeSampling = "stratified", eta: float = 0.0,
+                 prediction: FlowPrediction = "velocity", snr_gamma: float | None = None) -> None:
         if not isinstance(noise, FunctionNoise):
             raise TypeError(f"noise must be a FunctionNoise (the Gaussian source); got {type(noise).__name__}")
         if not 0.0 <= sigma_min < 1.0:
@@ -73,8 +86,17 @@ class FunctionalFlowMatching(Method):
                              f"solver={solver!r}")
         if time_sampling not in ("stratified", "uniform"):
             raise ValueError(f"unknown time_sampling {time_sampling!r}; choose stratified or uniform")
+        if prediction not in ("velocity", "data"):
+            raise ValueError(f"unknown prediction {prediction!r}; choose velocity or data")
+        if prediction == "data" and solver == "heun":
+            raise ValueError("prediction='data' cannot use solver='heun': its last evaluation at t = 1 divides the "
+                             "velocity by sigma_min; use ddim, midpoint or euler")
+        if snr_gamma is not None and not (snr_gamma > 0 and prediction == "data"):
+            raise ValueError(f"snr_gamma (Min-SNR weight of the data error) needs snr_gamma > 0 and "
+                             f"prediction='data'; got snr_gamma={snr_gamma}, prediction={prediction!r}")
         self.noise, self.sigma_min, self.steps = noise, float(sigma_min), int(steps)
         self.solver, self.time_sampling, self.eta = solver, time_sampling, float(eta)
+        self.prediction, self.snr_gamma = prediction, None if snr_gamma is None else float(snr_gamma)
 
     def path(self, x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """The conditional path and its velocity at times ``t`` ``[B]``: ``(x_t, u_t)``, each ``[B, N, c]``,
@@ -96,8 +118,28 @@ class FunctionalFlowMatching(Method):
         t = self.train_times(batch.batch_size, batch.values, generator)
         x0 = self.noise.sample(batch.coords, batch.values.shape[-1], generator)
         x_t, u_t = self.path(x0, batch.values, t)
-        per_fn = masked_mean((bind_mask(net, batch.mask)(batch.coords, x_t, t) - u_t) ** 2, batch.mask)
-        return per_fn.mean(), {}
+        out = bind_mask(net, batch.mask)(batch.coords, x_t, t)
+        if self.prediction == "velocity":
+            return masked_mean((out - u_t) ** 2, batch.mask).mean(), {}
+        return (masked_mean((out - batch.values) ** 2, batch.mask) * self.loss_weight(t)).mean(), {}
+
+    def loss_weight(self, t: Tensor) -> Tensor:
+        """Weight ``[B]`` of the data error at times ``t`` ``[B]``: ``min(SNR, gamma) / gamma`` with
+        ``SNR = t^2 / b(t)^2`` under ``snr_gamma``, else 1."""
+        if self.snr_gamma is None:
+            return torch.ones_like(t)
+        snr = (t / (1.0 - (1.0 - self.sigma_min) * t)) ** 2
+        return snr.clamp(max=self.snr_gamma) / self.snr_gamma
+
+    def _data(self, out: Tensor, x: Tensor, t: float) -> Tensor:
+        """``E[x_1 | x_t = x]`` ``[B, N, c]`` from the network's output ``out`` at time ``t``."""
+        k = 1.0 - self.sigma_min
+        return out if self.prediction == "data" else (1.0 - k * t) * out + k * x
+
+    def _velocity(self, out: Tensor, x: Tensor, t: float) -> Tensor:
+        """The velocity ``[B, N, c]`` from the network's output ``out`` at state ``x`` and time ``t``."""
+        k = 1.0 - self.sigma_min
+        return out if self.prediction == "velocity" else (out - k * x) / (1.0 - k * t)
 
     #: first time of a guided (posterior) sampler and prior end of the likelihood: ``a(t) = t > 0`` there, so the
     #: state carries information about the data and the Tweedie covariance of the guidance is defined
@@ -110,13 +152,12 @@ class FunctionalFlowMatching(Method):
         return GaussianPath(lambda t: (float(t), 1.0 - k * float(t)), self.noise, 1.0, self.t_start_guided)
 
     def denoiser(self, net: nn.Module, coords: Tensor, generator: torch.Generator | None = None) -> ModelFn:
-        """``E[x_1 | x_t = x] = b(t) v(x, t) + (1 - sigma_min) x`` ``[B, N, c]`` (the path solved for ``x_1`` with the
-        velocity ``v = E[u_t | x_t]``) at ``coords`` ``[B, N, d]``."""
-        b, k = coords.shape[0], 1.0 - self.sigma_min
+        """``E[x_1 | x_t = x]`` ``[B, N, c]`` at ``coords`` ``[B, N, d]``: the network itself (``prediction="data"``)
+        or ``b(t) v(x, t) + (1 - sigma_min) x`` (the path solved for ``x_1`` with the velocity ``v = E[u_t | x_t]``)."""
+        b = coords.shape[0]
 
         def denoise(x: Tensor, t: float) -> Tensor:
-            v = net(coords, x, torch.full((b,), t, device=x.device, dtype=x.dtype))
-            return (1.0 - k * t) * v + k * x
+            return self._data(net(coords, x, torch.full((b,), t, device=x.device, dtype=x.dtype)), x, t)
 
         return denoise
 
@@ -151,7 +192,7 @@ class FunctionalFlowMatching(Method):
         def velocity(x: Tensor, t: float) -> Tensor:
             if guided is not None:
                 return (guided(x, t) - k * x) / (1.0 - k * t)
-            return net(coords, x, torch.full((b,), t, device=x.device, dtype=x.dtype))
+            return self._velocity(net(coords, x, torch.full((b,), t, device=x.device, dtype=x.dtype)), x, t)
 
         x = self.noise.sample(coords, channels, generator)
         return flow_ode(velocity, x, ts, solver=self.solver, callback=callback, progress=progress)

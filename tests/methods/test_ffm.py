@@ -156,11 +156,77 @@ def test_exact_velocity_transports_source_to_data_plus_sigma_min_source(solver, 
     assert rel_err(y.T @ y, target) < {"heun": 2e-3, "midpoint": 2e-5, "euler": 2e-2}[solver]
 
 
+class ExactData(nn.Module):
+    """The denoiser E[x1 | x_t] = a K1 Sigma_t^-1 x_t of the same Gaussian case (the minimiser of the loss with
+    ``prediction="data"``), with a, b read off the method's path as in :class:`ExactVelocity`."""
+
+    def __init__(self, method: FunctionalFlowMatching, k1: Tensor, k0: Tensor) -> None:
+        super().__init__()
+        self.method, self.k1, self.k0 = method, k1, k0
+
+    def forward(self, coords: Tensor, values: Tensor, t: Tensor) -> Tensor:
+        one, zero = torch.ones(len(t), 1, 1, dtype=torch.float64), torch.zeros(len(t), 1, 1, dtype=torch.float64)
+        a = self.method.path(zero, one, t.double())[0]
+        b = self.method.path(one, zero, t.double())[0]
+        sigma = a**2 * self.k1 + b**2 * self.k0
+        return (a * self.k1 @ torch.linalg.solve(sigma, values.double())).to(values.dtype)
+
+
+@pytest.mark.parametrize("solver", ["midpoint", "euler", "ddim"])
+def test_data_prediction_integrates_the_exact_flow(solver, gen):
+    """Gaussian data: a data-predicting method with the exact denoiser draws, from the same seed, the samples of
+    the velocity-predicting method with the exact marginal velocity (an independent formula, Cov(u_t, x_t)
+    Sigma_t^-1 x_t): its velocity (D - (1 - s) x) / b(t) and its denoiser are the exact ones. Dropping the
+    (1 - s) factor, or rebuilding the denoiser from a data output as if it were a velocity, fails it."""
+    s = 0.1
+    coords, k1, k0, source = gaussian_case(gen)
+    velocity = FunctionalFlowMatching(source, sigma_min=s, steps=12, solver=solver)
+    data = FunctionalFlowMatching(source, sigma_min=s, steps=12, solver=solver, prediction="data")
+    seed = int(torch.randint(0, 2**31, (), generator=gen))
+    pts = coords.expand(64, -1, -1)
+    xv = velocity.sample(ExactVelocity(velocity, k1, k0), pts, 1, generator=torch.Generator().manual_seed(seed))
+    xd = data.sample(ExactData(data, k1, k0), pts, 1, generator=torch.Generator().manual_seed(seed))
+    assert xd.dtype == torch.float64 and xv.std() > 0.1
+    assert torch.allclose(xd, xv, atol=1e-9)
+
+
+def test_data_prediction_loss_is_the_min_snr_weighted_mse_of_the_data(gen):
+    """prediction="data": loss = mean over functions of min(SNR, gamma) / gamma, SNR = t^2 / (1 - (1 - s) t)^2,
+    times the mean over PRESENT points and channels of (D - x1)^2; without snr_gamma the weight is 1."""
+    s, gamma = 0.05, 2.0
+    noise = SpectralNoise(1, "fdp", modes=16)
+    b, n, c = 6, 25, 2
+    coords = torch.rand(b, n, 1, generator=gen, dtype=torch.float64)
+    x1 = torch.randn(b, n, c, generator=gen, dtype=torch.float64)
+    mask = torch.arange(n)[None, :] < torch.tensor([25, 7, 18, 1, 25, 3])[:, None]
+    seed = int(torch.randint(0, 2**31, (), generator=gen))
+    for snr_gamma in (gamma, None):
+        ffm = FunctionalFlowMatching(noise, sigma_min=s, solver="ddim", prediction="data", snr_gamma=snr_gamma)
+        loss, _ = ffm.loss(Recorder(), PointSet(coords, x1, mask), torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)
+        t = stratified_times(b, g)
+        x0 = noise.sample(coords, c, g)
+        expected, weights = 0.0, []
+        for i in range(b):
+            ti = float(t[i])
+            xt = ti * x1[i] + (1 - (1 - s) * ti) * x0[i]
+            out = torch.sin(3 * xt) + ti * coords[i]
+            sq = (out - x1[i])[mask[i]] ** 2
+            w = 1.0 if snr_gamma is None else min((ti / (1 - (1 - s) * ti)) ** 2, gamma) / gamma
+            weights.append(w)
+            expected += w * float(sq.sum()) / sq.numel() / b
+        assert abs(float(loss) - expected) < 1e-12 * expected
+        if snr_gamma is not None:
+            assert min(weights) < 1.0 and max(weights) == 1.0  # both sides of the cap are exercised
+
+
 def test_invalid_arguments():
     noise = SpectralNoise(1)
     for kwargs, match in [({"sigma_min": -0.1}, "sigma_min"), ({"sigma_min": 1.0}, "sigma_min"),
                           ({"steps": 0}, "steps"), ({"solver": "rk4"}, "solver"),
-                          ({"time_sampling": "sobol"}, "time_sampling")]:
+                          ({"time_sampling": "sobol"}, "time_sampling"), ({"prediction": "eps"}, "prediction"),
+                          ({"prediction": "data"}, "heun"), ({"snr_gamma": 5.0}, "snr_gamma"),
+                          ({"prediction": "data", "solver": "ddim", "snr_gamma": 0.0}, "snr_gamma")]:
         with pytest.raises(ValueError, match=match):
             FunctionalFlowMatching(noise, **kwargs)
     with pytest.raises(TypeError, match="FunctionNoise"):
