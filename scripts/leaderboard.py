@@ -120,6 +120,8 @@ RENAMED: dict[str, list[str]] = {
     "configs/ablations/inftydiff/mnist_width05.yaml": [],
     # FDP's training weighting became the default of configs/pfgmpp/mnist.yaml
     "configs/ablations/pfgmpp/mnist_minsnr.yaml": [],
+    # FDP's SE(0.02) field became the default of configs/pfgmpp/mnist.yaml
+    "configs/ablations/pfgmpp/mnist_se002.yaml": [],
 }
 def _net_is(class_path: str) -> Callable[[dict[str, Any]], bool]:
     """The record's model has this backbone; a record without a stored model (cost-only tasks) ran before
@@ -131,6 +133,14 @@ def _noise_period_is(period: float) -> Callable[[dict[str, Any]], bool]:
     def test(model: dict[str, Any]) -> bool:
         noise = (((model.get("method") or {}).get("init_args") or {}).get("noise") or {}).get("init_args") or {}
         return float(noise.get("period", 1.0)) == period
+    return test
+
+
+def _noise_spectrum_is(spectrum: str) -> Callable[[dict[str, Any]], bool]:
+    """The record's method draws a ``SpectralNoise`` with this spectrum."""
+    def test(model: dict[str, Any]) -> bool:
+        noise = (((model.get("method") or {}).get("init_args") or {}).get("noise") or {}).get("init_args") or {}
+        return noise.get("spectrum") == spectrum
     return test
 
 
@@ -170,7 +180,9 @@ CHANGED: dict[str, list[tuple[Callable[[dict[str, Any]], bool], list[str]]]] = {
     "configs/pfgmpp/mnist.yaml": [
         (_net_is(_PERCEIVER), ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_perceiver.yaml"]),
         (_method_arg_is("snr_gamma", None),
-         ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_edm_weighting.yaml"])],
+         ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_edm_weighting.yaml",
+          "configs/ablations/pfgmpp/mnist_fdp_spectrum.yaml"]),
+        (_noise_spectrum_is("fdp"), ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_fdp_spectrum.yaml"])],
     "configs/inftydiff/mnist.yaml": [
         (_net_is(_PERCEIVER), ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_perceiver.yaml",
                                "configs/ablations/inftydiff/mnist_rate4.yaml"]),
