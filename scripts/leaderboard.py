@@ -122,6 +122,8 @@ RENAMED: dict[str, list[str]] = {
     "configs/ablations/pfgmpp/mnist_minsnr.yaml": [],
     # FDP's SE(0.02) field became the default of configs/pfgmpp/mnist.yaml
     "configs/ablations/pfgmpp/mnist_se002.yaml": [],
+    # FDP's noise level and v prediction became the default of configs/inftydiff/mnist.yaml
+    "configs/ablations/inftydiff/mnist_fdp_level.yaml": [],
 }
 def _net_is(class_path: str) -> Callable[[dict[str, Any]], bool]:
     """The record's model has this backbone; a record without a stored model (cost-only tasks) ran before
@@ -184,16 +186,21 @@ CHANGED: dict[str, list[tuple[Callable[[dict[str, Any]], bool], list[str]]]] = {
           "configs/ablations/pfgmpp/mnist_fdp_spectrum.yaml"]),
         (_noise_spectrum_is("fdp"), ["configs/pfgmpp/mnist.yaml", "configs/ablations/pfgmpp/mnist_fdp_spectrum.yaml"])],
     "configs/inftydiff/mnist.yaml": [
-        (_net_is(_PERCEIVER), ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_perceiver.yaml",
+        (_net_is(_PERCEIVER), ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_paper_level.yaml",
+                               "configs/ablations/inftydiff/mnist_perceiver.yaml",
                                "configs/ablations/inftydiff/mnist_rate4.yaml"]),
         (_method_arg_is("subsample", 0.25),
-         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_unweighted.yaml",
-          "configs/ablations/inftydiff/mnist_rate4.yaml", "configs/ablations/inftydiff/mnist_width1px.yaml"]),
-        (_method_arg_is("snr_gamma", None),
-         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_unweighted.yaml",
+         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_paper_level.yaml",
+          "configs/ablations/inftydiff/mnist_unweighted.yaml", "configs/ablations/inftydiff/mnist_rate4.yaml",
           "configs/ablations/inftydiff/mnist_width1px.yaml"]),
+        (_method_arg_is("snr_gamma", None),
+         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_paper_level.yaml",
+          "configs/ablations/inftydiff/mnist_unweighted.yaml", "configs/ablations/inftydiff/mnist_width1px.yaml"]),
         (_method_arg_is("width", 1.0 / 28.0),
-         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_width1px.yaml"])],
+         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_paper_level.yaml",
+          "configs/ablations/inftydiff/mnist_width1px.yaml"]),
+        (_method_arg_is("prediction", "x0"),
+         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_paper_level.yaml"])],
     "configs/ign/grf1d.yaml": [(_net_lacks("norm_sets", _GRID_AE),
                                 ["configs/ign/grf1d.yaml", "configs/ablations/ign/grf1d_one_stat_set.yaml"])],
     "configs/ign/mnist.yaml": [(_net_lacks("norm_sets", _GRID_AE),
