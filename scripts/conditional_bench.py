@@ -61,6 +61,22 @@ def _posterior_draws(mean: torch.Tensor, cov: torch.Tensor, num: int, g: torch.G
     return mean + (z * lam.clamp_min(0).sqrt()) @ u.T
 
 
+def regression_problem(query: torch.Tensor, seed: int, m: int,
+                       d: int) -> tuple[torch.Generator, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The protocol's ``d``-th GP-regression problem with ``m`` observations for ``seed``:
+    ``(generator, obs, y, mean, cov)`` (:func:`funcgen.bench.oracle.gp_regression_problem`), the generator left where
+    the problem's draws end (:func:`posterior_floor` continues it)."""
+    g = torch.Generator().manual_seed(1000 * seed + 100 * m + d)
+    return (g, *gp_regression_problem(query, m, kernel, g))
+
+
+def posterior_floor(mean: torch.Tensor, cov: torch.Tensor, num: int, g: torch.Generator) -> tuple[float, float]:
+    """The floor of (mean error, covariance error): their medians over 9 sets of ``num`` exact draws of
+    ``N(mean [Q], cov [Q, Q])``."""
+    fl = [moment_errors(_posterior_draws(mean, cov, num, g), mean, cov) for _ in range(9)]
+    return tuple(float(torch.tensor(v).median()) for v in zip(*fl))
+
+
 def grf1d_regression(gen: FunctionGenerator, seed: int, num: int = 500, ms: tuple[int, ...] = (4, 8, 16),
                      draws: int = 3, guidance: str = "auto", steps: int | None = None,
                      model_cov: int = 0, moment_samples: int = 1024, resample: int = 1) -> tuple[dict, dict, float]:
@@ -69,8 +85,7 @@ def grf1d_regression(gen: FunctionGenerator, seed: int, num: int = 500, ms: tupl
     for m in ms:
         errs, floors, gp_errs = [], [], []
         for d in range(draws):
-            g = torch.Generator().manual_seed(1000 * seed + 100 * m + d)
-            obs, y, mean, cov = gp_regression_problem(query, m, kernel, g)
+            g, obs, y, mean, cov = regression_problem(query, seed, m, d)
             t0 = time.time()
             ps = gen.sample(num, coords=query.float(), observed=PointSet(obs[None].float(), y[None].float()),
                             seed=seed + d, guidance=guidance, steps=steps, batch_size=num,
@@ -83,8 +98,7 @@ def grf1d_regression(gen: FunctionGenerator, seed: int, num: int = 500, ms: tupl
                 mh, ch = gp_posterior(kh, torch.arange(len(query), len(pts)), torch.arange(len(query)), y)
                 gp_errs.append((float((mh[:, 0] - mean[:, 0]).norm() / cov.trace().sqrt()),
                                 float(torch.linalg.matrix_norm(ch - cov) / torch.linalg.matrix_norm(cov))))
-            fl = [moment_errors(_posterior_draws(mean[:, 0], cov, num, g), mean[:, 0], cov) for _ in range(9)]
-            floors.append(tuple(float(torch.tensor(v).median()) for v in zip(*fl)))
+            floors.append(posterior_floor(mean[:, 0], cov, num, g))
             # the samples pass through the observations: largest |sample - y| at the observed points
         for j, name in enumerate(("mean_err", "cov_err")):
             e = sum(x[j] for x in errs) / draws

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
-from funcgen.bench.oracle import gp_posterior, gp_regression_problem, moment_errors
+from funcgen.bench.oracle import gp_posterior
 from funcgen.pointset import grid_coords
 from funcgen.processes.noise import kernel_matrix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conditional_bench import _posterior_draws, kernel  # noqa: E402  (the grf1d data's covariance, jitter included)
+from conditional_bench import kernel, posterior_floor, regression_problem  # noqa: E402  (the bench's problems)
 
 NOISES = {
     "matern32(0.1)": lambda p: kernel_matrix(p, p, "matern32", 0.1),
@@ -53,14 +53,12 @@ def score(perturb, ms: tuple[int, ...], num: int, draws: int, seed: int) -> list
     for m in ms:
         bias, cov_ratio = 0.0, 0.0
         for d in range(draws):
-            g = torch.Generator().manual_seed(1000 * seed + 100 * m + d)  # the bench's problem for (seed, m, d)
-            obs, y, mean, cov = gp_regression_problem(query, m, kernel, g)
+            g, obs, y, mean, cov = regression_problem(query, seed, m, d)
             pts = torch.cat([query, obs])
             kp = perturb(kernel(pts), pts, torch.Generator().manual_seed(7 + d))
             mh, ch = gp_posterior(kp, torch.arange(len(query), len(pts)), torch.arange(len(query)), y)
             bias += float((mh[:, 0] - mean[:, 0]).norm() / (cov.trace() / num).sqrt())
-            floor = torch.tensor([moment_errors(_posterior_draws(mean[:, 0], cov, num, g), mean[:, 0], cov)[1]
-                                  for _ in range(9)]).median()
+            floor = posterior_floor(mean[:, 0], cov, num, g)[1]
             cov_ratio += float(torch.linalg.matrix_norm(ch - cov) / torch.linalg.matrix_norm(cov) / floor)
         out.append((bias / draws, cov_ratio / draws))
     return out

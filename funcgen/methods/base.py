@@ -17,7 +17,7 @@ from ..config import Configurable
 from ..pointset import PointSet
 from ..samplers.base import Callback
 
-__all__ = ["Method", "masked_mean", "stratified_times", "bind_mask"]
+__all__ = ["Method", "masked_mean", "stratified_times", "bind_mask", "min_snr_weight"]
 
 
 def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -50,6 +50,12 @@ def stratified_times(batch: int, generator: torch.Generator | None = None,
     u = torch.rand((), generator=generator, device=gen_device, dtype=torch.float64).cpu()
     t = (u + torch.arange(batch, dtype=torch.float64) / batch) % 1.0
     return t[torch.randperm(batch, generator=generator, device=gen_device).cpu()].to(device)
+
+
+def min_snr_weight(snr: Tensor, gamma: float) -> Tensor:
+    """The Min-SNR-gamma loss weight ``min(SNR, gamma) / gamma`` (Hang et al., ICCV 2023, eq. 6) of an x0 (data)
+    error at signal-to-noise ratios ``snr`` (any shape, returned alike)."""
+    return snr.clamp(max=gamma) / gamma
 
 
 class Method(Configurable, ABC):

@@ -32,7 +32,7 @@ from ..pointset import PointSet
 from ..processes.noise import FunctionNoise
 from ..processes.schedules import ScheduleName, make_schedule
 from ..samplers import Callback, DenoiserGuide, GaussianPath, ModelFn, as_scales, ddim, dpm_solver_2m, time_grid
-from .base import Method, bind_mask, masked_mean, stratified_times
+from .base import Method, bind_mask, masked_mean, min_snr_weight, stratified_times
 
 __all__ = ["FunctionalDiffusion"]
 
@@ -168,8 +168,7 @@ class FunctionalDiffusion(Method):
         if self.snr_gamma is None:
             return torch.ones_like(t)
         a, s = self.marginal(t)
-        snr = (a / s).flatten() ** 2
-        return snr.clamp(max=self.snr_gamma) / self.snr_gamma
+        return min_snr_weight((a / s).flatten() ** 2, self.snr_gamma)
 
     # ----------------------------------------------------------------- sampling
     def denoiser(self, net: nn.Module, coords: Tensor,

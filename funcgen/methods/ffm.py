@@ -41,7 +41,7 @@ from ..pointset import PointSet
 from ..processes.noise import FunctionNoise
 from ..rng import rand
 from ..samplers import Callback, DenoiserGuide, GaussianPath, ModelFn, ddim, flow_ode
-from .base import Method, bind_mask, masked_mean, stratified_times
+from .base import Method, bind_mask, masked_mean, min_snr_weight, stratified_times
 
 __all__ = ["FunctionalFlowMatching"]
 
@@ -128,8 +128,7 @@ class FunctionalFlowMatching(Method):
         ``SNR = t^2 / b(t)^2`` under ``snr_gamma``, else 1."""
         if self.snr_gamma is None:
             return torch.ones_like(t)
-        snr = (t / (1.0 - (1.0 - self.sigma_min) * t)) ** 2
-        return snr.clamp(max=self.snr_gamma) / self.snr_gamma
+        return min_snr_weight((t / (1.0 - (1.0 - self.sigma_min) * t)) ** 2, self.snr_gamma)
 
     def _data(self, out: Tensor, x: Tensor, t: float) -> Tensor:
         """``E[x_1 | x_t = x]`` ``[B, N, c]`` from the network's output ``out`` at time ``t``."""
@@ -138,8 +137,12 @@ class FunctionalFlowMatching(Method):
 
     def _velocity(self, out: Tensor, x: Tensor, t: float) -> Tensor:
         """The velocity ``[B, N, c]`` from the network's output ``out`` at state ``x`` and time ``t``."""
+        return out if self.prediction == "velocity" else self._velocity_of_data(out, x, t)
+
+    def _velocity_of_data(self, d: Tensor, x: Tensor, t: float) -> Tensor:
+        """The velocity ``(d - (1 - sigma_min) x) / b(t)`` ``[B, N, c]`` of a denoised estimate ``d`` of ``x_1``."""
         k = 1.0 - self.sigma_min
-        return out if self.prediction == "velocity" else (out - k * x) / (1.0 - k * t)
+        return (d - k * x) / (1.0 - k * t)
 
     #: first time of a guided (posterior) sampler and prior end of the likelihood: ``a(t) = t > 0`` there, so the
     #: state carries information about the data and the Tweedie covariance of the guidance is defined
@@ -180,7 +183,6 @@ class FunctionalFlowMatching(Method):
         ts = torch.linspace(t0, 1.0, self.resolve_steps(steps) + 1, dtype=torch.float64)
         b = coords.shape[0]
 
-        k = 1.0 - self.sigma_min
         guided = None if guide is None else guide(self.denoiser(net, coords, generator))
         if self.solver == "ddim":
             denoise = guided if guided is not None else self.denoiser(net, coords, generator)
@@ -191,7 +193,7 @@ class FunctionalFlowMatching(Method):
 
         def velocity(x: Tensor, t: float) -> Tensor:
             if guided is not None:
-                return (guided(x, t) - k * x) / (1.0 - k * t)
+                return self._velocity_of_data(guided(x, t), x, t)
             return self._velocity(net(coords, x, torch.full((b,), t, device=x.device, dtype=x.dtype)), x, t)
 
         x = self.noise.sample(coords, channels, generator)

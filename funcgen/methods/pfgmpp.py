@@ -49,7 +49,7 @@ from ..processes.noise import FunctionNoise, StudentTProcess, WhiteNoise
 from ..processes.schedules import karras_sigmas
 from ..rng import rand, randn
 from ..samplers import Callback, DenoiserGuide, GaussianPath, ModelFn, sigma_ode, sigma_ode_nfe
-from .base import Method, bind_mask, masked_mean
+from .base import Method, bind_mask, masked_mean, min_snr_weight
 
 __all__ = ["PFGMPP"]
 
@@ -136,7 +136,7 @@ class PFGMPP(Method):
         """Weight ``[B]`` of each function's x0 error: EDM's ``lambda(sigma)`` or the Min-SNR-gamma weight."""
         if self.snr_gamma is None:
             return (sigma**2 + self.sigma_data**2) / (sigma * self.sigma_data) ** 2
-        return sigma.pow(-2).clamp(max=self.snr_gamma) / self.snr_gamma
+        return min_snr_weight(sigma.pow(-2), self.snr_gamma)
 
     def loss(self, net: nn.Module, batch: PointSet,
              generator: torch.Generator | None = None) -> tuple[Tensor, dict[str, Tensor]]:
