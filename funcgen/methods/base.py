@@ -52,10 +52,11 @@ def stratified_times(batch: int, generator: torch.Generator | None = None,
     return t[torch.randperm(batch, generator=generator, device=gen_device).cpu()].to(device)
 
 
-def min_snr_weight(snr: Tensor, gamma: float) -> Tensor:
-    """The Min-SNR-gamma loss weight ``min(SNR, gamma) / gamma`` (Hang et al., ICCV 2023, eq. 6) of an x0 (data)
-    error at signal-to-noise ratios ``snr`` (any shape, returned alike)."""
-    return snr.clamp(max=gamma) / gamma
+def min_snr_weight(snr: Tensor, gamma: float, offset: float = 0.0) -> Tensor:
+    """The Min-SNR-gamma loss weight ``min(SNR + offset, gamma) / gamma`` (Hang et al., ICCV 2023, eq. 6, at
+    ``offset = 0``) of an x0 (data) error at signal-to-noise ratios ``snr`` (any shape, returned alike).
+    ``offset = 1`` is the weight ``1 + SNR`` a v loss puts on the x0 error, truncated at ``gamma``."""
+    return (snr + offset).clamp(max=gamma) / gamma
 
 
 class Method(Configurable, ABC):

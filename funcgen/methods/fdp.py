@@ -68,12 +68,16 @@ class FunctionalDiffusion(Method):
             irreducible, no longer dominate the gradient, and every level with ``SNR >= gamma`` keeps
             the plain x0 loss. None (default): the unweighted loss of ``loss_space``. Needs
             ``loss_space="x0"``.
+        snr_offset: with ``snr_gamma``, the weight is ``min(SNR(t) + snr_offset, gamma) / gamma``.
+            ``1`` truncates the v loss's x0 weight ``1 + SNR`` at ``gamma``: the high-noise levels, which
+            fix the data's large-variance directions, keep the weight ``1 / gamma`` instead of falling to 0
+            with ``SNR``. Default 0 (Min-SNR-gamma).
     """
 
     def __init__(self, noise: FunctionNoise, schedule: ScheduleName = "cosine", prediction: Prediction = "v",
                  steps: int = 100, eta: float = 0.0, clip_x0: float | None = None, t_min: float = 1e-3,
                  loss_space: Literal["x0", "target"] = "x0", solver: Solver = "ddim",
-                 snr_gamma: float | None = None) -> None:
+                 snr_gamma: float | None = None, snr_offset: float = 0.0) -> None:
         if prediction not in ("x0", "eps", "v"):
             raise ValueError(f"unknown prediction {prediction!r}; choose x0, eps or v")
         if solver not in ("ddim", "dpm2m"):
@@ -95,6 +99,10 @@ class FunctionalDiffusion(Method):
             raise ValueError(f"snr_gamma (Min-SNR weighting of the x0 loss) needs snr_gamma > 0 and loss_space='x0'; "
                              f"got snr_gamma={snr_gamma}, loss_space={loss_space!r}")
         self.snr_gamma = None if snr_gamma is None else float(snr_gamma)
+        if snr_offset != 0.0 and not (snr_offset > 0 and snr_gamma is not None):
+            raise ValueError(f"snr_offset shifts the Min-SNR weight and needs snr_offset >= 0 and snr_gamma set; got "
+                             f"snr_offset={snr_offset}, snr_gamma={snr_gamma}")
+        self.snr_offset = float(snr_offset)
 
     # ----------------------------------------------------------------- forward process
     def marginal(self, t: Tensor) -> tuple[Tensor, Tensor]:
@@ -163,12 +171,12 @@ class FunctionalDiffusion(Method):
         return (per_fn * self.loss_weight(t)).mean(), {}
 
     def loss_weight(self, t: Tensor) -> Tensor:
-        """Per-function loss weight ``[B]`` at times ``t`` ``[B]``: ``min(SNR(t), gamma) / gamma`` with
-        ``snr_gamma`` (Min-SNR-gamma), else 1."""
+        """Per-function loss weight ``[B]`` at times ``t`` ``[B]``: ``min(SNR(t) + snr_offset, gamma) / gamma``
+        with ``snr_gamma`` (Min-SNR-gamma), else 1."""
         if self.snr_gamma is None:
             return torch.ones_like(t)
         a, s = self.marginal(t)
-        return min_snr_weight((a / s).flatten() ** 2, self.snr_gamma)
+        return min_snr_weight((a / s).flatten() ** 2, self.snr_gamma, self.snr_offset)
 
     # ----------------------------------------------------------------- sampling
     def denoiser(self, net: nn.Module, coords: Tensor,

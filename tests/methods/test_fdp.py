@@ -235,15 +235,16 @@ def test_stratified_times_fill_every_stratum(gen):
     assert torch.equal(torch.sort((t * b).floor()).values, torch.arange(b, dtype=torch.float64))
 
 
-def test_min_snr_weighting_integrates_to_its_closed_form(gen):
+@pytest.mark.parametrize("offset", [0.0, 1.0])
+def test_min_snr_weighting_integrates_to_its_closed_form(gen, offset):
     """Min-SNR-gamma: a net predicting x0 = 0 on constant data x0 = 1 has per-function x0 error 1, so the loss
-    is the batch mean of the weight min(SNR(t), gamma) / gamma. Over 4096 stratified times it equals the time
-    integral of that weight, computed here independently from the cosine schedule's closed form
+    is the batch mean of the weight min(SNR(t) + offset, gamma) / gamma. Over 4096 stratified times it equals the
+    time integral of that weight, computed here independently from the cosine schedule's closed form
     alpha^2 = cos^2(pi/2 u) / cos^2(pi/2 u(0)), u = (0.9946 t + s) / (1 + s), s = 0.008 (Nichol & Dhariwal),
-    sigma^2 = 1 - alpha^2; the eps-space form min(1, gamma / SNR), or the weight left out, miss it by far more
-    than the tolerance."""
+    sigma^2 = 1 - alpha^2; the eps-space form min(1, gamma / SNR), the weight left out, or the other offset miss
+    it by far more than the tolerance."""
     gamma, b = 5.0, 4096
-    fdp = FunctionalDiffusion(SpectralNoise(1, "fdp", modes=8), prediction="x0", snr_gamma=gamma)
+    fdp = FunctionalDiffusion(SpectralNoise(1, "fdp", modes=8), prediction="x0", snr_gamma=gamma, snr_offset=offset)
     ps = PointSet(torch.rand(b, 3, 1, generator=gen, dtype=torch.float64), torch.ones(b, 3, 1, dtype=torch.float64))
 
     class Zero(nn.Module):
@@ -254,9 +255,16 @@ def test_min_snr_weighting_integrates_to_its_closed_form(gen):
     t = torch.linspace(fdp.t_min, 1.0, 200001, dtype=torch.float64)
     a2 = (torch.cos(torch.pi / 2 * (0.9946 * t + 0.008) / 1.008) / math.cos(math.pi / 2 * 0.008 / 1.008)) ** 2
     snr = a2 / (1 - a2)
-    want = float(torch.trapezoid(snr.clamp(max=gamma) / gamma, t) / (1 - fdp.t_min))
-    eps_form = float(torch.trapezoid((gamma / snr).clamp(max=1.0), t) / (1 - fdp.t_min))
+
+    def integral(w: torch.Tensor) -> float:
+        return float(torch.trapezoid(w, t) / (1 - fdp.t_min))
+
+    want = integral((snr + offset).clamp(max=gamma) / gamma)
     assert abs(loss - want) < 5e-4, (loss, want)  # measured: about 1e-4
-    assert abs(eps_form - want) > 0.1 and abs(1.0 - want) > 0.1
+    others = [integral((gamma / snr).clamp(max=1.0)), 1.0, integral((snr + 1.0 - offset).clamp(max=gamma) / gamma)]
+    assert all(abs(o - want) > 0.05 for o in others), (others, want)
     with pytest.raises(ValueError, match="snr_gamma"):
         FunctionalDiffusion(SpectralNoise(1), snr_gamma=5.0, loss_space="target")
+    for bad in ({"snr_offset": 1.0}, {"snr_offset": -1.0, "snr_gamma": 5.0}):
+        with pytest.raises(ValueError, match="snr_offset"):
+            FunctionalDiffusion(SpectralNoise(1), **bad)
