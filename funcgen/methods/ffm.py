@@ -68,11 +68,14 @@ class FunctionalFlowMatching(Method):
         prediction: the network's output, ``velocity`` (the paper's) or ``data`` (``E[x_1 | x_t]``; module
             docstring). ``data`` does not take ``heun``, whose last evaluation at ``t = 1`` divides by ``sigma_min``.
         snr_gamma: ``prediction="data"`` only: Min-SNR-gamma weight of the data error (None: unweighted).
+        snr_offset: with ``snr_gamma``, the weight is ``min(SNR + snr_offset, gamma) / gamma`` (as in
+            :class:`funcgen.methods.FunctionalDiffusion`: ``1`` keeps the high-noise times at ``1 / gamma``).
     """
 
     def __init__(self, noise: FunctionNoise, sigma_min: float = 1e-4, steps: int = 50, solver: FlowSolver = "heun",
                  time_sampling: TimeSampling = "stratified", eta: float = 0.0,
-                 prediction: FlowPrediction = "velocity", snr_gamma: float | None = None) -> None:
+                 prediction: FlowPrediction = "velocity", snr_gamma: float | None = None,
+                 snr_offset: float = 0.0) -> None:
         if not isinstance(noise, FunctionNoise):
             raise TypeError(f"noise must be a FunctionNoise (the Gaussian source); got {type(noise).__name__}")
         if not 0.0 <= sigma_min < 1.0:
@@ -94,6 +97,10 @@ class FunctionalFlowMatching(Method):
         if snr_gamma is not None and not (snr_gamma > 0 and prediction == "data"):
             raise ValueError(f"snr_gamma (Min-SNR weight of the data error) needs snr_gamma > 0 and "
                              f"prediction='data'; got snr_gamma={snr_gamma}, prediction={prediction!r}")
+        if snr_offset != 0.0 and not (snr_offset > 0 and snr_gamma is not None):
+            raise ValueError(f"snr_offset shifts the Min-SNR weight and needs snr_offset >= 0 and snr_gamma set; got "
+                             f"snr_offset={snr_offset}, snr_gamma={snr_gamma}")
+        self.snr_offset = float(snr_offset)
         self.noise, self.sigma_min, self.steps = noise, float(sigma_min), int(steps)
         self.solver, self.time_sampling, self.eta = solver, time_sampling, float(eta)
         self.prediction, self.snr_gamma = prediction, None if snr_gamma is None else float(snr_gamma)
@@ -124,11 +131,11 @@ class FunctionalFlowMatching(Method):
         return (masked_mean((out - batch.values) ** 2, batch.mask) * self.loss_weight(t)).mean(), {}
 
     def loss_weight(self, t: Tensor) -> Tensor:
-        """Weight ``[B]`` of the data error at times ``t`` ``[B]``: ``min(SNR, gamma) / gamma`` with
+        """Weight ``[B]`` of the data error at times ``t`` ``[B]``: ``min(SNR + snr_offset, gamma) / gamma`` with
         ``SNR = t^2 / b(t)^2`` under ``snr_gamma``, else 1."""
         if self.snr_gamma is None:
             return torch.ones_like(t)
-        return min_snr_weight((t / (1.0 - (1.0 - self.sigma_min) * t)) ** 2, self.snr_gamma)
+        return min_snr_weight((t / (1.0 - (1.0 - self.sigma_min) * t)) ** 2, self.snr_gamma, self.snr_offset)
 
     def _data(self, out: Tensor, x: Tensor, t: float) -> Tensor:
         """``E[x_1 | x_t = x]`` ``[B, N, c]`` from the network's output ``out`` at time ``t``."""

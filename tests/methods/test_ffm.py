@@ -191,7 +191,7 @@ def test_data_prediction_integrates_the_exact_flow(solver, gen):
 
 
 def test_data_prediction_loss_is_the_min_snr_weighted_mse_of_the_data(gen):
-    """prediction="data": loss = mean over functions of min(SNR, gamma) / gamma, SNR = t^2 / (1 - (1 - s) t)^2,
+    """prediction="data": loss = mean over functions of min(SNR + offset, gamma) / gamma, SNR = t^2 / (1 - (1 - s) t)^2,
     times the mean over PRESENT points and channels of (D - x1)^2; without snr_gamma the weight is 1."""
     s, gamma = 0.05, 2.0
     noise = SpectralNoise(1, "fdp", modes=16)
@@ -200,8 +200,9 @@ def test_data_prediction_loss_is_the_min_snr_weighted_mse_of_the_data(gen):
     x1 = torch.randn(b, n, c, generator=gen, dtype=torch.float64)
     mask = torch.arange(n)[None, :] < torch.tensor([25, 7, 18, 1, 25, 3])[:, None]
     seed = int(torch.randint(0, 2**31, (), generator=gen))
-    for snr_gamma in (gamma, None):
-        ffm = FunctionalFlowMatching(noise, sigma_min=s, solver="ddim", prediction="data", snr_gamma=snr_gamma)
+    for snr_gamma, offset in ((gamma, 0.0), (gamma, 1.0), (None, 0.0)):
+        ffm = FunctionalFlowMatching(noise, sigma_min=s, solver="ddim", prediction="data", snr_gamma=snr_gamma,
+                                     snr_offset=offset)
         loss, _ = ffm.loss(Recorder(), PointSet(coords, x1, mask), torch.Generator().manual_seed(seed))
         g = torch.Generator().manual_seed(seed)
         t = stratified_times(b, g)
@@ -212,7 +213,7 @@ def test_data_prediction_loss_is_the_min_snr_weighted_mse_of_the_data(gen):
             xt = ti * x1[i] + (1 - (1 - s) * ti) * x0[i]
             out = torch.sin(3 * xt) + ti * coords[i]
             sq = (out - x1[i])[mask[i]] ** 2
-            w = 1.0 if snr_gamma is None else min((ti / (1 - (1 - s) * ti)) ** 2, gamma) / gamma
+            w = 1.0 if snr_gamma is None else min((ti / (1 - (1 - s) * ti)) ** 2 + offset, gamma) / gamma
             weights.append(w)
             expected += w * float(sq.sum()) / sq.numel() / b
         assert abs(float(loss) - expected) < 1e-12 * expected
@@ -226,7 +227,10 @@ def test_invalid_arguments():
                           ({"steps": 0}, "steps"), ({"solver": "rk4"}, "solver"),
                           ({"time_sampling": "sobol"}, "time_sampling"), ({"prediction": "eps"}, "prediction"),
                           ({"prediction": "data"}, "heun"), ({"snr_gamma": 5.0}, "snr_gamma"),
-                          ({"prediction": "data", "solver": "ddim", "snr_gamma": 0.0}, "snr_gamma")]:
+                          ({"prediction": "data", "solver": "ddim", "snr_gamma": 0.0}, "snr_gamma"),
+                          ({"prediction": "data", "solver": "ddim", "snr_offset": 1.0}, "snr_offset"),
+                          ({"prediction": "data", "solver": "ddim", "snr_gamma": 5.0, "snr_offset": -1.0},
+                           "snr_offset")]:
         with pytest.raises(ValueError, match=match):
             FunctionalFlowMatching(noise, **kwargs)
     with pytest.raises(TypeError, match="FunctionNoise"):
