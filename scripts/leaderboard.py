@@ -124,6 +124,8 @@ RENAMED: dict[str, list[str]] = {
     "configs/ablations/pfgmpp/mnist_se002.yaml": [],
     # FDP's noise level and v prediction became the default of configs/inftydiff/mnist.yaml
     "configs/ablations/inftydiff/mnist_fdp_level.yaml": [],
+    # T x0 prediction at the unit noise level became the default of configs/inftydiff/mnist.yaml
+    "configs/ablations/inftydiff/mnist_x0.yaml": [],
 }
 def _net_is(class_path: str) -> Callable[[dict[str, Any]], bool]:
     """The record's model has this backbone; a record without a stored model (cost-only tasks) ran before
@@ -199,8 +201,10 @@ CHANGED: dict[str, list[tuple[Callable[[dict[str, Any]], bool], list[str]]]] = {
         (_method_arg_is("width", 1.0 / 28.0),
          ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_paper_level.yaml",
           "configs/ablations/inftydiff/mnist_width1px.yaml"]),
-        (_method_arg_is("prediction", "x0"),
-         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_paper_level.yaml"])],
+        (_method_arg_is("noise_cell", None),
+         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_paper_level.yaml"]),
+        (_method_arg_is("prediction", "v"),
+         ["configs/inftydiff/mnist.yaml", "configs/ablations/inftydiff/mnist_v.yaml"])],
     "configs/ign/grf1d.yaml": [(_net_lacks("norm_sets", _GRID_AE),
                                 ["configs/ign/grf1d.yaml", "configs/ablations/ign/grf1d_one_stat_set.yaml"])],
     "configs/ign/mnist.yaml": [(_net_lacks("norm_sets", _GRID_AE),
