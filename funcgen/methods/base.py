@@ -17,7 +17,7 @@ from ..config import Configurable
 from ..pointset import PointSet
 from ..samplers.base import Callback
 
-__all__ = ["Method", "masked_mean", "stratified_times", "bind_mask", "min_snr_weight"]
+__all__ = ["Method", "masked_mean", "stratified_times", "bind_mask", "min_snr_weight", "checked_snr_offset"]
 
 
 def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -57,6 +57,14 @@ def min_snr_weight(snr: Tensor, gamma: float, offset: float = 0.0) -> Tensor:
     ``offset = 0``) of an x0 (data) error at signal-to-noise ratios ``snr`` (any shape, returned alike).
     ``offset = 1`` is the weight ``1 + SNR`` a v loss puts on the x0 error, truncated at ``gamma``."""
     return (snr + offset).clamp(max=gamma) / gamma
+
+
+def checked_snr_offset(offset: float, gamma: float | None) -> float:
+    """``offset`` as a float, refused unless it is 0 or positive with a Min-SNR ``gamma`` set."""
+    if offset != 0.0 and not (offset > 0 and gamma is not None):
+        raise ValueError(f"snr_offset shifts the Min-SNR weight and needs snr_offset >= 0 and snr_gamma set; got "
+                         f"snr_offset={offset}, snr_gamma={gamma}")
+    return float(offset)
 
 
 class Method(Configurable, ABC):

@@ -32,7 +32,7 @@ from ..pointset import PointSet
 from ..processes.noise import FunctionNoise
 from ..processes.schedules import ScheduleName, make_schedule
 from ..samplers import Callback, DenoiserGuide, GaussianPath, ModelFn, as_scales, ddim, dpm_solver_2m, time_grid
-from .base import Method, bind_mask, masked_mean, min_snr_weight, stratified_times
+from .base import Method, bind_mask, checked_snr_offset, masked_mean, min_snr_weight, stratified_times
 
 __all__ = ["FunctionalDiffusion"]
 
@@ -99,10 +99,7 @@ class FunctionalDiffusion(Method):
             raise ValueError(f"snr_gamma (Min-SNR weighting of the x0 loss) needs snr_gamma > 0 and loss_space='x0'; "
                              f"got snr_gamma={snr_gamma}, loss_space={loss_space!r}")
         self.snr_gamma = None if snr_gamma is None else float(snr_gamma)
-        if snr_offset != 0.0 and not (snr_offset > 0 and snr_gamma is not None):
-            raise ValueError(f"snr_offset shifts the Min-SNR weight and needs snr_offset >= 0 and snr_gamma set; got "
-                             f"snr_offset={snr_offset}, snr_gamma={snr_gamma}")
-        self.snr_offset = float(snr_offset)
+        self.snr_offset = checked_snr_offset(snr_offset, snr_gamma)
 
     # ----------------------------------------------------------------- forward process
     def marginal(self, t: Tensor) -> tuple[Tensor, Tensor]:

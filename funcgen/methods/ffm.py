@@ -41,7 +41,7 @@ from ..pointset import PointSet
 from ..processes.noise import FunctionNoise
 from ..rng import rand
 from ..samplers import Callback, DenoiserGuide, GaussianPath, ModelFn, ddim, flow_ode
-from .base import Method, bind_mask, masked_mean, min_snr_weight, stratified_times
+from .base import Method, bind_mask, checked_snr_offset, masked_mean, min_snr_weight, stratified_times
 
 __all__ = ["FunctionalFlowMatching"]
 
@@ -97,10 +97,7 @@ class FunctionalFlowMatching(Method):
         if snr_gamma is not None and not (snr_gamma > 0 and prediction == "data"):
             raise ValueError(f"snr_gamma (Min-SNR weight of the data error) needs snr_gamma > 0 and "
                              f"prediction='data'; got snr_gamma={snr_gamma}, prediction={prediction!r}")
-        if snr_offset != 0.0 and not (snr_offset > 0 and snr_gamma is not None):
-            raise ValueError(f"snr_offset shifts the Min-SNR weight and needs snr_offset >= 0 and snr_gamma set; got "
-                             f"snr_offset={snr_offset}, snr_gamma={snr_gamma}")
-        self.snr_offset = float(snr_offset)
+        self.snr_offset = checked_snr_offset(snr_offset, snr_gamma)
         self.noise, self.sigma_min, self.steps = noise, float(sigma_min), int(steps)
         self.solver, self.time_sampling, self.eta = solver, time_sampling, float(eta)
         self.prediction, self.snr_gamma = prediction, None if snr_gamma is None else float(snr_gamma)
